@@ -1,0 +1,234 @@
+"""The model card: the one description of a model that every consumer reads.
+
+A card travels with every run (``runs/NAME/card.json`` and inside ``model.pt``) and every exported artefact
+(inside the file, in ONNX ``metadata_props`` / a TFLite metadata buffer under the key :data:`CARD_KEY`, and
+beside it as ``<stem>.card.json``). Loading never needs the run folder.
+
+Pixel convention used everywhere in edge-tl: images are RGB, ``NHWC``, either ``uint8`` 0..255 or float in
+[0, 1]; the model sees ``(pixel/255 - mean) / std`` in the artefact's own ``layout``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edge_tl.errors import CardError
+
+SCHEMA_VERSION = 1
+CARD_KEY = "edge_tl.card"
+FORMATS = ("pytorch", "onnx", "tflite")
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "float16", "int8", "uint8")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a pixel becomes the model's input tensor.
+
+    ``resize`` is the shorter side after resizing, ``size`` the centre crop (square). ``mean``/``std`` apply to
+    pixels scaled to [0, 1]. ``layout``/``dtype`` describe the artefact's input tensor; ``scale``/``zero_point``
+    are set when that tensor is quantised (real = scale * (q - zero_point)).
+    """
+
+    size: int
+    resize: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The artefact's output tensor: logits, possibly quantised (real = scale * (q - zero_point))."""
+
+    dtype: str = "float32"
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Labels, preprocessing, layout, quantisation, provenance and parity of one model or artefact."""
+
+    classes: tuple[str, ...]
+    input: InputSpec
+    backbone: str
+    weights: str
+    format: str = "pytorch"
+    output: OutputSpec = field(default_factory=OutputSpec)
+    quantization: dict[str, Any] | None = None
+    source_sha256: str | None = None
+    manifest: str | None = None
+    run_dir: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def with_(self, **changes: Any) -> ModelCard:
+        """A copy with ``changes`` applied (cards are immutable)."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain JSON-able dict."""
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        d["input"]["mean"] = list(self.input.mean)
+        d["input"]["std"] = list(self.input.std)
+        return d
+
+    def dumps(self) -> str:
+        """The card as a compact JSON string (what goes inside an artefact)."""
+        return json.dumps(self.to_json(), separators=(",", ":"), default=_default)
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> ModelCard:
+        """Parse and validate a card from JSON text; any defect raises :class:`CardError`."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CardError(f"model card is not valid JSON: {exc}", "re-export the model") from None
+        return cls.from_json(data)
+
+    @classmethod
+    def from_json(cls, data: Any) -> ModelCard:
+        """Validate ``data`` (a dict from JSON) and build a card; raise :class:`CardError` on any defect."""
+        try:
+            return _parse_card(data)
+        except CardError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            raise CardError(f"malformed model card: {exc}", "re-export the model") from None
+
+    def save(self, path: Path) -> Path:
+        """Write the card as indented JSON, atomically."""
+        from edge_tl._io import atomic_write_json
+
+        return atomic_write_json(Path(path), self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        """Read a card from a JSON file."""
+        path = Path(path)
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            raise CardError(f"cannot read model card {path}: {exc.strerror}", "re-export the model") from None
+        return cls.loads(text)
+
+
+def sidecar_path(artifact: Path) -> Path:
+    """``exported/model_int8.onnx`` -> ``exported/model_int8.card.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.stem + ".card.json")
+
+
+def now_iso() -> str:
+    """UTC timestamp for ``created`` fields."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Installed versions of ``names`` (without importing them)."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _default(obj: Any) -> Any:
+    try:
+        return obj.tolist()
+    except AttributeError as exc:
+        raise TypeError(f"not JSON serialisable: {type(obj).__name__}") from exc
+
+
+def _req(d: dict, key: str, types: type | tuple[type, ...]) -> Any:
+    if key not in d:
+        raise CardError(f"model card lacks '{key}'", "re-export the model")
+    v = d[key]
+    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise CardError(f"model card field '{key}' has the wrong type", "re-export the model")
+    if not isinstance(v, types):
+        raise CardError(f"model card field '{key}' has the wrong type", "re-export the model")
+    return v
+
+
+def _opt(d: dict, key: str, types: type | tuple[type, ...], default: Any = None) -> Any:
+    if d.get(key) is None:
+        return default
+    return _req(d, key, types)
+
+
+def _triple(d: dict, key: str) -> tuple[float, float, float]:
+    v = _req(d, key, list)
+    if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        raise CardError(f"model card field 'input.{key}' must be three numbers", "re-export the model")
+    t = tuple(float(x) for x in v)
+    if not all(math.isfinite(x) for x in t) or (key == "std" and min(t) <= 0):
+        raise CardError(f"model card field 'input.{key}' is out of range", "re-export the model")
+    return t  # type: ignore[return-value]
+
+
+def _choice(value: str, choices: tuple[str, ...], key: str) -> str:
+    if value not in choices:
+        raise CardError(f"model card field '{key}' is '{value}', expected one of {', '.join(choices)}")
+    return value
+
+
+def _parse_card(data: Any) -> ModelCard:
+    if not isinstance(data, dict):
+        raise CardError("model card is not a JSON object", "re-export the model")
+    schema = _opt(data, "schema", int, SCHEMA_VERSION)
+    if schema > SCHEMA_VERSION:
+        raise CardError(f"model card schema {schema} is newer than this edge-tl ({SCHEMA_VERSION})",
+                        "upgrade edge-tl")
+    classes = _req(data, "classes", list)
+    if not classes or not all(isinstance(c, str) and c for c in classes):
+        raise CardError("model card 'classes' must be a non-empty list of names", "re-export the model")
+    if len(set(classes)) != len(classes):
+        raise CardError("model card 'classes' has duplicate names", "re-export the model")
+    i = _req(data, "input", dict)
+    size, resize = _req(i, "size", int), _req(i, "resize", int)
+    if not (1 <= size <= 4096 and size <= resize <= 8192):
+        raise CardError(f"model card input size {size} / resize {resize} out of range", "re-export the model")
+    inp = InputSpec(
+        size=size, resize=resize, mean=_triple(i, "mean"), std=_triple(i, "std"),
+        interpolation=_choice(_opt(i, "interpolation", str, "bilinear"), INTERPOLATIONS, "input.interpolation"),
+        layout=_choice(_opt(i, "layout", str, "NCHW"), LAYOUTS, "input.layout"),
+        dtype=_choice(_opt(i, "dtype", str, "float32"), DTYPES, "input.dtype"),
+        scale=_opt(i, "scale", (int, float)), zero_point=_opt(i, "zero_point", int),
+    )
+    o = _opt(data, "output", dict, {})
+    out = OutputSpec(dtype=_choice(_opt(o, "dtype", str, "float32"), DTYPES, "output.dtype"),
+                     scale=_opt(o, "scale", (int, float)), zero_point=_opt(o, "zero_point", int))
+    versions = _opt(data, "versions", dict, {})
+    return ModelCard(
+        classes=tuple(classes), input=inp, backbone=_req(data, "backbone", str), weights=_req(data, "weights", str),
+        format=_choice(_opt(data, "format", str, "pytorch"), FORMATS, "format"), output=out,
+        quantization=_opt(data, "quantization", dict), source_sha256=_opt(data, "source_sha256", str),
+        manifest=_opt(data, "manifest", str), run_dir=_opt(data, "run_dir", str),
+        metrics=_opt(data, "metrics", dict, {}), parity=_opt(data, "parity", dict),
+        versions={str(k): str(v) for k, v in versions.items()}, created=_opt(data, "created", str, ""),
+        schema=schema,
+    )

@@ -1,0 +1,1 @@
+"""The thin Click front end. Command modules import heavy libraries inside their functions only."""

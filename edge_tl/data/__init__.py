@@ -1,0 +1,1 @@
+"""Datasets, decoding and preprocessing. Preprocessing lives here only (see :mod:`edge_tl.data.preprocess`)."""
