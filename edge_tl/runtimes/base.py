@@ -53,8 +53,17 @@ def register_runtime(suffix: str, name: str) -> Callable[[RuntimeLoader], Runtim
     return deco
 
 
+_BACKENDS = ("edge_tl.runtimes.torch_rt", "edge_tl.runtimes.onnx_rt", "edge_tl.runtimes.litert_rt")
+
+
 def _ensure_loaded() -> None:
-    from edge_tl.runtimes import litert_rt, onnx_rt, torch_rt  # noqa: F401
+    # Each backend module registers itself on import; one that is not written (yet) is skipped.
+    import importlib
+    import importlib.util
+
+    for mod in _BACKENDS:
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod)
 
 
 def runtime_names() -> dict[str, str]:
