@@ -15,11 +15,16 @@ This module imports torch at the top: import it only where torch is needed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from edge_tl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge_tl.card import InputSpec
+    from edge_tl.models.weights import ResolvedWeights
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -46,6 +51,8 @@ class EdgeModel(nn.Module):
         self.head_drop: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = _new_linear(self.feature_dim, num_classes)
         self._frozen = False
+        self.input_spec: InputSpec | None = None  # set by create_model: the preprocessing for its img_size
+        self.weights_info: ResolvedWeights | None = None  # set by create_model: None = random init
         for p in self.block_paths:  # fail at construction, not at the first freeze()
             self.features.get_submodule(p)
 

@@ -11,6 +11,9 @@ artefact never needs the run folder to be understood. Every defect raises :class
 
 from __future__ import annotations
 
+import pickle
+import struct
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,10 @@ if TYPE_CHECKING:
 
     from edge_tl.models.base import EdgeModel
 
+# What torch.load can raise on a file that is not a (safe) torch checkpoint: caught, reported in one line.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, TypeError,
+    KeyError, IndexError, struct.error, zipfile.BadZipFile)
 FORMAT = "edge-tl-checkpoint"
 VERSION = 1
 _HINT = "re-run `edge-tl train` to write a fresh checkpoint"
@@ -70,8 +77,6 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard,
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate the raw checkpoint dict (``weights_only=True``); any defect -> :class:`CheckpointError`."""
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -81,8 +86,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist", "pass a run folder or its model.pt")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError,
-            ImportError, TypeError, KeyError, IndexError) as exc:
+    except LOAD_ERRORS as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable edge-tl checkpoint ({first[:200]})", _HINT) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

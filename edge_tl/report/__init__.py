@@ -1,0 +1,59 @@
+"""``edge-tl report``: one self-contained HTML page gathering everything the other commands wrote about a run.
+
+Python API::
+
+    from edge_tl.report import build_report
+    result = build_report("runs/latest")          # -> ReportResult(path=runs/NAME/report.html, ...)
+
+Imports only the standard library and edge-tl's light modules (no torch, no runtimes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_tl.report.collect import Report, ReportInputs, check_out, collect
+from edge_tl.report.html import render_html
+
+
+def _opt_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the page went and which sections had their inputs (``sections``: key, title, present)."""
+
+    path: Path
+    bytes: int
+    sections: tuple[tuple[str, str, bool], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain JSON-able dict."""
+        return {"path": str(self.path), "bytes": self.bytes,
+                "sections": [{"key": k, "title": t, "present": p} for k, t, p in self.sections]}
+
+
+def build_report(run: str | Path = "runs/latest", *, exported: str | Path | None = None,
+                 bench: str | Path | None = None, attack: str | Path | None = None,
+                 out: str | Path | None = None) -> ReportResult:
+    """Collect a run's outputs and write the HTML report atomically (default ``RUN/report.html``).
+
+    ``exported``, ``bench`` and ``attack`` default to ``exported/``, ``RUN/bench.json`` and ``RUN/attack.json``;
+    a default that is absent gives a "not run yet" section, an explicit path that is absent is an error.
+    """
+    from edge_tl._io import atomic_write_text
+
+    run = Path(run)
+    out_path = check_out(Path(out) if out is not None else run / "report.html")
+    inputs = ReportInputs.resolve(run, exported=_opt_path(exported), bench=_opt_path(bench), attack=_opt_path(attack))
+    report = collect(inputs)
+    text = render_html(report)
+    atomic_write_text(out_path, text)
+    return ReportResult(path=out_path, bytes=len(text.encode("utf-8")),
+                        sections=tuple((s.key, s.title, s.present) for s in report.sections))
+
+
+__all__ = ["Report", "ReportInputs", "ReportResult", "build_report", "collect", "render_html"]

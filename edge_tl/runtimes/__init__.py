@@ -17,8 +17,19 @@ from edge_tl.card import InputSpec, ModelCard
 from edge_tl.errors import ArtifactError, DataError
 from edge_tl.runtimes.base import Runtime, load, register_runtime, runtime_names, softmax
 
-__all__ = ["Runtime", "load", "register_runtime", "runtime_names", "softmax", "check_pixels", "default_threads",
-           "run_batched", "warn_if_saturated", "SaturationWarning", "BATCH"]
+__all__ = [
+    "BATCH",
+    "Runtime",
+    "SaturationWarning",
+    "check_pixels",
+    "default_threads",
+    "load",
+    "register_runtime",
+    "run_batched",
+    "runtime_names",
+    "softmax",
+    "warn_if_saturated",
+]
 
 BATCH = 64  # images per backend call: bounds memory for any N
 
@@ -78,4 +89,4 @@ def warn_if_saturated(card: ModelCard, path: object, limit: float = 0.001) -> No
     if isinstance(sat, (int, float)) and sat > limit:
         warnings.warn(f"{path}: {100 * sat:.1f} % of this artefact's int8 outputs sat at the int8 limits when it "
                       "was verified; its probabilities are clipped (re-export with edge-tl export --force)",
-                      SaturationWarning, stacklevel=3)
+                      SaturationWarning, stacklevel=4)

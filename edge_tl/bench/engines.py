@@ -1,0 +1,88 @@
+"""The timed call for each runtime: the engine alone, on an input prepared once.
+
+Bench times only what a deployed app pays per inference: the runtime's engine call on a tensor that is already
+normalised, laid out and (for int8 inputs) quantised, so the loop allocates nothing of its own. Each runtime name
+maps to an adapter that builds that call from the loaded :class:`~edge_tl.runtimes.base.Runtime`; a runtime
+that has no adapter is timed through its public ``__call__`` (and its rows say so: ``loop = "runtime-call"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_tl.data.preprocess import normalize
+
+
+@dataclass(frozen=True)
+class TimedCall:
+    """``fn()`` runs one inference of the prepared batch; ``context()`` wraps warm-up and the timed loop."""
+
+    fn: Callable[[], Any]
+    loop: str  # "engine" | "runtime-call"
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+
+
+Adapter = Callable[[Any, np.ndarray], TimedCall]
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register_engine(runtime_name: str) -> Callable[[Adapter], Adapter]:
+    """Register ``adapter(runtime, pixels) -> TimedCall`` for runtimes whose ``name`` is ``runtime_name``."""
+
+    def deco(fn: Adapter) -> Adapter:
+        _ADAPTERS[runtime_name] = fn
+        return fn
+
+    return deco
+
+
+def timed_call(runtime: Any, pixels: np.ndarray) -> TimedCall:
+    """The tightest faithful call for ``runtime`` on the uint8 batch ``pixels``."""
+    adapter = _ADAPTERS.get(getattr(runtime, "name", ""))
+    if adapter is not None:
+        return adapter(runtime, pixels)
+    return TimedCall(lambda: runtime(pixels), "runtime-call")
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+@register_engine("onnxruntime")
+def _onnxruntime(rt: Any, pixels: np.ndarray) -> TimedCall:
+    session = rt.session
+    inp = session.get_inputs()[0]
+    x = normalize(pixels, rt.card.input, rt.card.input.layout).astype(_ORT_TYPES.get(inp.type, np.float32))
+    feed, outs, run = {inp.name: x}, [session.get_outputs()[0].name], session.run
+    return TimedCall(lambda: run(outs, feed), "engine")
+
+
+@register_engine("litert")
+def _litert(rt: Any, pixels: np.ndarray) -> TimedCall:
+    it = rt.interpreter
+    detail = it.get_input_details()[0]
+    x = rt.input_tensor(pixels)
+    if int(detail["shape"][0]) != len(x):
+        it.resize_tensor_input(detail["index"], list(x.shape), strict=False)
+        it.allocate_tensors()
+    it.set_tensor(detail["index"], x)  # set once, as TFLite's benchmark_model does
+    return TimedCall(it.invoke, "engine")
+
+
+@register_engine("pytorch")
+def _pytorch(rt: Any, pixels: np.ndarray) -> TimedCall:
+    import torch
+
+    model = rt.model
+    x = torch.from_numpy(normalize(pixels, rt.card.input, "NCHW"))
+
+    @contextlib.contextmanager
+    def inference() -> Iterator[None]:
+        with torch.inference_mode():
+            yield
+
+    return TimedCall(lambda: model(x), "engine", inference)

@@ -1,0 +1,149 @@
+"""``edge-tl attack``: adversarial robustness of deployed artefacts. Thin: the work is in ``edge_tl.attacks``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from edge_tl.cli.options import FloatListType, NameListType, emit_json, json_option, seed_option, threads_option
+
+if TYPE_CHECKING:
+    from edge_tl.attacks.results import AttackReport
+
+DEFAULT_ATTACKS = "fgsm,pgd,square,hopskipjump"
+DEFAULT_EPS = "1/255,2/255,4/255,8/255"
+
+
+def _attack_names() -> list[str]:
+    from edge_tl.attacks.registry import list_attacks
+
+    return list_attacks()
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="An exported .onnx/.tflite file, a model.pt or a run folder; repeat to compare side by side.")
+@click.option("--data", default=None, metavar="PATH",
+              help="Images to attack: a class-folder dataset.  [default: the card's test split]")
+@click.option("--n", "n_images", type=click.IntRange(min=1), default=100, show_default=True,
+              help="How many images (a seeded random choice).")
+@click.option("--attacks", type=NameListType("attack", _attack_names), default=DEFAULT_ATTACKS, show_default=True,
+              help="White-box (fgsm, pgd: crafted on the surrogate, transferred) and black-box (square, "
+                   "hopskipjump: queries to the artefact itself).")
+@click.option("--eps", type=FloatListType(low=0.0, high=1.0, low_open=True), default=DEFAULT_EPS,
+              show_default=True, help="L-inf budgets in pixel units (0, 1]; fractions such as 8/255 allowed.")
+@click.option("--surrogate", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint for white-box attacks.  [default: the source run's model.pt named in the card]")
+@click.option("--queries", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Query budget per image of the black-box attacks.")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="PGD steps.")
+@click.option("--step-size", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="PGD step as a fraction of eps.  [default: 2.5/steps]")
+@click.option("--target-class", default=None, metavar="NAME",
+              help="Targeted mode: push images of the other classes to this class.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per model call.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for attack.json, robustness.png and examples.png.  [default: attacks/<model name>]")
+@seed_option
+@json_option
+@threads_option()
+def attack(models: tuple[Path, ...], data: str | None, n_images: int, attacks: list[str], eps: list[float],
+           surrogate: Path | None, queries: int, steps: int, step_size: float | None, target_class: str | None,
+           batch_size: int, out: Path | None, seed: int, json_path: str | None, threads: int | None) -> None:
+    """Attack each --model and report robust accuracy per attack and eps.
+
+    Only images a model classifies correctly are attacked; every adversarial is clipped to [0, 1] and
+    rounded to 8 bits before it is judged, and its L-inf never exceeds eps.
+
+    \b
+    Examples:
+      edge-tl attack --model exported/model.onnx
+      edge-tl attack --model exported/model.onnx --model exported/model_int8.tflite --n 50
+      edge-tl attack --model exported/model.onnx --attacks square --target-class cat --json -
+    """
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from edge_tl._io import atomic_write_json, ensure_writable_dir
+    from edge_tl.attacks import inputs
+    from edge_tl.attacks.plots import image_grid, robustness_curve
+    from edge_tl.attacks.registry import AttackSettings, get_attack
+
+    err = Console(stderr=True)
+    settings = AttackSettings(steps=steps, step_size=step_size, queries=queries, batch_size=batch_size, seed=seed)
+    rts = inputs.load_models(list(models), threads=threads)
+    card = rts[0].card
+    target_idx = inputs.resolve_target(target_class, card.classes)
+    notes: list[str] = []
+    sur = None
+    if any(get_attack(a).kind == "whitebox" for a in attacks):
+        sur_path = inputs.find_surrogate(surrogate, rts)
+        if sur_path is None:
+            notes.append("no surrogate checkpoint found (the card names no run folder with a model.pt): white-box "
+                         "attacks skipped, black-box ones run; pass --surrogate runs/NAME/model.pt")
+        else:
+            sur = inputs.load_surrogate(sur_path, card)
+    data_ = inputs.load_data(card, Path(rts[0].path), data, n_images, seed)
+    notes += data_.notes
+    for note in notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out_dir = ensure_writable_dir(out or Path("attacks") / Path(inputs.model_names(models)[0]).stem)
+    run = _run(rts, inputs.model_names(models), data_, attacks, eps, settings, sur, target_idx, err)
+    report = replace(run.report, notes=tuple(data_.notes) + run.report.notes,
+                     config={**run.report.config, "data": data_.source, "models": [str(p) for p in models],
+                             "surrogate": str(sur.path) if sur else None})
+    atomic_write_json(out_dir / "attack.json", report.to_json())
+    robustness_curve(report, out_dir / "robustness.png")
+    image_grid(run.examples, card.classes, out_dir / "examples.png")
+    console = Console(stderr=json_path == "-")
+    _print(report, console)
+    console.print(f"wrote {out_dir}/attack.json, robustness.png, examples.png", highlight=False)
+    emit_json(report.to_json(), json_path)
+
+
+def _run(rts: list, names: list[str], data: object, attacks: list[str], eps: list[float], settings: object,
+         sur: object, target_idx: int | None, err: object):  # noqa: ANN202
+    from rich.progress import Progress
+
+    from edge_tl.attacks.engine import Target, plan_steps, run_attacks
+
+    targets = [Target(name, rt) for name, rt in zip(names, rts)]
+    total = plan_steps(len(targets) + (sur is not None), attacks, eps, sur is not None)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("attacking", total=total)
+        return run_attacks(targets, data.images, data.labels, rts[0].card.classes, attacks, eps, settings,
+                           surrogate=sur.module if sur else None, surrogate_name=sur.name if sur else "surrogate",
+                           target_class=target_idx,
+                           progress=lambda d: progress.update(task, advance=1, description=d))
+
+
+def _print(report: AttackReport, console: object) -> None:
+    from rich.table import Table
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    clean = Table(title=f"clean accuracy on {report.n_images} images")
+    clean.add_column("model")
+    clean.add_column("accuracy %", justify="right")
+    for name, acc in report.clean_accuracy.items():
+        clean.add_row(name, pct(acc))
+    console.print(clean)
+    target = report.config.get("target_class")
+    table = Table(title="robustness" + (f", targeted at '{target}'" if target else "")
+                  + " (L-inf and eps in grey levels /255)")
+    for col in ("model", "attack", "eps", "robust %", "success %", "attacked", "queries", "L-inf", "L2"):
+        table.add_column(col, justify="left" if col in ("model", "attack") else "right", overflow="fold")
+    order = {m: i for i, m in enumerate(report.models())}
+    for r in sorted(report.results, key=lambda r: (order.get(r.model, 0), r.attack, r.eps)):
+        table.add_row(r.model, r.attack, f"{r.eps * 255:g}", pct(r.robust_accuracy), pct(r.success_rate),
+                      str(r.n_attacked), "-" if r.median_queries is None else f"{r.median_queries:.0f}",
+                      "-" if r.mean_linf is None else f"{255 * r.mean_linf:.1f}",
+                      "-" if r.mean_l2 is None else f"{r.mean_l2:.2f}")
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)

@@ -1,0 +1,42 @@
+"""``edge-tl eval``: accuracy, per-class accuracy and confusion matrix of a trained run."""
+
+from __future__ import annotations
+
+import click
+
+from edge_tl.cli.options import emit_json, json_option
+
+
+@click.command("eval")
+@click.option("--model", "model", default="runs/latest", show_default=True,
+              help="Run folder (or its model.pt).")
+@click.option("--data", default=None,
+              help="Another dataset with the same classes (folder or name) [default: the run's own split].")
+@click.option("--data-root", default=None, help="Where a named dataset lives.")
+@click.option("--split", type=click.Choice(("test", "val", "train", "all")), default="test", show_default=True,
+              help="Which split of the run's split.json (ignored with --data).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Confusion-matrix PNG [default: RUN/eval_confusion.png].")
+@click.option("--engine", type=click.Choice(("onnx", "torch")), default="onnx", show_default=True,
+              help="Run the backbone with ONNX Runtime (fast, checked equal) or PyTorch.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@json_option
+def eval_(model: str, data: str | None, data_root: str | None, split: str, plot: str | None, engine: str,
+          quiet: bool, json_path: str | None) -> None:
+    """Accuracy of a trained run on its held-out test split or on another dataset.
+
+    Prints overall and per-class accuracy and writes the confusion matrix as a PNG. Another dataset must
+    have exactly the model's classes (in any order).
+    """
+    from rich.console import Console
+
+    from edge_tl.train.evaluate import evaluate
+    from edge_tl.train.metrics import rich_table
+
+    res = evaluate(model, data, data_root, split, engine, plot, progress=not quiet)
+    console = Console(stderr=json_path == "-")
+    console.print(rich_table(res.report, f"eval: {res.source}"))
+    extra = f", {res.bad_files} unreadable file(s) skipped" if res.bad_files else ""
+    console.print(f"accuracy {100 * res.accuracy:.2f}% on {res.report.total} images{extra}; "
+                  f"confusion matrix: {res.plot}")
+    emit_json(res.to_json(), json_path)

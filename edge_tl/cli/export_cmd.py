@@ -1,0 +1,116 @@
+"""``edge-tl export``: a run -> ONNX / TFLite artefacts (float, fp16, dynamic or static int8), each verified.
+
+Thin: options map onto :class:`edge_tl.export.registry.ExportOptions`; the work is
+:func:`edge_tl.export.api.export`. Heavy libraries load inside the command only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from edge_tl.cli.options import NameListType, emit_json, force_option, json_option, threads_option
+
+QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.registry.QUANTIZE_MODES
+
+
+@click.command("export")
+@click.option("--model", "model", default="runs/latest", show_default=True,
+              help="Run folder (or its model.pt) to export.")
+@click.option("--format", "fmt", type=NameListType("format", lambda: ["onnx", "tflite", "all"]), default="onnx",
+              show_default=True, help="onnx, tflite or all (comma-separated list allowed).")
+@click.option("--quantize", type=NameListType("quantisation mode", lambda: QUANT_CHOICES), default="none",
+              is_flag=False, flag_value="int8", show_default=True,
+              help="none, fp16, dynamic or int8 (bare --quantize = int8; comma list allowed). "
+                   "Quantised variants also write the float one.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Calibration images from the run's train split (static int8).")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="How static int8 picks activation ranges.")
+@click.option("--int8-output", type=click.Choice(["float", "quantized"]), default="float", show_default=True,
+              help="Static int8: keep the logits layer in float (no saturated outputs) or quantise it too.")
+@click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Largest accuracy drop (points) allowed for quantised variants.")
+@click.option("--max-saturated", type=click.FloatRange(min=0, max=100), default=0.1, show_default=True,
+              help="Largest share (%) of int8 outputs allowed at the int8 limits.")
+@click.option("--max-ece-delta", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Largest ECE difference (points) from the PyTorch model.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check against the PyTorch model.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="exported", show_default=True,
+              help="Output folder.")
+@threads_option()
+@force_option
+@json_option
+def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, calib_method: str, int8_output: str,
+           opset: int, max_drop: float, max_saturated: float, max_ece_delta: float, no_verify: bool, out_dir: str,
+           threads: int | None, force: bool, json_path: str | None) -> None:
+    """Export a trained run to edge artefacts and check each one against the PyTorch model.
+
+    \b
+    Examples:
+      edge-tl export                                  # exported/model.onnx
+      edge-tl export --format all --quantize int8     # float + int8, ONNX and TFLite
+      edge-tl export --quantize fp16,dynamic --force
+    """
+    from rich.console import Console
+
+    from edge_tl.errors import ParityError
+    from edge_tl.export.api import export as run_export
+    from edge_tl.export.registry import ExportOptions
+
+    err = Console(stderr=True)
+    opts = ExportOptions(calib_size=calib_size, calib_method=calib_method, output=int8_output, opset=opset,
+                         max_drop=max_drop, max_saturated=max_saturated / 100.0, max_ece_delta=max_ece_delta,
+                         verify=not no_verify, force=force, threads=threads)
+    try:
+        with err.status("exporting") as status:
+            result = run_export(model, fmt, quantize, out_dir, opts,
+                                progress=lambda msg: status.update(f"[bold]{msg}"))
+    except ParityError as exc:
+        partial = getattr(exc, "result", None)
+        if partial is not None:
+            _report(partial, err)
+            emit_json(partial.to_json(), json_path)
+        raise
+    _report(result, err)
+    emit_json(result.to_json(), json_path)
+
+
+def _fmt(v: Any, spec: str, scale: float = 1.0) -> str:
+    return "-" if v is None else format(v * scale, spec)
+
+
+def _report(result: Any, err: Any) -> None:
+    """Print the artefacts and the parity table (stdout), warnings (stderr)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    if out.width < 150:  # a wide table: let it overflow a narrow terminal rather than truncate every cell
+        out = Console(width=150)
+    parity = {r.variant: r for r in result.parity}
+    table = Table(title=f"edge-tl export -> {result.out_dir}")
+    for col in ("variant", "format", "quant", "size MB", "agree %", "acc %", "drop pt", "max|Δlogit|",
+                "saturated %", "KL", "ECE %", "ECE fp32 %", "status"):
+        table.add_column(col, justify="left" if col in ("variant", "format", "quant", "status") else "right")
+    for a in result.artifacts:
+        r = parity.get(a.path.name)
+        if r is None:
+            table.add_row(a.path.name, a.format, a.quantize, f"{a.size_mb:.2f}", *["-"] * 8, "not verified")
+            continue
+        status = "[green]pass" if r.passed else "[red]FAIL"
+        table.add_row(a.path.name, a.format, a.quantize, f"{a.size_mb:.2f}", _fmt(r.agreement, ".2f", 100),
+                      _fmt(r.accuracy, ".2f", 100), _fmt(r.drop, "+.2f"), f"{r.max_dlogit:.2g}",
+                      _fmt(r.saturated, ".2f", 100), f"{r.kl:.2g}", _fmt(r.ece, ".2f", 100),
+                      _fmt(r.ece_reference, ".2f", 100), status)
+    out.print(table)
+    for r in result.parity:
+        for failure in r.failures:
+            err.print(f"[red]FAIL[/red] {r.variant}: {failure}")
+    for p in result.reused:
+        err.print(f"note: reused {p} (made from the same checkpoint)")
+    for a in result.artifacts:
+        for note in a.notes:
+            err.print(f"warning: {a.path.name}: {note}")

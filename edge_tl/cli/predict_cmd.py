@@ -1,0 +1,100 @@
+"""``edge-tl predict``: top-k labels for image files. Thin: the work is in ``edge_tl.models.predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from edge_tl.cli.options import emit_json, json_option, threads_option
+
+if TYPE_CHECKING:
+    from edge_tl.models.predict import Predictor, PredictResult
+
+DEFAULT_BACKBONE = "mobilenet_v2"
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--backbone", default=None, metavar="NAME",
+              help=f"A registered backbone with its ImageNet head (default: {DEFAULT_BACKBONE}).")
+@click.option("--model", "model_path", default=None, type=click.Path(path_type=Path),
+              help="A run folder, model.pt, .onnx or .tflite file (uses the model card's class names).")
+@click.option("--weights", default="default", show_default=True, metavar="default|none|PATH",
+              help="Backbone weights: pretrained, random init, or a state dict file.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many classes per image (at most the model's number of classes).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per batch.")
+@json_option
+@threads_option()
+def predict(images: tuple[Path, ...], backbone: str | None, model_path: Path | None, weights: str, top: int,
+            batch_size: int, json_path: str | None, threads: int | None) -> None:
+    """Top-k labels with probabilities for IMAGE files.
+
+    \b
+    Examples:
+      edge-tl predict cat.jpg                          # MobileNetV2, ImageNet classes
+      edge-tl predict *.jpg --backbone efficientnet_lite0 --top 3
+      edge-tl predict cat.jpg --model exported/model_int8.tflite --json -
+    """
+    from edge_tl.errors import ConfigError
+    from edge_tl.models.predict import backbone_predictor, parity_warnings, runtime_predictor
+
+    if model_path is not None and backbone is not None:
+        raise ConfigError("--model and --backbone exclude each other", "give one of them")
+    if model_path is not None and weights != "default":
+        raise ConfigError("--weights applies to --backbone only", "a --model file carries its own weights")
+    warnings: list[str] = []
+    predictor: Predictor
+    if model_path is not None:
+        rt_predictor = runtime_predictor(model_path, threads=threads)
+        predictor = rt_predictor
+        warnings.extend(parity_warnings(rt_predictor.rt.card.parity))
+    else:
+        from edge_tl.models import get_spec
+
+        name = backbone or DEFAULT_BACKBONE
+        get_spec(name)  # unknown name -> error with the closest match, before any heavy import
+        predictor = backbone_predictor(name, weights=weights, threads=threads)
+    result = _run(list(images), predictor, top, batch_size, warnings, quiet=json_path == "-")
+    if json_path != "-":
+        _print(result)
+    emit_json(result.to_json(), json_path)
+
+
+def _run(images: list[Path], predictor: Predictor, top: int, batch_size: int, warnings: list[str],
+         quiet: bool) -> PredictResult:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edge_tl.models.predict import predict_files
+
+    err = Console(stderr=True)
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if quiet or len(images) <= batch_size:
+        return predict_files(images, predictor, top, batch_size, warnings)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("predicting", total=len(images))
+        return predict_files(images, predictor, top, batch_size, warnings,
+                             on_batch=lambda n: progress.advance(task, n))
+
+
+def _print(result: PredictResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for img in result.images:
+        console.print(f"[bold]{img.path}[/]  ({result.model}, {result.runtime}, weights {result.weights})",
+                      highlight=False, soft_wrap=True)
+        table = Table()
+        table.add_column("rank", justify="right")
+        table.add_column("class")
+        table.add_column("index", justify="right")
+        table.add_column("probability", justify="right")
+        for p in img.predictions:
+            table.add_row(str(p.rank), p.label, str(p.index), f"{p.probability:.4f}")
+        console.print(table)

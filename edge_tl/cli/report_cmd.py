@@ -1,0 +1,46 @@
+"""``edge-tl report``: a thin Click wrapper around :func:`edge_tl.report.build_report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_tl.cli.options import emit_json, json_option
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command(help="""One self-contained HTML report of a run (RUN, default runs/latest).
+
+\b
+Sections: model card, training curves + confusion matrix + history, parity of the run's exported
+artefacts, bench table + Pareto plot, robustness table + curves + adversarial grid, ideal-class image.
+Plots are inlined; the file needs no network and no JavaScript. Inputs not produced yet are
+reported as "not run yet" with the command that makes them.""")
+@click.argument("run", type=_PATH, default=Path("runs/latest"), required=False)
+@click.option("--exported", type=_PATH, default=None,
+              help="Folder of exported artefacts and their .card.json sidecars.  [default: exported/]")
+@click.option("--bench", type=_PATH, default=None, help="Bench results JSON.  [default: RUN/bench.json]")
+@click.option("--attack", type=_PATH, default=None,
+              help="Attack results JSON (PNG plots read from the folder of the same name).  "
+                   "[default: RUN/attack.json]")
+@click.option("--out", type=_PATH, default=None, help="HTML file to write.  [default: RUN/report.html]")
+@json_option
+def report(run: Path, exported: Path | None, bench: Path | None, attack: Path | None, out: Path | None,
+           json_path: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edge_tl.report import build_report
+
+    result = build_report(run, exported=exported, bench=bench, attack=attack, out=out)
+    table = Table(title=f"report: {result.path}")
+    table.add_column("section")
+    table.add_column("status")
+    for _, title, present in result.sections:
+        table.add_row(title, "[green]included[/]" if present else "[yellow]not run yet[/]")
+    console = Console(stderr=json_path == "-")
+    console.print(table)
+    console.print(f"wrote {result.path} ({result.bytes / 1024:.0f} KiB)")
+    emit_json(result.to_json(), json_path)

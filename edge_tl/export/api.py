@@ -1,0 +1,201 @@
+"""The export driver: run folder -> verified artefacts in ``out_dir``.
+
+``export(run_dir, formats, quantize, out_dir, options)`` plans the (format, quantisation) pairs from the
+registry, refuses to overwrite without ``force`` *before* doing any work, writes the float artefact of a format
+before its quantised variants (reusing an existing one made from the same checkpoint), verifies every new file
+with :mod:`edge_tl.parity` on the run's held-out test images, stores the result in the card (inside and beside),
+and finally raises :class:`~edge_tl.errors.ParityError` if any artefact failed its limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_tl._io import ensure_writable_dir, sha256_file
+from edge_tl.card import ModelCard, sidecar_path
+from edge_tl.errors import CardError, CheckpointError, ConfigError
+from edge_tl.export.registry import (
+    QUANTIZE_MODES,
+    Artifact,
+    ExporterEntry,
+    ExportOptions,
+    ExportRequest,
+    get_card_writer,
+    get_exporter,
+)
+from edge_tl.export.registry import formats as registered_formats
+from edge_tl.parity import ParityResult, check_parity, gate, limits_for
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote (``artifacts``), reused (``reused``) and how each behaved (``parity``)."""
+
+    run_dir: Path
+    out_dir: Path
+    artifacts: tuple[Artifact, ...]
+    parity: tuple[ParityResult, ...]
+    reused: tuple[Path, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.parity)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "out_dir": str(self.out_dir), "passed": self.passed,
+                "artifacts": [a.to_json() for a in self.artifacts], "reused": [str(p) for p in self.reused],
+                "parity": [r.to_json() for r in self.parity]}
+
+
+def resolve_checkpoint(model: str | Path) -> Path:
+    """``runs/latest`` or ``runs/NAME`` or ``runs/NAME/model.pt`` -> the checkpoint path (must exist)."""
+    p = Path(model)
+    ckpt = p / "model.pt" if p.is_dir() else p
+    if not ckpt.is_file():
+        raise CheckpointError(f"no checkpoint at {ckpt}", "train first (edge-tl train) or pass --model runs/NAME")
+    if ckpt.suffix != ".pt":
+        raise CheckpointError(f"{ckpt} is not a run checkpoint (.pt)", "export from a run folder, e.g. runs/latest")
+    return ckpt
+
+
+def plan(formats: Sequence[str], quantize: Sequence[str]) -> list[ExporterEntry]:
+    """Ordered exporter entries: per format, the float artefact first when a quantised one needs it."""
+    fmts = registered_formats() if "all" in formats else list(dict.fromkeys(formats))
+    out: list[ExporterEntry] = []
+    for f in fmts:
+        wanted = [get_exporter(f, q) for q in sorted(set(quantize), key=QUANTIZE_MODES.index)]
+        if any(e.needs_float for e in wanted) and all(e.quantize != "none" for e in wanted):
+            wanted.insert(0, get_exporter(f, "none"))
+        out.extend(wanted)
+    return out
+
+
+def _reusable(path: Path, source_sha: str) -> bool:
+    try:
+        card = ModelCard.load(sidecar_path(path))
+    except CardError:
+        return False
+    return card.source_sha256 == source_sha
+
+
+def _check_targets(entries: list[ExporterEntry], out_dir: Path, requested: set[str], source_sha: str,
+                   force: bool) -> set[str]:
+    """Names of float dependencies to reuse; raises on any existing target unless ``force``."""
+    reuse: set[str] = set()
+    for e in entries:
+        target = out_dir / e.filename
+        if not target.exists() or force:
+            continue
+        if e.quantize not in requested and _reusable(target, source_sha):
+            reuse.add(e.filename)
+            continue
+        raise ConfigError(f"{target} already exists", "pass --force to overwrite it, or choose another --out")
+    return reuse
+
+
+def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Sequence[str] = ("none",),
+           out_dir: str | Path = "exported", options: ExportOptions | None = None,
+           progress: Progress | None = None) -> ExportResult:
+    """Export the run at ``run_dir`` to every (format, quantize) pair and verify each artefact.
+
+    Raises ``ConfigError`` (bad pair, existing file, unwritable folder), ``CheckpointError``, ``DataError``
+    (no calibration / held-out images), ``ExportError`` (converter failure; earlier artefacts are kept) and
+    ``ParityError`` (after everything is written, when any artefact failed its limits).
+    """
+    from edge_tl.data.manifest import manifest_for_card
+    from edge_tl.export.calibration import make_calibration
+    from edge_tl.models.checkpoint import load_checkpoint
+
+    opts = options or ExportOptions()
+    say = progress or (lambda _msg: None)
+    ckpt = resolve_checkpoint(run_dir)
+    entries = plan(formats, quantize)
+    out = Path(out_dir)
+    source_sha = sha256_file(ckpt)
+    reuse = _check_targets(entries, out, set(quantize), source_sha, opts.force) if out.exists() else set()
+    ensure_writable_dir(out)
+    say(f"loading {ckpt}")
+    model, card = load_checkpoint(ckpt)
+    card = card.with_(run_dir=card.run_dir or str(ckpt.parent.resolve()))
+    needs_data = opts.verify or any(e.needs_calibration for e in entries)
+    manifest = manifest_for_card(card, ckpt.parent / "card.json") if needs_data else None
+    calibration = None
+    if manifest is not None and any(e.needs_calibration for e in entries):
+        calibration = make_calibration(manifest, card.input, opts.calib_size, opts.calib_split, opts.seed)
+    verifier = _Verifier(model, card, manifest, ckpt, opts, say) if opts.verify else None
+
+    artifacts: list[Artifact] = []
+    results: list[ParityResult] = []
+    reused: list[Path] = []
+    float_paths: dict[str, Path] = {}
+    for e in entries:
+        target = out / e.filename
+        if e.filename in reuse:
+            say(f"reusing {target} (same checkpoint)")
+            float_paths[e.format] = target
+            reused.append(target)
+            continue
+        req = ExportRequest(model=model, card=card, checkpoint=ckpt, source_sha256=source_sha, out_path=target,
+                            format=e.format, quantize=e.quantize, options=opts, manifest=manifest,
+                            float_path=float_paths.get(e.format),
+                            calibration=calibration if e.needs_calibration else None)
+        say(f"exporting {target}")
+        art = e.fn(req)
+        if e.quantize == "none":
+            float_paths[e.format] = art.path
+        if verifier is not None:
+            res = verifier.verify(art)
+            results.append(res)
+            art = _store_parity(art, res)
+        artifacts.append(art)
+    result = ExportResult(ckpt.parent, out, tuple(artifacts), tuple(results), tuple(reused))
+    if results:
+        try:
+            gate(results)
+        except Exception as exc:
+            exc.result = result  # type: ignore[attr-defined]  # the CLI still reports what was written
+            raise
+    return result
+
+
+def _store_parity(art: Artifact, res: ParityResult) -> Artifact:
+    card = art.card.with_(parity=res.to_json())
+    get_card_writer(art.format)(art.path, card)
+    return Artifact(art.path, card, art.format, art.quantize, art.seconds, art.notes)
+
+
+class _Verifier:
+    """Holds the held-out pixels and the reference logits, computed once for all artefacts."""
+
+    def __init__(self, model: Any, card: ModelCard, manifest: Any, ckpt: Path, opts: ExportOptions,
+                 say: Progress) -> None:
+        import numpy as np
+
+        from edge_tl.data.preprocess import load_batch
+        from edge_tl.errors import DataError
+        from edge_tl.runtimes import default_threads
+        from edge_tl.runtimes.torch_rt import TorchRuntime
+
+        files = manifest.files("test")
+        if not files:
+            raise DataError("the run has no held-out test images to verify against",
+                            "train with a test split, or pass --no-verify")
+        say(f"decoding {len(files)} held-out test images")
+        self.pixels = load_batch(files, card.input)
+        self.labels = np.asarray(manifest.labels("test"))
+        self.opts = opts
+        self.reference = TorchRuntime(model, card, ckpt, default_threads(opts.threads))(self.pixels)
+
+    def verify(self, art: Artifact) -> ParityResult:
+        from edge_tl.runtimes import load
+
+        rt = load(art.path, threads=self.opts.threads)
+        limits = limits_for(art.format, art.quantize, max_drop=self.opts.max_drop,
+                            max_saturated=self.opts.max_saturated, max_ece_delta=self.opts.max_ece_delta)
+        return check_parity(rt, self.reference, self.pixels, self.labels, limits, variant=art.path.name,
+                            format=art.format, quantize=art.quantize)

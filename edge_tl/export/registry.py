@@ -1,0 +1,210 @@
+"""The exporter registry: one function per (format, quantisation) pair, registered by decorator.
+
+An exporter turns an :class:`ExportRequest` into one artefact file (written through ``edge_tl._io.atomic_path``,
+card inside and beside) and returns an :class:`Artifact`. A card writer per format rewrites the card inside an
+existing file (used to store the parity result after verification). The registry feeds the CLI's choices,
+validation ("valid pairs: ...") and dispatch; :func:`edge_tl.export.api.export` drives it.
+
+Format modules register on import; :func:`_ensure_loaded` imports those that exist, so a backend written later
+(or missing) never breaks the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_tl.card import ModelCard
+from edge_tl.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from edge_tl.data.manifest import Manifest
+
+QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+OUTPUT_RECIPES = ("float", "quantized")  # logits layer kept in float (default) or fully quantised
+_FORMAT_MODULES = ("edge_tl.export.onnx_export", "edge_tl.export.onnx_quant", "edge_tl.export.tflite_export")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Knobs shared by every exporter; CLI flags map onto these fields."""
+
+    calib_size: int = 200
+    calib_method: str = "minmax"
+    calib_split: str = "train"
+    output: str = "float"  # issue 9: "float" keeps the logits un-quantised; "quantized" = naive full int8
+    opset: int = 18
+    max_drop: float = 1.0
+    max_saturated: float = 0.001  # fraction of int8 outputs at the limits
+    max_ece_delta: float = 1.0  # percentage points vs the PyTorch model
+    verify: bool = True
+    force: bool = False
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.calib_size < 1:
+            raise ConfigError(f"--calib-size must be >= 1, got {self.calib_size}")
+        if self.calib_method not in CALIB_METHODS:
+            raise UnknownNameError("calibration method", self.calib_method, CALIB_METHODS)
+        if self.output not in OUTPUT_RECIPES:
+            raise UnknownNameError("output recipe", self.output, OUTPUT_RECIPES)
+        if not 17 <= self.opset <= 23:
+            raise ConfigError(f"--opset {self.opset} is not supported", "use an opset from 17 to 23")
+        if self.max_drop < 0 or self.max_saturated < 0 or self.max_ece_delta < 0:
+            raise ConfigError("--max-drop, --max-saturated and --max-ece-delta must be >= 0")
+
+
+@dataclass
+class ExportRequest:
+    """Everything an exporter needs: the source model, its card, where to write, and the options.
+
+    ``float_path`` is the float artefact of the same format (already written) for quantising exporters.
+    ``calibration`` yields uint8 pixel batches ``(n, H, W, 3)`` from the run's train split (real images).
+    """
+
+    model: torch.nn.Module
+    card: ModelCard  # the run's card (format "pytorch")
+    checkpoint: Path
+    source_sha256: str
+    out_path: Path
+    format: str
+    quantize: str
+    options: ExportOptions
+    manifest: Manifest | None = None
+    float_path: Path | None = None
+    calibration: Callable[[int], Iterator[np.ndarray]] | None = None
+    notes: list[str] = field(default_factory=list)  # warnings the exporter wants shown to the user
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One written artefact: file, its card (as written), and how long the conversion took."""
+
+    path: Path
+    card: ModelCard
+    format: str
+    quantize: str
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size_mb(self) -> float:
+        return self.path.stat().st_size / 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
+                "size_mb": round(self.size_mb, 4), "seconds": round(self.seconds, 3), "notes": list(self.notes),
+                "parity": self.card.parity}
+
+
+Exporter = Callable[[ExportRequest], Artifact]
+CardWriter = Callable[[Path, ModelCard], None]
+
+
+@dataclass(frozen=True)
+class ExporterEntry:
+    format: str
+    quantize: str
+    filename: str
+    fn: Exporter
+    needs_float: bool
+    needs_calibration: bool
+
+
+_EXPORTERS: dict[tuple[str, str], ExporterEntry] = {}
+_CARD_WRITERS: dict[str, CardWriter] = {}
+
+
+def register_exporter(format: str, quantize: str, *, filename: str, needs_float: bool | None = None,
+                      needs_calibration: bool = False) -> Callable[[Exporter], Exporter]:
+    """Register ``fn(req) -> Artifact`` for ``(format, quantize)`` writing ``out/<filename>``.
+
+    ``needs_float`` (default: quantize != "none") makes the driver write the float artefact first and pass it as
+    ``req.float_path``; ``needs_calibration`` makes it supply ``req.calibration``. Duplicates raise.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ConfigError(f"unknown quantisation mode '{quantize}' in exporter registration")
+
+    def deco(fn: Exporter) -> Exporter:
+        key = (format, quantize)
+        if key in _EXPORTERS:
+            raise ConfigError(f"exporter {format}/{quantize} is already registered")
+        _EXPORTERS[key] = ExporterEntry(format, quantize, filename, fn,
+                                        quantize != "none" if needs_float is None else needs_float,
+                                        needs_calibration)
+        return fn
+
+    return deco
+
+
+def register_card_writer(format: str) -> Callable[[CardWriter], CardWriter]:
+    """Register ``fn(path, card)`` that replaces the card inside an artefact of ``format`` (atomically)."""
+
+    def deco(fn: CardWriter) -> CardWriter:
+        _CARD_WRITERS[format] = fn
+        return fn
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    for mod in _FORMAT_MODULES:
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod)
+
+
+def formats() -> list[str]:
+    """Formats with at least one registered exporter."""
+    _ensure_loaded()
+    return sorted({f for f, _ in _EXPORTERS})
+
+
+def valid_pairs() -> list[str]:
+    """Every registered ``format/quantize`` pair, e.g. ``onnx/int8``."""
+    _ensure_loaded()
+    return [f"{f}/{q}" for f, q in sorted(_EXPORTERS, key=lambda k: (k[0], QUANTIZE_MODES.index(k[1])))]
+
+
+def get_exporter(format: str, quantize: str) -> ExporterEntry:
+    """The entry for ``(format, quantize)``; an unsupported pair raises listing the valid ones."""
+    _ensure_loaded()
+    if format not in {f for f, _ in _EXPORTERS}:
+        raise UnknownNameError("format", format, formats() + ["all"])
+    if (format, quantize) not in _EXPORTERS:
+        raise ConfigError(f"{format} export does not support --quantize {quantize}",
+                          f"valid pairs: {', '.join(valid_pairs())}")
+    return _EXPORTERS[(format, quantize)]
+
+
+def get_card_writer(format: str) -> CardWriter:
+    _ensure_loaded()
+    if format not in _CARD_WRITERS:
+        raise ConfigError(f"no card writer registered for {format}")
+    return _CARD_WRITERS[format]
+
+
+def artifact_card(req: ExportRequest, *, layout: str = "NCHW", input_dtype: str = "float32",
+                  output_dtype: str = "float32", quantization: dict[str, Any] | None = None,
+                  input_scale: float | None = None, input_zero_point: int | None = None,
+                  output_scale: float | None = None, output_zero_point: int | None = None) -> ModelCard:
+    """The card of a new artefact derived from the run's card (provenance, versions, no parity yet)."""
+    from edge_tl.card import OutputSpec, library_versions, now_iso
+
+    run = req.card
+    inp = run.input.__class__(**{**run.input.__dict__, "layout": layout, "dtype": input_dtype,
+                                 "scale": input_scale, "zero_point": input_zero_point})
+    versions = {**run.versions, **library_versions("edge-tl", "torch", "onnx", "onnxruntime", "onnxslim",
+                                                   "litert-torch", "ai-edge-litert", "ai-edge-quantizer")}
+    return run.with_(format=req.format, input=inp,
+                     output=OutputSpec(dtype=output_dtype, scale=output_scale, zero_point=output_zero_point),
+                     quantization=quantization, source_sha256=req.source_sha256, parity=None,
+                     versions=versions, created=now_iso())

@@ -1,0 +1,189 @@
+"""ONNX Runtime backend for the sensitivity analysis and budget search (:mod:`edge_tl.export.sensitivity`).
+
+Calibrates once (ORT's calibration cache), then rebuilds the static QDQ model (per-channel int8 weights, uint8
+activations: the same recipe as ``edge-tl export --quantize int8``) with ``nodes_to_exclude`` (float fallback)
+or ``nodes_to_quantize`` (one layer alone), each in well under a second for a small model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_tl.card import InputSpec
+from edge_tl.data.preprocess import normalize
+from edge_tl.errors import DataError, ExportError
+from edge_tl.export.sensitivity import LayerInfo, register_backend
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
+               "GlobalAveragePool", "AveragePool", "Concat", "LeakyRelu")
+METHODS = ("minmax", "entropy", "percentile")
+# ORT >= 1.21's WeightBiasQuantization pass re-quantises (per tensor) the float weights of any Conv/Gemm fed by
+# a DequantizeLinear, i.e. exactly the layers a float fallback keeps float. Sessions must disable it.
+KEEP_FLOAT_OPTIMIZERS = ["WeightBiasQuantization"]
+
+
+class _Reader:
+    def __init__(self, batches: Iterator[np.ndarray], spec: InputSpec, input_name: str, per_image: bool) -> None:
+        self._batches, self._spec, self._name, self._per_image = batches, spec, input_name, per_image
+        self._pending: list[np.ndarray] = []
+        self.images = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if not self._pending:
+            pixels = next(self._batches, None)
+            if pixels is None:
+                return None
+            self._pending = [pixels[i:i + 1] for i in range(len(pixels))] if self._per_image else [pixels]
+        pixels = self._pending.pop(0)
+        self.images += len(pixels)
+        return {self._name: normalize(pixels, self._spec, "NCHW")}
+
+    def rewind(self) -> None:
+        pass
+
+
+class OnnxQuantBackend:
+    """Static int8 QDQ builds of one float ONNX model from a single calibration pass."""
+
+    format = "onnx"
+
+    def __init__(self, float_path: Path, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
+                 method: str = "minmax", base_exclude: Sequence[str] | None = None, threads: int = 2) -> None:
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        self.spec, self.method, self.threads = spec, method, threads
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge_tl_sens_")
+        tmp = Path(self._tmp.name)
+        self.pre = tmp / "pre.onnx"
+        try:
+            quant_pre_process(str(float_path), str(self.pre), skip_symbolic_shape=False)
+        except Exception as exc:  # noqa: BLE001 - ORT's shape inference raises assorted types
+            raise ExportError(f"quant_pre_process failed on {Path(float_path).name}: {exc}".splitlines()[0]) from exc
+        model = onnx.load(str(self.pre))
+        self._inits = {i.name for i in model.graph.initializer}
+        self.input_name = model.graph.input[0].name
+        outputs = {o.name for o in model.graph.output}
+        self._nodes = [n for n in model.graph.node if n.name]
+        # issue 9: the logits layer stays float (same default as the exporter), so its output cannot saturate.
+        self.base_exclude = list(base_exclude) if base_exclude is not None else [
+            n.name for n in self._nodes if outputs.intersection(n.output)]
+        self.cache = tmp / f"ranges_{method}.json"
+        reader = _make_reader(calibration(16), spec, self.input_name, per_image=method != "minmax")
+        self._quantize(tmp / "full.onnx", reader=reader)
+        if reader.images == 0:
+            raise DataError("no calibration images were read", "check the run's train split")
+        self.calib_images = reader.images
+        with open(self.cache) as f:
+            self._ranges = json.load(f).get("data", {})
+        self._float_session = self._session(Path(float_path).read_bytes())
+        self._float_bytes_len = Path(float_path).stat().st_size
+
+    def _quantize(self, out: Path, reader: Any = None, exclude: Sequence[str] = (),
+                  only: Sequence[str] | None = None) -> Path:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                   "percentile": CalibrationMethod.Percentile}
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(self.pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                            calibrate_method=methods[self.method], calibration_cache_path=str(self.cache),
+                            nodes_to_exclude=[*self.base_exclude, *exclude],
+                            nodes_to_quantize=list(only) if only else None,
+                            extra_options={"CalibMaxIntermediateOutputs": 8})
+        return out
+
+    def _range(self, tensor: str) -> tuple[float | None, float | None]:
+        entry = self._ranges.get(tensor)
+        if not isinstance(entry, dict):
+            return None, None
+        lo, hi = entry.get("lowest"), entry.get("highest")
+        try:
+            return float(np.min(_as_array(lo))), float(np.max(_as_array(hi)))
+        except (TypeError, ValueError):
+            return None, None
+
+    def layers(self) -> list[LayerInfo]:
+        out = []
+        for i, n in enumerate(self._nodes):
+            if n.op_type in COMPUTE_OPS and n.name not in self.base_exclude:
+                lo, hi = self._range(n.output[0])
+                weights = [x for x in n.input if x in self._inits and x.endswith("weight")]
+                label = weights[0].removesuffix(".weight") if weights else ""
+                out.append(LayerInfo(n.name, n.op_type, i, lo, hi, label=label))
+        return out
+
+    def build(self, float_layers: Sequence[str] = (), only: str | None = None) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="edge_tl_q_") as tmp:
+            path = self._quantize(Path(tmp) / "q.onnx", exclude=float_layers, only=[only] if only else None)
+            return path.read_bytes()
+
+    def _session(self, content: bytes) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
+        so.log_severity_level = 3
+        return ort.InferenceSession(content, so, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
+
+    def _run(self, session: Any, pixels: np.ndarray) -> np.ndarray:
+        outs = [session.run(None, {self.input_name: normalize(pixels[i:i + 64], self.spec, "NCHW")})[0]
+                for i in range(0, len(pixels), 64)]
+        return np.concatenate(outs).astype(np.float32)
+
+    def run(self, content: bytes, pixels: np.ndarray) -> np.ndarray:
+        return self._run(self._session(content), pixels)
+
+    def float_logits(self, pixels: np.ndarray) -> np.ndarray:
+        return self._run(self._float_session, pixels)
+
+    def latency_ms(self, content: bytes, runs: int = 30) -> float:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        sess = ort.InferenceSession(content, so, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
+        x = np.zeros((1, 3, self.spec.size, self.spec.size), np.float32)
+        for _ in range(5):
+            sess.run(None, {self.input_name: x})
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            sess.run(None, {self.input_name: x})
+            times.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(times)
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def _make_reader(batches: Iterator[np.ndarray], spec: InputSpec, input_name: str, per_image: bool) -> _Reader:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    return type("CalibrationReader", (_Reader, CalibrationDataReader), {})(batches, spec, input_name, per_image)
+
+
+def _as_array(v: Any) -> np.ndarray:
+    if isinstance(v, dict) and "data" in v:  # CalibrationCacheEncoder's ndarray form
+        return np.asarray(v["data"], dtype=np.float64)
+    return np.asarray(v, dtype=np.float64)
+
+
+@register_backend("onnx")
+def make_onnx_backend(float_path: Path, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
+                      method: str = "minmax", **kw: Any) -> OnnxQuantBackend:
+    """Factory registered for ``format="onnx"``."""
+    return OnnxQuantBackend(float_path, spec, calibration, method=method, **kw)

@@ -1,0 +1,319 @@
+"""TFLite (LiteRT) export: litert-torch for the float model, ai-edge-quantizer for fp16 / dynamic / full int8.
+
+The float model takes NHWC normalised float32 (``litert_torch.to_channel_last_io``); full int8 takes and gives
+int8 (scale/zero point in the card and in the file). Every file carries its card in a metadata buffer named
+:data:`~edge_tl.card.CARD_KEY` and beside it (``model_int8.card.json``), and is written atomically.
+
+Public API: :func:`convert_float`, :func:`export_tflite` (standalone, used by the registered exporters and the
+benchmark), :func:`embed_metadata`, :func:`write_tflite`, :func:`write_tflite_card`, :func:`xnnpack_partitions`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge_tl._io import atomic_path
+from edge_tl.card import CARD_KEY, ModelCard, OutputSpec, library_versions, now_iso, sidecar_path
+from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError
+from edge_tl.export.registry import Artifact, ExportRequest, register_card_writer, register_exporter
+from edge_tl.export.tflite_quant import OUTPUT_MARGIN, QUANT_MODES, QuantizedTflite, quantize_tflite
+
+if TYPE_CHECKING:
+    import torch
+
+FILENAMES = {"none": "model.tflite", "fp16": "model_fp16.tflite", "dynamic": "model_dynamic.tflite",
+             "int8": "model_int8.tflite"}
+_VERSIONS = ("edge-tl", "torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+
+
+@dataclass(frozen=True)
+class TfliteExport:
+    """One written ``.tflite`` file: its card (as embedded), conversion seconds and warnings for the user."""
+
+    path: Path
+    card: ModelCard
+    quantize: str
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size_mb(self) -> float:
+        return self.path.stat().st_size / 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": "tflite", "quantize": self.quantize,
+                "size_mb": round(self.size_mb, 4), "seconds": round(self.seconds, 3), "notes": list(self.notes),
+                "quantization": self.card.quantization}
+
+
+@contextlib.contextmanager
+def _quiet_litert_torch() -> Iterator[None]:
+    """litert-torch prints a progress line per conversion step unless this variable says no."""
+    key = "LITERT_TORCH_SHOW_PROGRESS"
+    old = os.environ.get(key)
+    os.environ[key] = "n"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def convert_float(model: torch.nn.Module, size: int) -> bytes:
+    """Convert ``model`` (normalised NCHW float in) to a float32 TFLite flatbuffer taking NHWC ``(1, size, size,
+    3)``; the runtime resizes the batch. Raises :class:`ExportError` naming the failing operator."""
+    try:
+        import litert_torch
+        import torch
+    except ImportError:
+        raise BackendMissingError("litert-torch", "export TFLite models") from None
+    wrapped = litert_torch.to_channel_last_io(model.eval(), args=[0]).eval()
+    sample = torch.zeros(1, size, size, 3)
+    try:
+        with _quiet_litert_torch(), torch.no_grad():
+            return bytes(litert_torch.convert(wrapped, (sample,)).model_content())
+    except Exception as exc:  # noqa: BLE001 - the converter raises anything from torch.export, MLIR or the TFLite converter
+        name = getattr(model, "backbone_name", type(model).__name__)
+        raise ExportError(f"litert-torch could not convert {name}: {_first_line(exc)}",
+                          "export ONNX instead (--format onnx), or report the operator named above") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:240]}" if text else type(exc).__name__
+
+
+def embed_metadata(content: bytes, name: str, payload: bytes) -> bytes:
+    """``content`` with a metadata buffer ``name`` holding ``payload`` (an existing one of that name replaced)."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    model.metadata = [m for m in (model.metadata or []) if _md_name(m) != name]
+    buf = fb.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8).copy()
+    model.buffers.append(buf)
+    md = fb.MetadataT()
+    md.name = name
+    md.buffer = len(model.buffers) - 1
+    model.metadata.append(md)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _md_name(md: Any) -> str:
+    n = md.name
+    return n.decode() if isinstance(n, bytes) else str(n)
+
+
+def write_tflite(content: bytes, card: ModelCard, path: Path) -> Path:
+    """Write ``content`` with ``card`` embedded to ``path`` and the card to its sidecar, each atomically."""
+    data = embed_metadata(content, CARD_KEY, card.dumps().encode("utf-8"))
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(data)
+    card.save(sidecar_path(path))
+    return Path(path)
+
+
+@register_card_writer("tflite")
+def write_tflite_card(path: Path, card: ModelCard) -> None:
+    """Replace the card inside an existing ``.tflite`` (and its sidecar), e.g. to store the parity result."""
+    from edge_tl.runtimes.litert_rt import check_tflite_bytes
+
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+    check_tflite_bytes(content, path)
+    write_tflite(content, card, path)
+
+
+def xnnpack_partitions(content: bytes, threads: int = 1) -> int:
+    """How many XNNPACK partitions the interpreter makes of ``content`` (1 = the whole graph is delegated)."""
+    from edge_tl.runtimes.litert_rt import make_interpreter
+
+    it = make_interpreter(content, threads)
+    return sum(1 for op in it._get_ops_details() if op["op_name"] == "DELEGATE")
+
+
+def _median_ms(content: bytes, size: int, runs: int = 15) -> float:
+    from edge_tl.runtimes.litert_rt import make_interpreter
+
+    it = make_interpreter(content, 1)
+    d = it.get_input_details()[0]
+    x = np.zeros((1, size, size, 3), dtype=d["dtype"])
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        it.invoke()
+        times.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(times))
+
+
+def _op_names(content: bytes) -> set[str]:
+    from edge_tl.runtimes.litert_rt import make_interpreter
+
+    return {op["op_name"] for op in make_interpreter(content, 1)._get_ops_details()}
+
+
+def partition_note(float_content: bytes, q_content: bytes, size: int) -> str | None:
+    """A warning when the quantised graph is split into more XNNPACK partitions than the float one (ops between
+    partitions run on LiteRT's slower reference kernels), with a quick latency comparison; None otherwise."""
+    pf, pq = xnnpack_partitions(float_content), xnnpack_partitions(q_content)
+    if pq <= pf:
+        return None
+    ms_f, ms_q = _median_ms(float_content, size), _median_ms(q_content, size)
+    cause = " (the model has hard-swish, which XNNPACK does not run in int8)" if "HARD_SWISH" in _op_names(
+        q_content) else ""
+    return (f"the int8 graph is split into {pq} XNNPACK partitions (float: {pf}){cause}; 1 thread: "
+            f"{ms_q:.2f} ms int8 vs {ms_f:.2f} ms float ({ms_q / ms_f:.1f}x)")
+
+
+def _artefact_card(run_card: ModelCard, content: bytes, quantization: dict[str, Any] | None,
+                   source_sha256: str | None) -> ModelCard:
+    """The card of a TFLite file: the run's card with the file's own input/output tensors described."""
+    from edge_tl.runtimes.litert_rt import make_interpreter
+
+    it = make_interpreter(content, 1)
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    iq, oq = np.dtype(i["dtype"]).kind in "iu", np.dtype(o["dtype"]).kind in "iu"
+    inp = replace(run_card.input, layout="NHWC", dtype=np.dtype(i["dtype"]).name,
+                  scale=float(i["quantization"][0]) if iq else None,
+                  zero_point=int(i["quantization"][1]) if iq else None)
+    out = OutputSpec(dtype=np.dtype(o["dtype"]).name, scale=float(o["quantization"][0]) if oq else None,
+                     zero_point=int(o["quantization"][1]) if oq else None)
+    return run_card.with_(format="tflite", input=inp, output=out, quantization=quantization,
+                          source_sha256=source_sha256 or run_card.source_sha256, parity=None,
+                          versions={**run_card.versions, **library_versions(*_VERSIONS)}, created=now_iso())
+
+
+def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path, quantize: str = "none",
+                  calib_pixels: np.ndarray | None = None, *, calib_method: str = "minmax",
+                  calib_split: str = "train", percentile: float = 99.99, output_margin: float = OUTPUT_MARGIN,
+                  float_content: bytes | None = None,
+                  source_sha256: str | None = None, threads: int = 2,
+                  progress: Callable[[int], None] | None = None) -> TfliteExport:
+    """Export ``model`` (or quantise ``float_content``) as ``quantize`` to ``out_path`` with ``card`` inside.
+
+    Args:
+        model: the PyTorch model (normalised NCHW in); may be None when ``float_content`` is given.
+        card: the run's card (classes, preprocessing, provenance).
+        quantize: ``none``, ``fp16``, ``dynamic`` or ``int8``.
+        calib_pixels: uint8 ``(N, H, W, 3)`` images from the run's train split (required for ``int8``).
+        calib_method: ``minmax`` (default), ``percentile``, ``absmax`` or ``ema`` (ai-edge-quantizer's own,
+            saturates; for measurement only); see :mod:`edge_tl.export.tflite_quant`.
+        output_margin: headroom added to the calibrated logit range (a fraction of its extremes).
+        float_content: the float flatbuffer if already converted (saves a conversion per variant).
+    """
+    if quantize not in FILENAMES:
+        raise ConfigError(f"unknown TFLite quantisation '{quantize}'", f"use one of: {', '.join(FILENAMES)}")
+    t0 = time.perf_counter()
+    if float_content is None:
+        if model is None:
+            raise ConfigError("export_tflite needs a model or float_content")
+        float_content = convert_float(model, card.input.size)
+    notes: list[str] = []
+    quantization = None
+    content = float_content
+    if quantize != "none":
+        calib = _calib_inputs(calib_pixels, card) if QUANT_MODES[quantize].calibrated else None
+        q = quantize_tflite(float_content, quantize, calib, method=calib_method, percentile=percentile,
+                            threads=threads, output_margin=output_margin, progress=progress)
+        content = q.content
+        quantization = _quantization_dict(q, calib_split)
+        if q.calibration is not None:
+            note = partition_note(float_content, content, card.input.size)
+            if note:
+                notes.append(note)
+            if calib_method == "ema":
+                notes.append("ema calibration (ai-edge-quantizer's default) under-covers the logits' range; "
+                             "use minmax or percentile")
+        if quantize == "dynamic":
+            notes.append("dynamic-range int8 quantises activations at run time: smaller file, usually slower "
+                         "than fp32 with XNNPACK on x86")
+    seconds = time.perf_counter() - t0
+    final = _artefact_card(card, content, quantization, source_sha256)
+    path = write_tflite(content, final, Path(out_path))
+    return TfliteExport(path, final, quantize, seconds, tuple(notes))
+
+
+def _calib_inputs(pixels: np.ndarray | None, card: ModelCard) -> np.ndarray:
+    from edge_tl.data.preprocess import normalize
+
+    if pixels is None or len(pixels) == 0:
+        raise ExportError("full int8 needs calibration images and none were given",
+                          "pass images from the run's train split (--calib-size > 0)")
+    return normalize(np.asarray(pixels), card.input, layout="NHWC")
+
+
+def _quantization_dict(q: QuantizedTflite, split: str) -> dict[str, Any]:
+    d: dict[str, Any] = {"mode": q.mode, "recipe": q.recipe, "calibration": None,
+                         "float_layers": list(q.float_layers)}
+    if q.calibration is not None:
+        d["calibration"] = {**q.calibration, "split": split}
+        d["output_range"] = {k: list(v) for k, v in q.ranges.items()}
+    return d
+
+
+# ---- the exporter registry -------------------------------------------------------------------------------------
+def _tflite_calib_method(req: ExportRequest) -> str:
+    method = req.options.calib_method
+    if method == "entropy":
+        raise ConfigError("entropy calibration is not available for TFLite",
+                          "use --calib-method minmax or percentile with --format tflite")
+    return method
+
+
+def _collect_calibration(req: ExportRequest) -> np.ndarray:
+    if req.calibration is None:
+        raise ExportError("full int8 needs calibration images and the run has none",
+                          "export from a run folder whose split.json lists train images")
+    batches = list(req.calibration(16))
+    if not batches:
+        raise ExportError("no calibration images were decoded", "check the run's train split")
+    return np.concatenate(batches, axis=0)
+
+
+def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
+    def run(req: ExportRequest) -> Artifact:
+        float_content = None
+        if quantize != "none" and req.float_path is not None and Path(req.float_path).exists():
+            float_content = Path(req.float_path).read_bytes()
+        pixels = None
+        method = "minmax"
+        if QUANT_MODES.get(quantize) is not None and QUANT_MODES[quantize].calibrated:
+            method = _tflite_calib_method(req)
+            pixels = _collect_calibration(req)
+        threads = req.options.threads or min(2, os.cpu_count() or 1)
+        res = export_tflite(req.model, req.card, req.out_path, quantize, pixels, calib_method=method,
+                            calib_split=req.options.calib_split, float_content=float_content,
+                            source_sha256=req.source_sha256, threads=threads)
+        notes = res.notes
+        if pixels is not None and req.options.output == "float":
+            notes += ("TFLite full int8 keeps an int8 output (int8 I/O); its range covers every calibration logit "
+                      "(--output float applies to ONNX)",)
+        req.notes.extend(notes)
+        return Artifact(res.path, res.card, "tflite", quantize, res.seconds, notes)
+
+    run.__name__ = f"export_tflite_{quantize}"
+    run.__doc__ = f"Registered exporter for tflite/{quantize} (writes {FILENAMES[quantize]})."
+    return run
+
+
+for _q, _name in FILENAMES.items():
+    register_exporter("tflite", _q, filename=_name, needs_calibration=_q == "int8")(_exporter(_q))
+
+__all__ = ["FILENAMES", "TfliteExport", "convert_float", "embed_metadata", "export_tflite", "partition_note",
+           "write_tflite", "write_tflite_card", "xnnpack_partitions"]

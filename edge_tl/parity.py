@@ -1,0 +1,191 @@
+"""Parity: does an artefact behave like the PyTorch model it came from? Top-1, logits *and* probabilities.
+
+:func:`check_parity` runs a runtime and the reference on the same held-out pixels and measures top-1
+agreement, accuracy and its drop, max |Δlogit|, the fraction of saturated integer outputs (values at the
+int8/uint8 limits, read via ``runtime.raw``), the mean KL divergence and max |Δprob| of the softmax, and the
+expected calibration error (15 bins) of both. It never raises on bad numbers; :func:`gate` does, with a
+:class:`~edge_tl.errors.ParityError` carrying the rows. Limits come from :func:`limits_for` (per format and
+quantisation) and are options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from edge_tl.errors import DataError, ParityError
+from edge_tl.runtimes.base import Runtime, softmax
+
+ECE_BINS = 15
+# max |Δlogit| allowed for float variants, per (format, quantize); int8 variants are judged on agreement/drop.
+FLOAT_ATOL: dict[tuple[str, str], float] = {
+    ("onnx", "none"): 1e-3, ("tflite", "none"): 1e-3, ("pytorch", "none"): 1e-5,
+    ("onnx", "fp16"): 5e-2, ("tflite", "fp16"): 5e-2,
+}
+
+
+@dataclass(frozen=True)
+class ParityLimits:
+    """Pass criteria. ``None`` means reported, not gated. Drops and ECE deltas are in percentage points."""
+
+    max_dlogit: float | None = None
+    min_agreement: float = 1.0
+    max_drop: float | None = None
+    max_saturated: float = 0.001
+    max_ece_delta: float | None = 1.0
+    max_kl: float | None = None
+    max_dprob: float | None = None
+    ignore_ties: bool = True  # float variants: a flip where the reference's top-2 margin <= max_dlogit is a tie
+    min_ece_images: int = 100  # ECE over 15 bins on fewer images is noise: reported, not gated
+
+
+def limits_for(format: str, quantize: str, *, max_drop: float = 1.0, max_saturated: float = 0.001,
+               max_ece_delta: float = 1.0, min_int8_agreement: float = 0.98) -> ParityLimits:
+    """Default limits: float variants 100 % agreement + |Δlogit| tolerance; quantised ones >= 98 % and drop."""
+    if quantize in ("none", "fp16"):
+        atol = FLOAT_ATOL.get((format, quantize), 1e-3 if quantize == "none" else 5e-2)
+        return ParityLimits(max_dlogit=atol, min_agreement=1.0, max_drop=None, max_saturated=max_saturated,
+                            max_ece_delta=max_ece_delta)
+    return ParityLimits(max_dlogit=None, min_agreement=min_int8_agreement, max_drop=max_drop,
+                        max_saturated=max_saturated, max_ece_delta=max_ece_delta, ignore_ties=False)
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Figures of one artefact against the reference on ``n`` images, and the failures against ``limits``."""
+
+    variant: str
+    format: str
+    quantize: str
+    n: int
+    agreement: float
+    accuracy: float | None
+    reference_accuracy: float | None
+    drop: float | None  # percentage points
+    max_dlogit: float
+    saturated: float
+    kl: float
+    max_dprob: float
+    ece: float | None
+    ece_reference: float | None
+    limits: ParityLimits = field(default_factory=ParityLimits)
+    failures: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["failures"] = list(self.failures)
+        d["passed"] = self.passed
+        return d
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: sum over confidence bins of |accuracy - confidence| weighted by bin share."""
+    conf = probs.max(axis=1).astype(np.float64)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def saturation(raw: np.ndarray) -> float:
+    """Fraction of an integer output at its dtype's limits (0.0 for float outputs)."""
+    raw = np.asarray(raw)
+    if raw.size == 0 or not np.issubdtype(raw.dtype, np.integer):
+        return 0.0
+    info = np.iinfo(raw.dtype)
+    return float(np.mean((raw == info.min) | (raw == info.max)))
+
+
+def kl_divergence(p_ref: np.ndarray, p: np.ndarray, eps: float = 1e-12) -> float:
+    """Mean over samples of KL(p_ref || p)."""
+    a, b = p_ref.astype(np.float64) + eps, p.astype(np.float64) + eps
+    return float(np.mean(np.sum(a * (np.log(a) - np.log(b)), axis=1)))
+
+
+def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.ndarray,
+                 labels: Sequence[int] | np.ndarray | None, limits: ParityLimits, *,
+                 variant: str | None = None, format: str | None = None, quantize: str | None = None
+                 ) -> ParityResult:
+    """Compare ``runtime`` with ``reference`` (a runtime, or its precomputed logits) on ``pixels``.
+
+    ``labels`` (optional) enable accuracy, drop and ECE. Returns a :class:`ParityResult`; never raises on
+    failing numbers (see :func:`gate`).
+    """
+    if len(pixels) == 0:
+        raise DataError("parity needs at least one held-out image", "use a dataset with a test split")
+    ref = np.asarray(reference if isinstance(reference, np.ndarray) else reference(pixels), dtype=np.float32)
+    raw = runtime.raw(pixels)
+    out = np.asarray(runtime(pixels), dtype=np.float32)
+    if out.shape != ref.shape:
+        raise DataError(f"artefact gives logits {out.shape}, reference {ref.shape}", "re-export the model")
+    p_ref, p = softmax(ref), softmax(out)
+    top_ref, top = ref.argmax(1), out.argmax(1)
+    dlogit = float(np.abs(out - ref).max())
+    acc = acc_ref = drop = e = e_ref = None
+    if labels is not None:
+        y = np.asarray(labels)
+        acc, acc_ref = float((top == y).mean()), float((top_ref == y).mean())
+        drop = 100.0 * (acc_ref - acc)
+        e, e_ref = ece(p, y), ece(p_ref, y)
+    card = getattr(runtime, "card", None)
+    fmt = format or (card.format if card is not None else "unknown")
+    q = quantize or _quantize_of(card)
+    res = ParityResult(
+        variant=variant or str(getattr(getattr(runtime, "path", None), "name", runtime)), format=fmt, quantize=q,
+        n=len(ref), agreement=float((top == top_ref).mean()), accuracy=acc, reference_accuracy=acc_ref,
+        drop=drop, max_dlogit=dlogit, saturated=saturation(raw), kl=kl_divergence(p_ref, p),
+        max_dprob=float(np.abs(p - p_ref).max()), ece=e, ece_reference=e_ref, limits=limits)
+    return _judge(res, ref, top != top_ref)
+
+
+def _quantize_of(card: Any) -> str:
+    quant = getattr(card, "quantization", None) or {}
+    return str(quant.get("mode", "none"))
+
+
+def _judge(r: ParityResult, ref: np.ndarray, flipped: np.ndarray) -> ParityResult:
+    lim, fails = r.limits, []
+    agreement = r.agreement
+    if lim.ignore_ties and lim.max_dlogit is not None and flipped.any():
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        ties = (top2[:, 1] - top2[:, 0]) <= 2 * lim.max_dlogit
+        agreement = 1.0 - float((flipped & ~ties).mean())
+    if agreement < lim.min_agreement:
+        fails.append(f"agreement {100 * r.agreement:.2f} % < {100 * lim.min_agreement:.2f} %")
+    if lim.max_dlogit is not None and r.max_dlogit > lim.max_dlogit:
+        fails.append(f"max |dlogit| {r.max_dlogit:.3g} > {lim.max_dlogit:.3g}")
+    if lim.max_drop is not None and r.drop is not None and r.drop > lim.max_drop:
+        fails.append(f"accuracy drop {r.drop:.2f} pt > {lim.max_drop:.2f} pt")
+    if r.saturated > lim.max_saturated:
+        fails.append(f"saturated outputs {100 * r.saturated:.2f} % > {100 * lim.max_saturated:.2f} %")
+    if lim.max_ece_delta is not None and r.ece is not None and r.ece_reference is not None \
+            and r.n >= lim.min_ece_images and 100 * abs(r.ece - r.ece_reference) > lim.max_ece_delta:
+        fails.append(f"ECE {100 * r.ece:.2f} vs fp32 {100 * r.ece_reference:.2f} differs by more than "
+                     f"{lim.max_ece_delta:.2f} pt")
+    if lim.max_kl is not None and r.kl > lim.max_kl:
+        fails.append(f"KL {r.kl:.3g} > {lim.max_kl:.3g}")
+    if lim.max_dprob is not None and r.max_dprob > lim.max_dprob:
+        fails.append(f"max |dprob| {r.max_dprob:.3g} > {lim.max_dprob:.3g}")
+    return replace(r, failures=tuple(fails))
+
+
+def gate(results: ParityResult | Sequence[ParityResult]) -> None:
+    """Raise :class:`ParityError` (rows = every result as JSON) if any result failed its limits."""
+    rs = [results] if isinstance(results, ParityResult) else list(results)
+    bad = [r for r in rs if not r.passed]
+    if bad:
+        what = "; ".join(f"{r.variant}: {', '.join(r.failures)}" for r in bad)
+        raise ParityError(f"parity failed: {what}", rows=[r.to_json() for r in rs],
+                          hint="see the table; --max-drop and the limits are options, --no-verify skips")

@@ -1,0 +1,222 @@
+"""LiteRT (TFLite) runtime: an exported ``.tflite`` artefact behind the :class:`~edge_tl.runtimes.base.Runtime`
+protocol.
+
+The card is read from the file's metadata buffer named :data:`~edge_tl.card.CARD_KEY` (written by
+``edge_tl.export.tflite_export``), or from the ``.card.json`` sidecar when the file has none. The interpreter is
+``ai_edge_litert``'s with the default (XNNPACK) delegate and ``num_threads = threads``. The input tensor is NHWC:
+normalised float, or int8 for full-int8 files, quantised here with the interpreter's own input scale/zero point;
+an int8 output is dequantised here, and only here. ``raw()`` returns the output tensor as the file produced it.
+Batches larger than the file's batch are run by resizing the input tensor.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_tl.card import CARD_KEY, ModelCard, sidecar_path
+from edge_tl.data.preprocess import normalize
+from edge_tl.errors import ArtifactError, BackendMissingError, CardError
+from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
+from edge_tl.runtimes.base import register_runtime
+
+TFLITE_IDENTIFIER = b"TFL3"
+_HINT = "re-export it with edge-tl export --format tflite"
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """Affine quantisation of one tensor: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+    dtype: Any  # a numpy integer type
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        info = np.iinfo(self.dtype)
+        return int(info.min), int(info.max)
+
+    def quantize(self, real: np.ndarray) -> np.ndarray:
+        """Real values -> the integer tensor (round half to even, clipped to the dtype's range)."""
+        lo, hi = self.limits
+        q = np.rint(real.astype(np.float32) / np.float32(self.scale)) + self.zero_point
+        return np.clip(q, lo, hi).astype(self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """The integer tensor -> float32 real values."""
+        return (np.float32(self.scale) * (q.astype(np.float32) - np.float32(self.zero_point))).astype(np.float32)
+
+
+def _quant_of(detail: dict[str, Any]) -> TensorQuant | None:
+    dtype = np.dtype(detail["dtype"])
+    if not np.issubdtype(dtype, np.integer):
+        return None
+    scale, zp = detail["quantization"]
+    if not scale:
+        raise ArtifactError(f"integer tensor '{detail['name']}' has no quantisation parameters", _HINT)
+    return TensorQuant(float(scale), int(zp), dtype.type)
+
+
+class LiteRtRuntime:
+    """A ``.tflite`` file in the LiteRT interpreter: pixels ``(N, H, W, 3)`` -> float32 logits ``(N, C)``."""
+
+    name = "litert"
+
+    def __init__(self, interpreter: Any, card: ModelCard, path: Path, threads: int) -> None:
+        self.interpreter = interpreter
+        self.card = card
+        self.path = Path(path)
+        self.threads = threads
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        self._in_index, self._out_index = int(inp["index"]), int(out["index"])
+        self._in_dtype = np.dtype(inp["dtype"]).type
+        self.input_quant = _quant_of(inp)
+        self.output_quant = _quant_of(out)
+        self._batch = int(inp["shape"][0])
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        raw = self.raw(images)
+        return raw.astype(np.float32, copy=False) if self.output_quant is None else self.output_quant.dequantize(raw)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return softmax(self(images))
+
+    def raw(self, images: np.ndarray) -> np.ndarray:
+        """The output tensor exactly as produced: int8 for a full-int8 file, float32 otherwise."""
+        x = check_pixels(images, self.card.input)
+        return run_batched(self._invoke, x)
+
+    def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels -> the tensor the file takes (normalised NHWC float, or int8 with the input's scale)."""
+        x = normalize(pixels, self.card.input, "NHWC")
+        if self.input_quant is not None:
+            return self.input_quant.quantize(x)
+        return x.astype(self._in_dtype, copy=False)
+
+    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
+        x = self.input_tensor(pixels)
+        if len(x) != self._batch:
+            self._resize(len(x))
+        self.interpreter.set_tensor(self._in_index, x)
+        self.interpreter.invoke()
+        return np.array(self.interpreter.get_tensor(self._out_index))  # copy: the buffer is reused
+
+    def _resize(self, n: int) -> None:
+        s = self.card.input.size
+        try:
+            self.interpreter.resize_tensor_input(self._in_index, [n, s, s, 3], strict=False)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{self.path}: cannot run a batch of {n} ({_first_line(exc)})",
+                                "pass one image at a time") from None
+        self._batch = n
+
+    def __repr__(self) -> str:
+        return f"LiteRtRuntime({self.path}, threads={self.threads})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def check_tflite_bytes(data: bytes | bytearray | memoryview, path: Path | str) -> None:
+    """Raise :class:`ArtifactError` unless ``data`` looks like a complete TFLite flatbuffer."""
+    if len(data) < 16 or bytes(data[4:8]) != TFLITE_IDENTIFIER:
+        raise ArtifactError(f"{path} is not a TFLite model (no '{TFLITE_IDENTIFIER.decode()}' flatbuffer identifier)",
+                            _HINT)
+    from ai_edge_litert import schema_py_generated as fb
+
+    try:
+        model = fb.Model.GetRootAs(data, 0)
+        n_sub, n_buf = model.SubgraphsLength(), model.BuffersLength()
+        ends = [_buffer_end(model.Buffers(i)) for i in range(n_buf)]
+    except (IndexError, ValueError, TypeError, AttributeError, struct.error) as exc:  # reads past the end
+        raise ArtifactError(f"{path} is a damaged TFLite model ({type(exc).__name__})", _HINT) from None
+    if n_sub < 1:
+        raise ArtifactError(f"{path} is a damaged TFLite model (no subgraph)", _HINT)
+    if ends and max(ends) > len(data):
+        raise ArtifactError(f"{path} is truncated ({len(data)} bytes, its weights reach byte {max(ends)})", _HINT)
+
+
+def _buffer_end(buf: Any) -> int:
+    off, size = int(buf.Offset()), int(buf.Size())
+    return off + size if off > 1 else 0
+
+
+def read_tflite_metadata(data: bytes | bytearray | memoryview, name: str = CARD_KEY) -> bytes | None:
+    """The bytes of the metadata buffer called ``name`` in a TFLite flatbuffer, or None when it has none."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        md = model.Metadata(i)
+        if (md.Name() or b"").decode("utf-8", "replace") != name:
+            continue
+        buf = model.Buffers(md.Buffer())
+        off, size = int(buf.Offset()), int(buf.Size())
+        if off > 1:
+            return bytes(data[off:off + size])
+        arr = buf.DataAsNumpy()
+        return bytes(arr.tobytes()) if isinstance(arr, np.ndarray) else b""
+    return None
+
+
+def read_card(data: bytes | bytearray | memoryview, path: Path) -> ModelCard:
+    """The card embedded in ``data`` (preferred), else the one in the sidecar, else :class:`CardError`."""
+    embedded = read_tflite_metadata(data, CARD_KEY)
+    if embedded:
+        return ModelCard.loads(embedded)
+    side = sidecar_path(path)
+    if side.exists():
+        return ModelCard.load(side)
+    raise CardError(f"{path} carries no edge-tl model card (metadata '{CARD_KEY}') and has no {side.name}",
+                    "export it with edge-tl export --format tflite")
+
+
+def _check_input(interpreter: Any, card: ModelCard, path: Path) -> None:
+    d = interpreter.get_input_details()
+    shape = [int(v) for v in d[0]["shape"]] if d else []
+    if len(d) != 1 or len(shape) != 4 or shape[1:] != [card.input.size, card.input.size, 3]:
+        raise ArtifactError(f"{path}: input shape {shape} does not match the card's {card.input.size}x"
+                            f"{card.input.size} NHWC", _HINT)
+    out = interpreter.get_output_details()
+    if len(out) < 1 or int(out[0]["shape"][-1]) != card.num_classes:
+        raise ArtifactError(f"{path}: output does not have the card's {card.num_classes} classes", _HINT)
+
+
+def make_interpreter(data: bytes, threads: int, path: Path | str = "<memory>") -> Any:
+    """A LiteRT interpreter over ``data`` with XNNPACK (the default delegate) and ``threads`` threads."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        raise BackendMissingError("ai-edge-litert", "run .tflite models") from None
+    try:
+        it = Interpreter(model_content=bytes(data), num_threads=threads,
+                         experimental_op_resolver_type=OpResolverType.AUTO)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"LiteRT cannot load {path}: {_first_line(exc)}", _HINT) from None
+    return it
+
+
+@register_runtime(".tflite", "litert")
+def load_litert(path: Path, threads: int | None = None, **_: object) -> LiteRtRuntime:
+    """Open ``path`` with the LiteRT interpreter (XNNPACK, ``threads`` threads); the card comes from the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror}", _HINT) from None
+    check_tflite_bytes(data, path)
+    card = read_card(data, path)
+    n = default_threads(threads)
+    interpreter = make_interpreter(data, n, path)
+    _check_input(interpreter, card, path)
+    warn_if_saturated(card, path)
+    return LiteRtRuntime(interpreter, card, path, n)

@@ -1,0 +1,163 @@
+"""ONNX Runtime: an exported ``.onnx`` artefact behind the :class:`~edge_tl.runtimes.base.Runtime` protocol.
+
+The card is read from the file's ``metadata_props`` (key :data:`~edge_tl.card.CARD_KEY`), or from the
+``.card.json`` sidecar when the file has none. Sessions use ``ORT_ENABLE_ALL``, sequential execution and
+``intra_op_num_threads = threads``. For a QDQ model whose logits pass through a final ``DequantizeLinear``,
+``raw()`` returns the integer output tensor (so saturation at the int8/uint8 limits can be counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_tl.card import CARD_KEY, ModelCard, sidecar_path
+from edge_tl.data.preprocess import normalize
+from edge_tl.errors import ArtifactError, BackendMissingError, CardError
+from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
+from edge_tl.runtimes.base import register_runtime
+
+_NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+@dataclass(frozen=True)
+class OutputQuant:
+    """Quantisation of the logits as the artefact stores them: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+    dtype: np.dtype
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        info = np.iinfo(self.dtype)
+        return int(info.min), int(info.max)
+
+    def quantize(self, real: np.ndarray) -> np.ndarray:
+        """Recover the integer tensor behind dequantised values (exact for values that came from it)."""
+        lo, hi = self.limits
+        q = np.rint(real.astype(np.float64) / self.scale) + self.zero_point
+        return np.clip(q, lo, hi).astype(self.dtype)
+
+
+class OnnxRuntime:
+    """An ``onnxruntime.InferenceSession`` on CPU: pixels ``(N, H, W, 3)`` -> float32 logits ``(N, C)``."""
+
+    name = "onnxruntime"
+
+    def __init__(self, session: Any, card: ModelCard, path: Path, threads: int,
+                 output_quant: OutputQuant | None) -> None:
+        self.session = session
+        self.card = card
+        self.path = Path(path)
+        self.threads = threads
+        self.output_quant = output_quant
+        inp = session.get_inputs()[0]
+        self._input_name = inp.name
+        self._input_dtype = _NP_TYPES.get(inp.type)
+        if self._input_dtype is None:
+            raise ArtifactError(f"{path}: input '{inp.name}' has type {inp.type}; edge-tl artefacts take floats",
+                                "re-export the model with edge-tl export")
+        self._output_name = session.get_outputs()[0].name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = check_pixels(images, self.card.input)
+        return run_batched(self._forward, x)
+
+    def _forward(self, pixels: np.ndarray) -> np.ndarray:
+        x = normalize(pixels, self.card.input, self.card.input.layout).astype(self._input_dtype, copy=False)
+        out = self.session.run([self._output_name], {self._input_name: x})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return softmax(self(images))
+
+    def raw(self, images: np.ndarray) -> np.ndarray:
+        """The logits as stored: integers for a quantised output, float32 otherwise."""
+        logits = self(images)
+        return logits if self.output_quant is None else self.output_quant.quantize(logits)
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntime({self.path}, threads={self.threads})"
+
+
+def _read_model(path: Path) -> Any:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise ArtifactError(f"{path} is not a valid ONNX model ({type(exc).__name__})",
+                            "re-export it with edge-tl export") from None
+    if not model.graph.node or not model.graph.input or not model.graph.output:
+        raise ArtifactError(f"{path} is not a valid ONNX model (empty graph)", "re-export it with edge-tl export")
+    return model
+
+
+def _card_of(model: Any, path: Path) -> ModelCard:
+    props = {p.key: p.value for p in model.metadata_props}
+    if CARD_KEY in props:
+        return ModelCard.loads(props[CARD_KEY])
+    side = sidecar_path(path)
+    if side.exists():
+        return ModelCard.load(side)
+    raise CardError(f"{path} carries no edge-tl model card (metadata '{CARD_KEY}') and has no {side.name}",
+                    "export it with edge-tl export")
+
+
+def output_quantization(model: Any) -> OutputQuant | None:
+    """Scale/zero point of the ``DequantizeLinear`` that produces the first graph output, if any."""
+    from onnx import numpy_helper
+
+    out_name = model.graph.output[0].name
+    producer = next((n for n in model.graph.node if out_name in n.output), None)
+    if producer is None or producer.op_type != "DequantizeLinear" or len(producer.input) < 3:
+        return None
+    inits = {t.name: t for t in model.graph.initializer}
+    if producer.input[1] not in inits or producer.input[2] not in inits:
+        return None
+    scale = numpy_helper.to_array(inits[producer.input[1]])
+    zp = numpy_helper.to_array(inits[producer.input[2]])
+    if scale.size != 1 or zp.size != 1 or not np.issubdtype(zp.dtype, np.integer):
+        return None
+    return OutputQuant(float(scale.reshape(())), int(zp.reshape(())), zp.dtype)
+
+
+def _check_input_shape(model: Any, card: ModelCard, path: Path) -> None:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    hw = shape[2:4] if card.input.layout == "NCHW" else shape[1:3]
+    if len(shape) != 4 or any(v is not None and v != card.input.size for v in hw):
+        raise ArtifactError(f"{path}: input shape {shape} does not match the card's {card.input.size}x"
+                            f"{card.input.size} {card.input.layout}", "re-export the model with edge-tl export")
+
+
+@register_runtime(".onnx", "onnxruntime")
+def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntime:
+    """Open ``path`` with ONNX Runtime (CPU, ``ORT_ENABLE_ALL``, sequential, ``threads`` intra-op threads)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendMissingError("onnxruntime", "run .onnx models") from None
+    path = Path(path)
+    model = _read_model(path)
+    card = _card_of(model, path)
+    _check_input_shape(model, card, path)
+    n = default_threads(threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = n
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises bare pybind errors for any defect in the file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"ONNX Runtime cannot load {path}: {first}", "re-export it with edge-tl export") from None
+    warn_if_saturated(card, path)
+    return OnnxRuntime(session, card, path, n, output_quantization(model))

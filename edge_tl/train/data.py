@@ -1,0 +1,125 @@
+"""From ``--data`` to a split: resolve the dataset, run the hygiene scan, make (or reuse) ``split.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_tl.errors import CheckpointError, DataError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from edge_tl.data.manifest import Manifest
+
+SPLIT_FILE = "split.json"
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """The files, labels and content hashes of one split."""
+
+    files: list[Path]
+    labels: list[int]
+    shas: list[str]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run's data: the manifest and its three splits, plus what the hygiene scan rejected."""
+
+    manifest: Manifest
+    dataset: str
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    bad_files: tuple[dict[str, str], ...] = ()
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.manifest.classes)
+
+    def split(self, name: str) -> SplitData:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def _split_data(m: Manifest, name: str) -> SplitData:
+    items = m.select(name)
+    return SplitData([m.path_of(it) for it in items], [it.label for it in items], [it.sha256 for it in items])
+
+
+def from_manifest(m: Manifest, bad: tuple[dict[str, str], ...] = ()) -> Prepared:
+    """Wrap a manifest (every split must be non-empty)."""
+    prep = Prepared(m, m.dataset, _split_data(m, "train"), _split_data(m, "val"), _split_data(m, "test"), bad)
+    for name in ("train", "val", "test"):
+        if len(prep.split(name)) == 0:
+            raise DataError(f"the '{name}' split of {m.dataset or 'the dataset'} is empty",
+                            "add images (every class needs at least 3)")
+    return prep
+
+
+def dataset_name(data: str, data_root: str | None) -> str:
+    """A short name for run folders: the source name or the folder's name."""
+    from edge_tl.data.sources import list_sources
+
+    if data in list_sources() and data != "folder":
+        return data
+    return Path(data_root if data == "folder" and data_root else data).expanduser().resolve().name or "data"
+
+
+def scan_and_split(data: str, data_root: str | None, seed: int, val_frac: float, test_frac: float,
+                   console: Console | None = None, progress: bool = True) -> Prepared:
+    """Resolve ``data``, scan every file (bad ones reported and skipped), split stratified by class."""
+    from edge_tl.data.hygiene import scan
+    from edge_tl.data.manifest import make_split
+    from edge_tl.data.sources import resolve_dataset
+
+    ds = resolve_dataset(data, Path(data_root) if data_root else None)
+    if not ds.files:
+        raise DataError(f"dataset {ds.name or data} has no images", "point --data at a folder with one subfolder "
+                        "of images per class")
+    if len(ds.classes) < 2:
+        raise DataError(f"dataset {ds.name or data} has a single class ({', '.join(ds.classes) or 'none'})",
+                        "a classifier needs at least 2 classes: add a subfolder per class")
+    report = scan(ds.files, ds.labels, classes=ds.classes, progress=progress)
+    bad = tuple({"path": str(b.path), "kind": b.kind, "reason": b.reason} for b in report.bad)
+    if console is not None and bad:
+        console.print(f"[yellow]hygiene scan: skipping {len(bad)} bad file(s)[/yellow]")
+        for b in bad[:10]:
+            console.print(f"  {b['path']}: {b['reason']}")
+        if len(bad) > 10:
+            console.print(f"  ... and {len(bad) - 10} more (edge-tl data check {data})")
+    if not report.records:
+        raise DataError(f"dataset {ds.name or data} has no readable images ({len(bad)} bad files)",
+                        f"run `edge-tl data check {data}` to see why")
+    m = make_split(report.records, ds.classes, seed=seed, val_frac=val_frac, test_frac=test_frac,
+                   dataset=ds.name or data, root=ds.root)
+    return from_manifest(m, bad)
+
+
+def check_resume_classes(manifest: Manifest, data: str, data_root: str | None) -> None:
+    """``--resume`` with data whose classes differ from the run's -> CheckpointError."""
+    from edge_tl.data.sources import resolve_dataset
+
+    ds = resolve_dataset(data, Path(data_root) if data_root else None)
+    if tuple(ds.classes) != tuple(manifest.classes):
+        raise CheckpointError(
+            f"cannot resume: the run was trained on classes {list(manifest.classes)}, --data has {list(ds.classes)}",
+            "resume with the run's own --data, or train a new run with another --out")
+
+
+def load_split(run_dir: Path) -> Prepared:
+    """The run's saved split (for --resume)."""
+    from edge_tl.data.manifest import Manifest
+
+    return from_manifest(Manifest.load(Path(run_dir) / SPLIT_FILE))
+
+
+def split_summary(prep: Prepared) -> dict[str, Any]:
+    """Counts per split, for the result JSON."""
+    return {"train": len(prep.train), "val": len(prep.val), "test": len(prep.test),
+            "classes": len(prep.classes), "bad_files": len(prep.bad_files)}

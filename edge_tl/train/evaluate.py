@@ -1,0 +1,135 @@
+"""``edge-tl eval``: accuracy, per-class accuracy and confusion matrix of a trained run on its own held-out
+split or on another dataset with the same classes.
+
+Images go through the same fast path as training (ONNX Runtime backbone + feature cache, checked equal to the
+PyTorch backbone), then the run's head; the numbers are those of ``model.pt``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_tl.errors import DataError
+
+if TYPE_CHECKING:
+    from edge_tl.card import ModelCard
+    from edge_tl.models.base import EdgeModel
+    from edge_tl.train.metrics import ClassReport
+
+SPLIT_CHOICES = ("test", "val", "train", "all")
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What to evaluate on: files, labels in the model's class order, content hashes, and where they came from."""
+
+    files: list[Path]
+    labels: list[int]
+    shas: list[str]
+    source: str
+    bad_files: int = 0
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy report of one model on one dataset/split."""
+
+    model: str
+    source: str
+    report: ClassReport
+    seconds: float
+    bad_files: int = 0
+    plot: str | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return self.report.accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "data": self.source, "seconds": round(self.seconds, 3),
+                "bad_files": self.bad_files, "plot": self.plot, **self.report.to_json()}
+
+
+def checkpoint_path(model: str | Path) -> Path:
+    """A run folder (or ``runs/latest``) or a ``model.pt`` -> the checkpoint file."""
+    p = Path(model).expanduser()
+    return p / "model.pt" if p.is_dir() else p
+
+
+def data_from_run(card: ModelCard, ckpt: Path, split: str) -> EvalData:
+    """The run's own split (from ``split.json`` beside the card)."""
+    from edge_tl.data.manifest import manifest_for_card
+
+    m = manifest_for_card(card, ckpt.parent / "card.json")
+    if tuple(m.classes) != tuple(card.classes):
+        raise DataError("the run's split.json and model disagree on the classes", "train the run again")
+    items = m.select(None if split == "all" else split)
+    if not items:
+        raise DataError(f"the run's '{split}' split is empty", "choose another --split")
+    return EvalData([m.path_of(it) for it in items], [it.label for it in items], [it.sha256 for it in items],
+                    f"{m.dataset or 'run'}:{split}")
+
+
+def data_from_dataset(card: ModelCard, data: str, data_root: str | None, progress: bool = True) -> EvalData:
+    """Every usable image of another dataset; its classes must be the model's (any order)."""
+    from edge_tl.data.hygiene import scan
+    from edge_tl.data.sources import resolve_dataset
+
+    ds = resolve_dataset(data, Path(data_root) if data_root else None)
+    if not ds.files:
+        raise DataError(f"dataset {ds.name or data} has no images", "point --data at a folder of class subfolders")
+    if set(ds.classes) != set(card.classes):
+        missing = sorted(set(card.classes) - set(ds.classes))
+        extra = sorted(set(ds.classes) - set(card.classes))
+        detail = "; ".join(s for s in (f"missing {missing}" if missing else "", f"unknown {extra}" if extra else "")
+                           if s)
+        raise DataError(f"the classes of {ds.name or data} do not match the model's ({detail})",
+                        f"the model knows: {', '.join(card.classes)}")
+    remap = [card.classes.index(c) for c in ds.classes]
+    report = scan(ds.files, ds.labels, classes=ds.classes, progress=progress)
+    if not report.records:
+        raise DataError(f"dataset {ds.name or data} has no readable images", f"run `edge-tl data check {data}`")
+    recs = report.records
+    return EvalData([r.path for r in recs], [remap[r.label] for r in recs], [r.sha256 for r in recs],
+                    ds.name or str(data), len(report.bad))
+
+
+def predict(model: EdgeModel, card: ModelCard, files: list[Path], shas: list[str], engine: str = "onnx",
+            progress: Any = None) -> Any:
+    """Logits ``(N, C)`` (torch, CPU) of the images: cached/ONNX backbone features, then the run's head."""
+    import torch
+
+    from edge_tl.train.features import extract
+
+    feats, _ = extract(model, card.input, files, shas, engine=engine, progress=progress)
+    with torch.no_grad():
+        return model.eval().forward_head(torch.from_numpy(feats[:, 0]))
+
+
+def evaluate(model: str | Path, data: str | None = None, data_root: str | None = None, split: str = "test",
+             engine: str = "onnx", plot: str | Path | None = None, progress: bool = True) -> EvalResult:
+    """Evaluate a run (folder or ``model.pt``) on its ``split`` or on ``data``; write the confusion PNG."""
+    from rich.console import Console
+
+    from edge_tl.errors import check_choice
+    from edge_tl.models.checkpoint import load_checkpoint
+    from edge_tl.train.metrics import class_report
+    from edge_tl.train.plots import plot_confusion
+    from edge_tl.train.runs import make_progress, ticker
+
+    check_choice("split", split, SPLIT_CHOICES)
+    ckpt = checkpoint_path(model)
+    net, card = load_checkpoint(ckpt)
+    ed = data_from_dataset(card, data, data_root, progress) if data else data_from_run(card, ckpt, split)
+    t0 = time.perf_counter()
+    with make_progress(Console(stderr=True), progress) as prog:
+        logits = predict(net, card, ed.files, ed.shas, engine, ticker(prog, "evaluating", len(ed.files)))
+    report = class_report(card.classes, ed.labels, logits.argmax(1).tolist())
+    seconds = time.perf_counter() - t0
+    png = Path(plot) if plot else ckpt.parent / "eval_confusion.png"
+    plot_confusion(report.matrix, card.classes, png,
+                   title=f"{ed.source}: {100 * report.accuracy:.1f}% of {report.total}")
+    return EvalResult(str(ckpt), ed.source, report, seconds, ed.bad_files, str(png))

@@ -1,0 +1,282 @@
+"""The training modes behind ``train()``: ``features`` (head on cached frozen features), ``finetune`` (last N
+blocks unfrozen) and ``full``; plus the run set-up before them and the outputs after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_tl.errors import CheckpointError
+from edge_tl.train import ddp
+
+if TYPE_CHECKING:
+    import torch
+    from rich.console import Console
+
+    from edge_tl.models.base import EdgeModel
+    from edge_tl.train.api import TrainConfig, TrainResult
+    from edge_tl.train.data import Prepared
+    from edge_tl.train.ddp import Dist
+    from edge_tl.train.device import Precision
+    from edge_tl.train.loop import LoopState, Task
+
+
+@dataclass
+class RunContext:
+    """Everything a mode needs: resolved config, devices, run folder, data, model, resumed state."""
+
+    cfg: TrainConfig
+    dist: Dist
+    device: torch.device
+    precision: Precision
+    console: Console
+    run_dir: Path
+    prep: Prepared
+    model: EdgeModel
+    saved: dict[str, Any] | None = None
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None
+    extra_state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What a mode returns: the loop state, test logits and labels (CPU), extra metrics."""
+
+    loop: LoopState
+    test_logits: torch.Tensor
+    test_labels: torch.Tensor
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precision, console: Console,
+          saved: dict[str, Any] | None, on_epoch: Callable[[int, dict[str, float]], None] | None) -> RunContext:
+    """Run folder, data (scan + split, or the saved split on resume) and the model."""
+    import torch
+
+    from edge_tl.models import create_model
+    from edge_tl.train import data, runs
+
+    assert cfg.backbone is not None
+    if cfg.out:
+        run_dir = Path(cfg.out).expanduser()
+    else:
+        name = runs.default_run_name(cfg.backbone, data.dataset_name(cfg.data, cfg.data_root))
+        run_dir = Path("runs") / ddp.broadcast_object(dist, name)
+    if dist.is_main:
+        run_dir = runs.prepare_run_dir(run_dir, cfg.resume, cfg.force)
+    ddp.barrier(dist)
+    run_dir = run_dir.resolve()
+    if cfg.resume:
+        prep = data.load_split(run_dir)
+        data.check_resume_classes(prep.manifest, cfg.data, cfg.data_root)
+        if saved is not None and tuple(saved["classes"]) != prep.classes:
+            raise CheckpointError("cannot resume: split.json and train_state.pt disagree on the classes",
+                                  "train a new run with another --out")
+    else:
+        if dist.is_main:
+            prep = data.scan_and_split(cfg.data, cfg.data_root, cfg.seed, cfg.val_frac, cfg.test_frac, console,
+                                       progress=cfg.progress)
+            prep.manifest.save(run_dir / data.SPLIT_FILE)
+        ddp.barrier(dist)
+        if not dist.is_main:
+            prep = data.load_split(run_dir)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.backbone, num_classes=len(prep.classes), weights=cfg.weights, img_size=cfg.img_size)
+    console.print(f"[bold]{cfg.mode}[/bold] training of {cfg.backbone} on {prep.dataset}: {len(prep.classes)} "
+                  f"classes, {len(prep.train)} train / {len(prep.val)} val / {len(prep.test)} test images, "
+                  f"{model.input_spec.size} px -> {run_dir}")
+    return RunContext(cfg, dist, device, precision, console, run_dir, prep, model, saved, on_epoch)
+
+
+def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[dict[str, Any]]) -> LoopState:
+    """Optimiser + schedule + (resumed) state around :func:`edge_tl.train.loop.fit`; loads the best weights."""
+    from edge_tl.train import loop as L
+    from edge_tl.train import runs, state
+    from edge_tl.train.device import make_scaler, oom_guard
+
+    cfg = ctx.cfg
+    assert cfg.epochs is not None and cfg.patience is not None and cfg.weight_decay is not None
+    optimizer = L.make_optimizer(groups, cfg.weight_decay)
+    steps = L.steps_per_epoch(task)
+    from edge_tl.train.api import MODE_DEFAULTS
+
+    warm = max(1, round(MODE_DEFAULTS[cfg.mode or "features"].warmup_epochs * steps))
+    scheduler = L.cosine_with_warmup(optimizer, steps * cfg.epochs, warm)
+    scaler = make_scaler(ctx.precision)
+    trainer = L.Trainer(optimizer, scheduler, scaler)
+    loop_state = L.LoopState()
+    best: dict[str, Any] = {"sd": state.tensors_to_cpu(bare.state_dict())}
+    if ctx.saved is not None:
+        s = ctx.saved
+        bare.load_state_dict(s["model"])
+        optimizer.load_state_dict(s["optimizer"])
+        scheduler.load_state_dict(s["scheduler"])
+        if "scaler" in s:
+            scaler.load_state_dict(s["scaler"])
+        loop_state = L.LoopState.from_json(s["loop"])
+        best["sd"] = s["best"]
+        state.set_rng_state(s["rng"])
+        ctx.console.print(f"resuming {ctx.run_dir.name} after epoch {loop_state.epoch}")
+
+    def keep_best() -> None:
+        best["sd"] = state.tensors_to_cpu(bare.state_dict())
+
+    def save(ls: LoopState) -> None:
+        if ctx.dist.is_main:
+            state.save_state(ctx.run_dir, {
+                "config": cfg.to_json(), "classes": list(ctx.prep.classes), "backbone": cfg.backbone,
+                "mode": cfg.mode, "model": state.tensors_to_cpu(bare.state_dict()), "best": best["sd"],
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "loop": ls.to_json(), **ctx.extra_state})
+        ddp.barrier(ctx.dist)
+
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        ctx.console.print(
+            f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:5.1f}%"
+            f"  val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:5.1f}%  lr {row['lr']:.2e}"
+            f"  {row['images_per_s']:,.0f} img/s")
+        if ctx.on_epoch:
+            ctx.on_epoch(epoch, row)
+
+    if ctx.saved is None:
+        save(loop_state)  # epoch 0: even an interrupt in the first epoch leaves something to resume
+    with runs.make_progress(ctx.console, cfg.progress and ctx.dist.is_main, transient=True) as prog, oom_guard(cfg.batch_size or 0):
+        loop_state = L.fit(task, trainer, loop_state, epochs=cfg.epochs, patience=cfg.patience, dist=ctx.dist,
+                           device=ctx.device, keep_best=keep_best, save_state=save, on_epoch=on_epoch,
+                           progress=lambda e, n: runs.ticker(prog, f"epoch {e}/{cfg.epochs}", n))
+    if loop_state.stopped_early:
+        ctx.console.print(f"early stop after epoch {loop_state.epoch}: no better val accuracy for "
+                          f"{cfg.patience} epochs")
+    bare.load_state_dict(best["sd"])
+    return loop_state
+
+
+def run_features(ctx: RunContext) -> Outcome:
+    """Frozen backbone: extract (or read cached) features once, train the head on them."""
+    import torch
+
+    from edge_tl.train import runs
+    from edge_tl.train.features import extract, weights_hash
+    from edge_tl.train.tasks import FeatureTask
+
+    cfg, model, prep = ctx.cfg, ctx.model, ctx.prep
+    model.freeze(except_last=0)
+    spec = model.input_spec
+    wsha = weights_hash(model.features)
+    if ctx.saved is not None and ctx.saved.get("features_sha") != wsha:
+        raise CheckpointError("cannot resume: the backbone weights differ from the interrupted run's",
+                              "resume with the run's own --weights, or train a new run")
+    ctx.extra_state["features_sha"] = wsha
+    views = {"train": cfg.aug_views, "val": 0, "test": 0}
+    if ctx.dist.enabled:  # every rank computes its share into the shared cache first
+        for name in ("train", "val", "test"):
+            sd = prep.split(name)
+            mine = list(range(len(sd)))[ctx.dist.rank::ctx.dist.world]
+            extract(model, spec, [sd.files[i] for i in mine], [sd.shas[i] for i in mine], views=views[name],
+                    engine=cfg.engine)
+        ddp.barrier(ctx.dist)
+    feats: dict[str, torch.Tensor] = {}
+    hits = misses = 0
+    seconds = 0.0
+    total = sum(len(prep.split(n)) * (1 + views[n]) for n in views)
+    with runs.make_progress(ctx.console, cfg.progress and ctx.dist.is_main) as prog:
+        tick = runs.ticker(prog, "features", total)
+        for name in ("train", "val", "test"):
+            sd = prep.split(name)
+            arr, st = extract(model, spec, sd.files, sd.shas, views=views[name], engine=cfg.engine, progress=tick)
+            feats[name] = torch.from_numpy(arr).to(ctx.device)
+            hits, misses, seconds = hits + st.hits, misses + st.misses, seconds + st.seconds
+    rate = f" at {misses / seconds:,.0f} img/s" if misses and seconds > 0 else ""
+    ctx.console.print(f"features: {hits} from cache, {misses} computed{rate} ({cfg.engine})")
+    head = torch.nn.Sequential(model.head_drop, model.head).to(ctx.device)
+    mu, sd = feature_stats(feats["train"][:, 0])
+    labels = {n: torch.tensor(prep.split(n).labels, dtype=torch.long, device=ctx.device) for n in views}
+    task = FeatureTask(ddp.wrap(head, ctx.dist, ctx.device), (feats["train"] - mu) / sd, labels["train"],
+                       (feats["val"][:, 0] - mu) / sd, labels["val"], batch_size=cfg.batch_size or 64,
+                       seed=cfg.seed, dist=ctx.dist, label_smoothing=cfg.label_smoothing)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a linear head on 64-row batches: thread wake-ups cost more than the maths
+    try:
+        loop_state = fit_task(ctx, head, task, [{"params": list(head.parameters()), "lr": cfg.lr}])
+    finally:
+        torch.set_num_threads(threads)
+    fold_standardisation(model.head, mu, sd)
+    head.eval()
+    with torch.no_grad():
+        logits = head(feats["test"][:, 0]).float().cpu()
+    model.to("cpu")
+    return Outcome(loop_state, logits, labels["test"].cpu(),
+                   {"feature_cache_hits": hits, "feature_cache_misses": misses,
+                    "feature_images_per_s": misses / seconds if misses and seconds > 0 else None})
+
+
+def feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and (regularised) std of training features: the head trains on standardised
+    features (well conditioned for any backbone), then :func:`fold_standardisation` makes it exact on raw ones."""
+    mu = x.mean(0)
+    var = x.var(0, unbiased=False)
+    return mu, (var + 1e-2 * var.mean() + 1e-12).sqrt()
+
+
+def fold_standardisation(linear: torch.nn.Linear, mu: torch.Tensor, sd: torch.Tensor) -> None:
+    """Rewrite ``linear`` so that ``linear(x) == old_linear((x - mu) / sd)`` for raw features ``x``."""
+    import torch
+
+    with torch.no_grad():
+        w = linear.weight / sd
+        linear.bias.sub_((w * mu).sum(1))
+        linear.weight.copy_(w)
+
+
+def run_images(ctx: RunContext) -> Outcome:
+    """``finetune`` (last ``unfreeze`` blocks + head, backbone at a lower lr) or ``full`` training on images."""
+    import torch
+
+    from edge_tl.train.api import MODE_DEFAULTS
+    from edge_tl.train.augment import DEFAULT_AUG
+    from edge_tl.train.tasks import ImageDataset, ImageTask
+
+    cfg, model, prep = ctx.cfg, ctx.model, ctx.prep
+    if cfg.mode == "finetune":
+        model.freeze(except_last=cfg.unfreeze)
+    else:
+        model.unfreeze()
+    model.to(ctx.device).to(memory_format=torch.channels_last)
+    scale = MODE_DEFAULTS[cfg.mode or "full"].backbone_lr_scale
+    backbone = [p for p in model.features.parameters() if p.requires_grad]
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    assert cfg.lr is not None
+    groups = [{"params": backbone, "lr": cfg.lr * scale}, {"params": head, "lr": cfg.lr}]
+    spec = model.input_spec
+
+    def dataset(name: str, aug: bool) -> ImageDataset:
+        sd = prep.split(name)
+        return ImageDataset(sd.files, sd.labels, sd.shas, spec, DEFAULT_AUG if aug else None, cfg.seed)
+
+    task = ImageTask(ddp.wrap(model, ctx.dist, ctx.device), dataset("train", True), dataset("val", False),
+                     batch_size=cfg.batch_size or 32, seed=cfg.seed, dist=ctx.dist, device=ctx.device,
+                     precision=ctx.precision, workers=cfg.workers or 0, label_smoothing=cfg.label_smoothing)
+    loop_state = fit_task(ctx, model, task, groups)
+    model.eval()
+    logits, labels = task.predict(dataset("test", False), shard=False)
+    model.to("cpu").to(memory_format=torch.contiguous_format)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return Outcome(loop_state, logits, labels, {"trainable_parameters": trainable,
+                                                "precision": ctx.precision.name, "device": str(ctx.device)})
+
+
+RUNNERS: dict[str, Callable[[RunContext], Outcome]] = {
+    "features": run_features, "finetune": run_images, "full": run_images,
+}
+
+
+def finish(ctx: RunContext, outcome: Outcome) -> TrainResult:
+    """Rank 0 writes model.pt, card.json, history.json and the plots, links runs/latest; all ranks return."""
+    from edge_tl.train.outputs import write_outputs
+
+    result = write_outputs(ctx, outcome)
+    ddp.barrier(ctx.dist)
+    return result

@@ -1,0 +1,75 @@
+"""PNG plots of a run: loss/accuracy curves per epoch and the confusion matrix (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_tl._io import atomic_path
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
+    """Train/val loss (left) and accuracy (right) per epoch; the best val epoch marked."""
+    plt = _pyplot()
+    ep = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    ax1.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
+    ax1.plot(ep, [r["val_loss"] for r in history], "o-", label="val")
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax2.plot(ep, [100 * r["train_acc"] for r in history], "o-", label="train")
+    ax2.plot(ep, [100 * r["val_acc"] for r in history], "o-", label="val")
+    if history:
+        best = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
+        ax2.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best (epoch {best['epoch']})")
+    ax2.set(xlabel="epoch", ylabel="accuracy %", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (true class per row) with counts in the cells."""
+    plt = _pyplot()
+    m = np.asarray(matrix, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    n = len(classes)
+    side = min(4 + 0.35 * n, 22)
+    fig, ax = plt.subplots(figsize=(side, side * 0.85), dpi=100)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels=list(classes), rotation=90 if n > 6 else 45, ha="right" if n <= 6 else "center")
+    ax.set_yticks(range(n), labels=list(classes))
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    if n <= 40:
+        for i in range(n):
+            for j in range(n):
+                if m[i, j]:
+                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8 if n > 12 else 10,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    plt = _pyplot()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)

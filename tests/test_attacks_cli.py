@@ -1,0 +1,121 @@
+"""``edge-tl attack`` end to end on a tiny run and its ONNX artefact, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_tl.cli.main import main
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def run_and_onnx(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A private copy of the tiny run (so a test may hide its model.pt) and its float ONNX export."""
+    from edge_tl.export.api import export
+
+    root = tmp_path_factory.mktemp("attack_cli")
+    run = root / "run"
+    shutil.copytree(tiny_run, run)
+    card = json.loads((run / "card.json").read_text())
+    card["run_dir"] = str(run)
+    (run / "card.json").write_text(json.dumps(card))
+    _retarget_checkpoint(run)
+    export(run, ["onnx"], ["none"], root / "exported")
+    return run, root / "exported" / "model.onnx"
+
+
+def _retarget_checkpoint(run: Path) -> None:
+    """Point the copied checkpoint's card at the copy (the artefact's card takes run_dir from it)."""
+    import torch
+
+    from edge_tl.card import ModelCard
+    from edge_tl.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, card = load_checkpoint(run / "model.pt")
+    save_checkpoint(run / "model.pt", model, card.with_(run_dir=str(run)))
+    assert torch.load(run / "model.pt", weights_only=True)["card"]["run_dir"] == str(run)
+    assert ModelCard.from_json(json.loads((run / "card.json").read_text())).run_dir == str(run)
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err
+
+
+def test_attack_onnx_end_to_end(run_and_onnx, tmp_path, capsys) -> None:
+    _, onnx = run_and_onnx
+    out_dir = tmp_path / "attacks"
+    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "fgsm,pgd,square,hopskipjump",
+                           "--eps", "4/255,16/255", "--n", "1000", "--queries", "30", "--steps", "3",
+                           "--out", str(out_dir), "--json", str(tmp_path / "a.json")], capsys)
+    assert code == 0, err
+    assert "more than the" in err and "using all" in err  # --n larger than the test split
+    assert "robustness" in out and "model.onnx" in out
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert json.loads((out_dir / "attack.json").read_text()) == data
+    for name in ("robustness.png", "examples.png"):
+        assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    models = {r["model"] for r in data["results"]}
+    assert models == {"model.onnx", "model.pt (surrogate)"}
+    assert {r["attack"] for r in data["results"] if r["model"] == "model.onnx"} == {
+        "fgsm", "pgd", "square", "hopskipjump"}
+    assert {r["attack"] for r in data["results"] if "surrogate" in r["model"]} == {"fgsm", "pgd"}
+    for r in data["results"]:
+        assert r["max_linf"] is None or r["max_linf"] <= r["eps"] + 1e-9
+        assert 0.0 <= r["robust_accuracy"] <= r["clean_accuracy"] <= 1.0
+    assert data["config"]["surrogate"].endswith("model.pt")
+
+
+def test_no_surrogate_runs_blackbox_only(run_and_onnx, tmp_path, capsys) -> None:
+    run, onnx = run_and_onnx
+    hidden = run / "model.pt.hidden"
+    (run / "model.pt").rename(hidden)
+    try:
+        code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "fgsm,square", "--eps", "8/255",
+                               "--n", "4", "--queries", "10", "--out", str(tmp_path / "o"), "--json", "-"], capsys)
+    finally:
+        hidden.rename(run / "model.pt")
+    assert code == 0, err
+    assert "no surrogate" in err and "--surrogate" in err
+    data = json.loads(out)
+    assert {r["attack"] for r in data["results"]} == {"square"}
+
+
+def test_targeted_mode_reports_the_target(run_and_onnx, tmp_path, capsys) -> None:
+    run, onnx = run_and_onnx
+    classes = json.loads((run / "card.json").read_text())["classes"]
+    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "pgd", "--eps", "32/255", "--n", "6",
+                           "--target-class", classes[0], "--out", str(tmp_path / "t"), "--json", "-"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)["results"]
+    assert rows and all(r["target_class"] == classes[0] for r in rows)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--eps", "0"], "out of range"),
+    (["--eps", "2"], "out of range"),
+    (["--attacks", "squre"], "did you mean 'square'"),
+    (["--target-class", "zebra"], "unknown class 'zebra'"),
+    (["--surrogate", "/nonexistent/model.pt"], "surrogate checkpoint"),
+])
+def test_bad_input_is_one_line_exit_2(run_and_onnx, tmp_path, capsys, args, message) -> None:
+    _, onnx = run_and_onnx
+    out_dir = tmp_path / "never"
+    code, _, err = _cli(["attack", "--model", str(onnx), "--n", "2", "--out", str(out_dir), *args], capsys)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not out_dir.exists()  # nothing half-written
+
+
+def test_missing_model_is_an_error(tmp_path, capsys) -> None:
+    code, _, err = _cli(["attack", "--model", str(tmp_path / "nope.onnx")], capsys)
+    assert code == 2 and "no such model" in err

@@ -1,0 +1,278 @@
+"""Attacks on tiny torch models and tiny ONNX / TFLite artefacts (32 px, seconds each)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from edge_tl.attacks.blackbox import hopskipjump, margin, square  # noqa: E402
+from edge_tl.attacks.engine import Target, run_attacks  # noqa: E402
+from edge_tl.attacks.pixels import (  # noqa: E402
+    eps_levels, perturbation_norms, pixel_model, quantize_adversarial, torch_predict)
+from edge_tl.attacks.registry import AttackSettings, get_attack, list_attacks  # noqa: E402
+from edge_tl.errors import ConfigError, UnknownNameError  # noqa: E402
+
+CLASSES = ["horizontal", "vertical", "diagonal"]
+EPS = [2 / 255, 4 / 255, 8 / 255, 16 / 255]
+
+
+def make_data(n_per: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Low-contrast stripe textures on random colours: easy to learn, easy to attack."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    patterns = [np.sin(yy / 2.0), np.sin(xx / 2.0), np.sin((xx + yy) / 2.0)]
+    xs, ys = [], []
+    for c, p in enumerate(patterns):
+        for _ in range(n_per):
+            base = rng.uniform(80, 170, size=3)
+            img = base + 25 * rng.uniform(0.7, 1.3) * p[..., None] + rng.normal(0, 12, (size, size, 3))
+            xs.append(np.clip(img, 0, 255).astype(np.uint8))
+            ys.append(c)
+    return np.stack(xs), np.asarray(ys)
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten())
+        self.head = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: the machine is shared, and tiny models gain nothing from two."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def trained(_one_thread) -> nn.Module:
+    """A pixel-space model (normalisation inside) trained to 100 % on the stripes in ~2 s."""
+    torch.manual_seed(0)
+    x, y = make_data(40, seed=0)
+    model = pixel_model(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).train()
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255, torch.from_numpy(y)
+    for _ in range(30):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 32):
+            b = perm[i:i + 32]
+            loss = nn.functional.cross_entropy(model(xt[b]), yt[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    return make_data(8, seed=1)
+
+
+def test_registry_lists_both_kinds_and_rejects_unknown() -> None:
+    assert set(list_attacks("whitebox")) == {"fgsm", "pgd"}
+    assert set(list_attacks("blackbox")) == {"square", "hopskipjump"}
+    assert get_attack("hopskipjump").eps_bounded is False
+    with pytest.raises(UnknownNameError, match="did you mean 'square'"):
+        get_attack("squar")
+
+
+def test_quantize_adversarial_keeps_linf_within_eps() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    adv = np.clip(x / 255.0 + rng.uniform(-0.2, 0.2, x.shape), 0, 1).astype(np.float32)
+    for eps in (0.5 / 255, 1 / 255, 0.01, 8 / 255, 1.0):
+        q = quantize_adversarial(x, adv, eps)
+        linf, _ = perturbation_norms(x, q)
+        assert q.dtype == np.uint8
+        assert linf.max() <= eps + 1e-9
+        assert linf.max() == pytest.approx(min(eps_levels(eps), 51) / 255)  # 0.2 * 255 = 51 levels offered
+    with pytest.raises(TypeError):
+        quantize_adversarial(x.astype(np.float32), adv, 1 / 255)
+
+
+def test_margin_sign_marks_success() -> None:
+    logits = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    np.testing.assert_allclose(margin(logits, np.array([0, 0]), targeted=False), [2.0, -2.0])
+    np.testing.assert_allclose(margin(logits, np.array([1, 1]), targeted=True), [2.0, -1.0])
+
+
+def test_fgsm_matches_a_hand_written_signed_gradient_step(trained, test_set) -> None:
+    x, y = test_set
+    eps = 4 / 255
+    adv = get_attack("fgsm").run(trained, x, y, eps, AttackSettings()).adv
+    xt = (torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255).requires_grad_(True)
+    nn.functional.cross_entropy(trained(xt), torch.from_numpy(y)).backward()
+    expected = (xt + eps * xt.grad.sign()).clamp(0, 1).detach().numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(adv, expected, atol=1e-6)
+
+
+def _whitebox_run(trained, test_set, target_class=None):
+    x, y = test_set
+    return run_attacks([Target("model", torch_predict(trained))], x, y, CLASSES, ["fgsm", "pgd"], EPS,
+                       AttackSettings(steps=10), surrogate=trained, target_class=target_class).report
+
+
+def test_robust_accuracy_falls_as_eps_grows_and_pgd_beats_fgsm(trained, test_set) -> None:
+    report = _whitebox_run(trained, test_set)
+    assert report.clean_accuracy["model"] == 1.0
+    n = report.n_images
+    for attack in ("fgsm", "pgd"):
+        acc = [r.robust_accuracy for r in report.select("model", attack)]
+        assert all(b <= a + 1 / n for a, b in zip(acc, acc[1:])), (attack, acc)
+        assert acc[-1] < acc[0] - 0.3, (attack, acc)
+    for f, p in zip(report.select("model", "fgsm"), report.select("model", "pgd")):
+        assert p.robust_accuracy <= f.robust_accuracy + 1 / n, (f.eps, f.robust_accuracy, p.robust_accuracy)
+    for r in report.results:
+        assert r.max_linf <= r.eps + 1e-9  # judged on the 8-bit image, never above eps
+        assert r.mean_linf is None or r.mean_linf <= r.eps + 1e-9
+        assert r.median_queries is None and r.kind == "whitebox"
+    # the surrogate is reported too (here it is the same network, so the numbers agree)
+    assert [r.robust_accuracy for r in report.select("surrogate", "pgd")] == \
+        [r.robust_accuracy for r in report.select("model", "pgd")]
+
+
+def test_targeted_pgd_reaches_the_target(trained, test_set) -> None:
+    report = _whitebox_run(trained, test_set, target_class=1)
+    top = report.select("model", "pgd")[-1]
+    assert top.target_class == "vertical"
+    assert top.n_attacked == 16  # the 8 images of the target class are not attacked
+    assert top.success_rate >= 0.5
+
+
+def test_only_correct_images_are_attacked(trained, test_set) -> None:
+    x, y = test_set
+    wrong = y.copy()
+    wrong[:5] = (wrong[:5] + 1) % 3  # five labels the model cannot get right
+    report = run_attacks([Target("model", torch_predict(trained))], x, wrong, CLASSES, ["fgsm"], [8 / 255],
+                         surrogate=trained).report
+    r = report.select("model", "fgsm")[0]
+    assert r.clean_accuracy == pytest.approx((len(y) - 5) / len(y))
+    assert r.n_attacked == len(y) - 5
+    assert r.robust_accuracy <= r.clean_accuracy
+
+
+def test_square_matches_torchattacks_square(trained, test_set) -> None:
+    torchattacks = pytest.importorskip("torchattacks")
+    x, y = test_set
+    eps, budget = 16 / 255, 600
+    ours = square(torch_predict(trained), x, y, eps, AttackSettings(queries=budget, seed=0))
+    ours_rate = float((torch_predict(trained)(ours.adv).argmax(1) != y).mean())
+    atk = torchattacks.Square(trained, eps=eps, n_queries=budget, p_init=0.05, seed=0)
+    ref = atk(torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255, torch.from_numpy(y))
+    ref_q = quantize_adversarial(x, ref.numpy().transpose(0, 2, 3, 1), eps)
+    ref_rate = float((torch_predict(trained)(ref_q).argmax(1) != y).mean())
+    assert ref_rate > 0.1
+    assert abs(ours_rate - ref_rate) <= 0.3, (ours_rate, ref_rate)
+    assert perturbation_norms(x, ours.adv)[0].max() <= eps + 1e-9
+    assert ours.queries.max() <= budget
+    fooled = torch_predict(trained)(ours.adv).argmax(1) != y
+    assert (ours.queries[~fooled] == budget).all()  # unfinished images spent the whole budget
+
+
+def test_hopskipjump_respects_the_budget_and_finds_adversarials(trained, test_set) -> None:
+    x, y = test_set
+    seeds = x[(np.arange(len(x)) + 8) % len(x)]  # an image of another class for each
+    out = hopskipjump(torch_predict(trained), x[::4], y[::4], None, AttackSettings(queries=300),
+                      init_images=seeds[::4])
+    assert out.queries.max() <= 300
+    pred = torch_predict(trained)(out.adv).argmax(1)
+    assert (pred != y[::4]).all()  # starting from another class, every image ends adversarial
+    linf = perturbation_norms(x[::4], out.adv)[0]
+    start = perturbation_norms(x[::4], seeds[::4])[0]
+    assert (linf < start).mean() >= 0.5  # and the search moved most of them closer
+
+
+def test_no_surrogate_skips_whitebox_with_a_note(trained, test_set) -> None:
+    x, y = test_set
+    report = run_attacks([Target("model", torch_predict(trained))], x[:6], y[:6], CLASSES, ["fgsm", "square"],
+                         [8 / 255], AttackSettings(queries=20)).report
+    assert {r.attack for r in report.results} == {"square"}
+    assert any("white-box" in n and "fgsm" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1 / 255, 1.5])
+def test_eps_outside_unit_interval_is_refused(trained, test_set, eps) -> None:
+    x, y = test_set
+    with pytest.raises(ConfigError, match="outside"):
+        run_attacks([Target("model", torch_predict(trained))], x, y, CLASSES, ["square"], [eps])
+
+
+def _export_onnx(model: nn.Module, path) -> None:
+    class NHWC(nn.Module):  # the artefact takes uint8-range float NHWC, like a deployed pipeline
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m(x.permute(0, 3, 1, 2))
+
+    torch.onnx.export(NHWC().eval(), (torch.zeros(2, 32, 32, 3),), str(path), input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "n"}}, dynamo=False)
+
+
+def _blackbox_checks(predict, x, y) -> None:
+    eps = 16 / 255
+    report = run_attacks([Target("artefact", predict)], x, y, CLASSES, ["square", "hopskipjump"], [8 / 255, eps],
+                         AttackSettings(queries=400)).report
+    sq = report.select("artefact", "square")[-1]
+    assert report.clean_accuracy["artefact"] == 1.0
+    assert sq.success_rate > 0, "square found no adversarial at 16/255"
+    assert sq.median_queries is not None and 1 <= sq.median_queries <= 400
+    for r in report.results:
+        assert r.max_linf <= r.eps + 1e-9
+    hsj = report.select("artefact", "hopskipjump")
+    assert hsj[0].success_rate <= hsj[1].success_rate  # the same adversarials, judged at a growing eps
+
+
+def test_blackbox_attacks_on_an_onnx_artefact(trained, test_set, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "tiny.onnx"
+    _export_onnx(trained, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    calls = []
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        calls.append(len(images))
+        x = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
+        return sess.run(None, {"input": x})[0]
+
+    x, y = test_set
+    _blackbox_checks(predict, x, y)
+    assert max(calls) > 1  # queries are batched
+
+
+def test_blackbox_attacks_on_a_tflite_artefact(trained, test_set, tmp_path) -> None:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from edge_tl.export.tflite_export import convert_float
+    except ImportError as exc:
+        pytest.skip(f"TFLite export not available: {exc}")
+    norm = trained.model  # normalised NCHW in, as edge-tl's converter expects
+    content = convert_float(norm, 32)
+    interp = Interpreter(model_content=content)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
+        x = (x - 0.5) / 0.25
+        interp.resize_tensor_input(inp["index"], list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], np.ascontiguousarray(x, np.float32))
+        interp.invoke()
+        return interp.get_tensor(out["index"]).copy()
+
+    x, y = test_set
+    np.testing.assert_allclose(predict(x), torch_predict(trained)(x), atol=1e-3)
+    _blackbox_checks(predict, x, y)

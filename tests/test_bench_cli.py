@@ -1,0 +1,134 @@
+"""``edge-tl bench`` end to end on a real tiny run (PyTorch checkpoint + ONNX export), and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _export_fixtures import build_run
+from PIL import Image
+
+from edge_tl.cli.main import main
+from edge_tl.cli.options import cpu_count
+
+FAST = ["--min-time", "0.05", "--warmup", "2"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
+    """A folder with runs/tiny (tiny_cnn, 32 px) and exported/model.{onnx,tflite} made by the real exporter."""
+    from edge_tl.export.api import export
+
+    root = tmp_path_factory.mktemp("bench_cli")
+    run = build_run(root / "runs" / "tiny", sample_dir, steps=30)
+    export(run, formats=("onnx", "tflite"), quantize=("none",), out_dir=root / "exported")
+    return root
+
+
+def bench(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(["bench", *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    o = tmp_path
+    n = min(64, cpu_count())
+    code, out, err = bench(["--exported", str(project / "exported"), "--threads", "64", *FAST,
+                            "--json", str(o / "b.json"), "--csv", str(o / "b.csv"), "--md", str(o / "b.md"),
+                            "--plot", str(o / "b.png")], capsys)
+    assert code == 0, err
+    assert "--threads 64 is more than the" in err and "capped" in err
+    assert "model.onnx" in out and "model.pt" in out and "* recommended:" in out
+    d = json.loads((o / "b.json").read_text())
+    rows = {(r["name"], r["threads"]): r for r in d["rows"]}
+    assert set(rows) == {("model.pt", n), ("model.onnx", n), ("model.tflite", n)}
+    assert all(r["status"] == "ok" and r["loop"] == "engine" for r in rows.values())
+    pt, onnx = rows["model.pt", n], rows["model.onnx", n]
+    assert onnx["runtime"] == "onnxruntime" and pt["runtime"] == "pytorch"
+    assert onnx["agreement"] == 100.0 and pt["agreement"] == 100.0  # float export: same top-1 everywhere
+    assert onnx["top1"] == pt["top1"] and onnx["n_eval"] == pt["n_eval"] > 0
+    assert onnx["macs"] == pt["macs"] == rows["model.tflite", n]["macs"] > 0 and onnx["params"] > 0
+    assert rows["model.tflite", n]["agreement"] == 100.0 and rows["model.tflite", n]["runtime"] == "litert"
+    assert onnx["latency"]["p50"]["low"] <= onnx["latency"]["p50"]["value"] <= onnx["latency"]["p50"]["high"]
+    assert onnx["gflops"] > 0 and onnx["peak_rss_mb"] < pt["peak_rss_mb"]
+    assert d["recommended"] in {f"{n}@{t}t" for n, t in rows}
+    assert "test split" in d["data"]
+    assert (o / "b.png").stat().st_size > 0 and (o / "b.csv").read_text().count("\n") == 4
+    assert (o / "b.md").read_text().startswith("| ")
+
+
+def test_no_artefacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "exported").mkdir()
+    code, _, err = bench(["--exported", str(tmp_path / "exported")], capsys)
+    assert code == 2
+    assert "no artefacts found in" in err and str(tmp_path / "exported") in err and "edge-tl export" in err
+    assert "Traceback" not in err
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = bench([str(tmp_path / "nope.onnx")], capsys)
+    assert code == 2 and "no such model" in err
+
+
+def test_damaged_artefact_gets_an_error_row(project: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes((project / "exported" / "model.onnx").read_bytes()[:300])
+    code, out, err = bench([str(bad), str(project / "exported" / "model.onnx"), "--threads", "1", *FAST,
+                            "--json", "-"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    by_name = {r["name"]: r for r in d["rows"]}
+    assert by_name["broken.onnx"]["status"] == "error"
+    assert "not a valid ONNX model" in by_name["broken.onnx"]["error"]
+    assert by_name["model.onnx"]["status"] == "ok"
+    assert "broken.onnx" in err  # the table went to stderr, the JSON owns stdout
+
+
+def test_classes_differ(project: Path, tmp_path: Path, sample_dir: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "other"
+    for cls in ("apple", "pear"):
+        (data / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (40, 40), (i * 90, 50, 50)).save(data / cls / f"{i}.png")
+    code, _, err = bench([str(project / "exported" / "model.onnx"), "--data", str(data), *FAST], capsys)
+    assert code == 2 and "classes differ" in err and "--data" in err
+
+
+def test_mobile_profile_refuses_onnx(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = bench([str(project / "exported" / "model.onnx"), "--profile", "mobile"], capsys)
+    assert code == 2 and "--profile mobile runs tflite only" in err
+
+
+def test_bad_threads_value(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = bench(["--threads", "0"], capsys)
+    assert code == 2 and "--threads" in err
+
+
+@pytest.mark.parametrize("name", ["runs/tiny/model.pt", "exported/model.onnx", "exported/model.tflite"])
+def test_engine_call_computes_what_the_runtime_computes(project: Path, name: str) -> None:
+    """The timed loop runs the engine on a pre-normalised input: it must be the same computation."""
+    import numpy as np
+
+    from _export_fixtures import test_pixels
+    from edge_tl.bench.engines import timed_call
+    from edge_tl.runtimes import load
+
+    rt = load(project / name, threads=1)
+    pixels = test_pixels(project / "runs" / "tiny", n=1)[0]
+    call = timed_call(rt, pixels)
+    assert call.loop == "engine"
+    with call.context():
+        out = call.fn()
+    if rt.name == "litert":
+        out = rt.interpreter.get_tensor(rt.interpreter.get_output_details()[0]["index"])
+    elif rt.name == "onnxruntime":
+        out = out[0]
+    np.testing.assert_allclose(np.asarray(out, dtype=np.float32), rt(pixels), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,82 @@
+"""The bench driver with fake runtimes: rows per artefact x thread count, failure rows, class checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import _bench_fakes as fakes
+import pytest
+from PIL import Image
+
+from edge_tl.bench.results import BenchSettings
+from edge_tl.bench.runner import plan_threads, run_bench
+from edge_tl.bench.targets import EvalSet, Target, check_classes, discover, eval_set, load_targets
+from edge_tl.errors import ArtifactError, DataError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bench_runner")
+    x, y = fakes.pixels(9)
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = root / "data" / fakes.CLASSES[label]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    exp = root / "exported"
+    exp.mkdir()
+    for name in ("ok.fake", "bad.fake", "crash.fake"):
+        fakes.make(exp, name)
+    return root
+
+
+def test_plan_threads_caps_and_dedupes() -> None:
+    assert plan_threads((1, 2), 2) == ((1, 2), [])
+    threads, notes = plan_threads((1, 4, 2), 2)
+    assert threads == (1, 2)
+    assert notes == ["--threads 4 is more than the 2 cores available; capped at 2"]
+
+
+def test_discover(folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no artefacts found in") as exc:
+        discover([], tmp_path / "nothing")
+    assert "edge-tl export" in exc.value.hint
+    with pytest.raises(ArtifactError, match="no such model"):
+        discover([str(tmp_path / "missing.onnx")])
+    assert discover([str(folder / "exported" / "ok.fake")]) == [folder / "exported" / "ok.fake"]
+
+
+def test_class_mismatch_is_a_clear_error(folder: Path) -> None:
+    es = eval_set(str(folder / "data"), [])
+    assert es.classes == fakes.CLASSES and len(es.files) == 9
+    other = fakes.make(folder, "other.fake", classes=("a", "b", "z"))
+    (t,) = load_targets([other])
+    with pytest.raises(DataError, match="classes differ") as exc:
+        check_classes(es, t)
+    assert "model only: z" in exc.value.message and "data only: c" in exc.value.message
+
+
+def test_labels_follow_the_model_class_order() -> None:
+    es = EvalSet("x", ("b", "a", "c"), (Path("1"), Path("2")), (0, 1))
+    t = Target(Path("m"), fakes.card())  # model order a, b, c
+    assert check_classes(es, t) == (1, 0)
+
+
+def test_run_bench_rows_and_failures(folder: Path) -> None:
+    paths = discover([str(folder / "exported" / n) for n in ("ok.fake", "bad.fake", "crash.fake")])
+    targets = load_targets(paths) + [Target(folder / "gone.onnx", None, "cannot read gone.onnx")]
+    es = eval_set(str(folder / "data"), targets)
+    settings = BenchSettings(threads=(1, 2), min_time=0.05, warmup=2)
+    seen: list[str] = []
+    res = run_bench(targets, es, settings, cores=2, progress=lambda m, n: seen.append(m), loader=fakes.LOADER)
+    assert len(res.rows) == 4 * 2
+    ok = [r for r in res.rows if r.ok]
+    assert [r.name for r in ok] == ["ok.fake", "ok.fake"] and {r.threads for r in ok} == {1, 2}
+    assert all(r.top1 == 100.0 and r.top5 == 100.0 and r.n_eval == 9 for r in ok)  # copied to the 2-thread row
+    assert all(r.p50 > 0 and r.latency.n >= 5 and r.peak_rss_mb > 0 and r.size_mb > 0 for r in ok)
+    assert all(r.agreement is None for r in ok)  # no PyTorch source measured
+    errors = {r.key: r.error for r in res.rows if not r.ok}
+    assert "is not a model" in errors["bad.fake@1t"]
+    assert "SIGSEGV" in errors["crash.fake@2t"]
+    assert errors["gone.onnx@1t"] == "cannot read gone.onnx"
+    assert res.rows[-1].status == "error" and res.recommended in ("ok.fake@1t", "ok.fake@2t")
+    assert res.data == f"{folder / 'data'} (9 images)" and seen

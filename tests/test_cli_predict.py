@@ -1,0 +1,175 @@
+"""``edge-tl predict``: backbones, model files, JSON, errors, instant help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_tl.cli.main import main
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(40, 48), (64, 64), (300, 200)]):
+        p = d / f"img{i}.{'png' if i % 2 else 'jpg'}"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def chelsea(tmp_path_factory) -> Path:
+    skimage_data = pytest.importorskip("skimage.data")
+    p = tmp_path_factory.mktemp("photo") / "chelsea.jpg"
+    Image.fromarray(skimage_data.chelsea()).save(p, quality=95)
+    return p
+
+
+def test_tiny_backbone_random_init_json_schema(images, tmp_path, capsys):
+    out_json = tmp_path / "pred.json"
+    code, out, err = run(["predict", *map(str, images), "--backbone", "tiny_cnn", "--weights", "none",
+                          "--top", "3", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    data = json.loads(out_json.read_text())
+    assert set(data) == {"model", "runtime", "weights", "top", "images", "warnings"}
+    assert (data["model"], data["runtime"], data["weights"], data["top"]) == ("tiny_cnn", "pytorch", "random", 3)
+    assert [i["path"] for i in data["images"]] == [str(p) for p in images]
+    for img in data["images"]:
+        preds = img["predictions"]
+        assert [p["rank"] for p in preds] == [1, 2, 3]
+        assert set(preds[0]) == {"rank", "index", "label", "probability"}
+        probs = [p["probability"] for p in preds]
+        assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1
+        assert all(0 <= p["index"] < 1000 for p in preds)
+    assert str(images[0]) in out and "rank" in out  # a table per image
+
+
+def test_mobilenet_v2_names_the_cat(chelsea, capsys):
+    code, out, err = run(["predict", str(chelsea), "--top", "2", "--threads", "1", "--json", "-"], capsys)
+    assert code == 0, err
+    data = json.loads(out)  # with --json - stdout is the JSON only
+    top = data["images"][0]["predictions"][0]
+    assert data["model"] == "mobilenet_v2" and data["weights"].startswith("mobilenet_v2-b0353104.pth@b0353104")
+    assert 281 <= top["index"] <= 285 and top["label"] in {"tabby", "tiger cat", "Persian cat", "Siamese cat",
+                                                             "Egyptian cat"}
+
+
+def test_unknown_backbone_suggests_closest(images, capsys):
+    code, _, err = run(["predict", str(images[0]), "--backbone", "resnet19"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "unknown backbone 'resnet19'" in lines[0] and "did you mean 'resnet18'" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_non_image_file_is_named(images, tmp_path, capsys):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is text, not a JPEG")
+    out_json = tmp_path / "never.json"
+    code, _, err = run(["predict", str(images[0]), str(bad), "--backbone", "tiny_cnn", "--json", str(out_json)],
+                         capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and str(bad) in err and "not a readable image" in err
+    assert not out_json.exists()  # nothing half-written
+
+
+def test_missing_file_and_conflicting_options(images, tmp_path, capsys):
+    code, _, err = run(["predict", str(tmp_path / "nope.jpg")], capsys)
+    assert code == 2 and "does not exist" in err
+    code, _, err = run(["predict", str(images[0]), "--backbone", "tiny_cnn", "--model", str(tmp_path)], capsys)
+    assert code == 2 and "exclude each other" in err
+
+
+def _checkpoint(tmp_path: Path, parity: dict | None) -> Path:
+    import torch
+
+    from edge_tl.card import ModelCard, now_iso
+    from edge_tl.models import create_model, get_spec
+    from edge_tl.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", num_classes=3)
+    with torch.no_grad():  # make class 'dog' win for every image: bias dominates
+        model.head.bias.copy_(torch.tensor([0.0, 9.0, 0.0]))
+    card = ModelCard(classes=("cat", "dog", "bird"), input=get_spec("tiny_cnn").input_spec(32), backbone="tiny_cnn",
+                     weights="random", parity=parity, created=now_iso())
+    return save_checkpoint(tmp_path / "model.pt", model, card)
+
+
+def test_model_file_uses_card_classes(images, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path, parity=None)
+    code, out, err = run(["predict", *map(str, images[:2]), "--model", str(ckpt), "--top", "5", "--json", "-"],
+                         capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["runtime"] == "pytorch" and data["warnings"] == []
+    for img in data["images"]:
+        assert img["predictions"][0]["label"] == "dog"
+        assert len(img["predictions"]) == 3  # --top is capped at the number of classes
+    code, _, err = run(["predict", str(images[0]), "--model", str(ckpt), "--weights", "none"], capsys)
+    assert code == 2 and "--weights applies to --backbone only" in err
+
+
+@pytest.mark.parametrize("key", ["saturated", "saturated_fraction"])  # ParityResult.to_json() writes 'saturated'
+def test_saturated_int8_outputs_warn(images, tmp_path, capsys, key):
+    ckpt = _checkpoint(tmp_path, parity={key: 0.64, "passed": True})
+    code, _, err = run(["predict", str(images[0]), "--model", str(ckpt)], capsys)
+    assert code == 0, err
+    assert "warning:" in err and "64.0%" in err and "saturated" in err
+
+
+def test_saturation_threshold():
+    from edge_tl.models.predict import saturation_warning
+
+    assert saturation_warning(None) is None
+    assert saturation_warning({"saturated_fraction": 0.001}) is None
+    assert saturation_warning({"saturated_fraction": 0.002}) is not None
+    assert saturation_warning({"saturated": 0.5}) is not None
+
+
+def test_failed_parity_warns(images, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path, parity={"saturated": 0.0, "passed": False,
+                                         "failures": ["agreement 95.83 % < 98.00 %"]})
+    code, out, err = run(["predict", str(images[0]), "--model", str(ckpt), "--json", "-"], capsys)
+    assert code == 0, err
+    assert "failed its parity check" in err and "agreement 95.83 %" in err
+    assert json.loads(out)["warnings"] == ["this artefact failed its parity check at export: agreement 95.83 % < 98.00 %"]
+
+
+_PROBE = """
+import sys, json
+from edge_tl.cli.main import main
+try:
+    main({args!r})
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {{'torch', 'onnxruntime', 'tensorflow',
+      'torchvision', 'timm', 'ai_edge_litert', 'litert_torch'}})), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["predict", "--help"]])
+def test_help_imports_nothing_heavy(args):
+    res = subprocess.run([sys.executable, "-c", _PROBE.format(args=args)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert "Usage:" in res.stdout
+    assert json.loads(res.stderr.strip().splitlines()[-1]) == []

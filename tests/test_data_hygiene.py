@@ -1,0 +1,225 @@
+"""The hygiene scan: every bad-file kind, every conversion, duplicates and leakage, on generated files."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_tl.data.hygiene import build_report, check_file, scan
+from edge_tl.data.preprocess import BadImageError, open_image
+
+
+def noise(w: int = 40, h: int = 32, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return Image.fromarray(arr, "RGB").convert(mode)
+
+
+def encode(im: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def png_rgb16(w: int = 8, h: int = 8) -> bytes:
+    """A 48-bit RGB PNG (Pillow cannot write one)."""
+    rows = b"".join(b"\x00" + bytes(range(6 * w)) for _ in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(rows)) + \
+        _png_chunk(b"IEND", b"")
+
+
+def png_bomb(side: int = 30000) -> bytes:
+    """A tiny PNG whose header claims side x side pixels (a decompression bomb)."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        _png_chunk(b"IEND", b"")
+
+
+def jpeg_with_orientation(orientation: int = 6) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(noise(40, 20, seed=7), "JPEG", exif=exif.tobytes())
+
+
+def messy_files() -> dict[str, bytes]:
+    """name -> bytes: one file per hygiene case (names say what they are)."""
+    good = encode(noise(seed=1), "JPEG", quality=90)
+    p_transparent = noise(seed=9).convert("P")
+    return {
+        "good.jpg": good,
+        "good2.jpg": encode(noise(seed=2), "JPEG"),
+        "empty.jpg": b"",
+        "truncated.jpg": good[: len(good) // 2],
+        "truncated_tail.jpg": good[: len(good) * 9 // 10],
+        "text.jpg": b"this is not an image\n",
+        "page.png": b"<!DOCTYPE html><html><body>404</body></html>",
+        "png_named.jpg": encode(noise(seed=3), "PNG"),
+        "gif_named.jpg": encode(noise(seed=4).convert("P"), "GIF"),
+        "webp_named.jpg": encode(noise(seed=5), "WEBP"),
+        "cmyk.jpg": encode(noise(seed=6, mode="CMYK"), "JPEG"),
+        "gray.jpg": encode(noise(seed=8, mode="L"), "JPEG"),
+        "rgba.png": encode(noise(seed=10, mode="RGBA"), "PNG"),
+        "palette.png": encode(noise(seed=11).convert("P"), "PNG"),
+        "palette_transparent.png": encode(p_transparent, "PNG", transparency=0),
+        "gray16.png": encode(Image.fromarray(np.full((8, 8), 40000, np.uint16)), "PNG"),
+        "rgb16.png": png_rgb16(),
+        "rotated.jpg": jpeg_with_orientation(6),
+        "bomb.png": png_bomb(),
+        "copy_of_good.jpg": good,
+    }
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        out.append(folder / name)
+    return out
+
+
+@pytest.fixture()
+def messy(tmp_path: Path) -> dict[str, Path]:
+    return {p.name: p for p in write_files(tmp_path / "a", messy_files())}
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("empty.jpg", "empty"), ("truncated.jpg", "truncated"), ("truncated_tail.jpg", "truncated"),
+    ("text.jpg", "not-image"), ("page.png", "not-image"), ("bomb.png", "too-large"),
+])
+def test_bad_files_are_refused_with_a_reason(messy, name, kind):
+    res = check_file(messy[name], label=3)
+    assert res.bad is not None and res.bad.kind == kind and res.bad.label == 3
+    assert res.bad.reason
+    with pytest.raises(BadImageError):  # training's decoder refuses them too (never silently accepted)
+        open_image(messy[name])
+
+
+def test_missing_file_is_unreadable(tmp_path):
+    res = check_file(tmp_path / "gone.jpg")
+    assert res.bad is not None and res.bad.kind == "unreadable"
+
+
+def test_html_page_is_named(messy):
+    assert "HTML" in check_file(messy["page.png"]).bad.reason
+
+
+@pytest.mark.parametrize("name,notes", [
+    ("good.jpg", set()),
+    ("png_named.jpg", {"wrong-extension"}),
+    ("gif_named.jpg", {"wrong-extension", "palette"}),
+    ("webp_named.jpg", {"wrong-extension"}),
+    ("cmyk.jpg", {"cmyk"}),
+    ("gray.jpg", {"grayscale"}),
+    ("rgba.png", {"alpha"}),
+    ("palette.png", {"palette"}),
+    ("palette_transparent.png", {"palette", "alpha"}),
+    ("gray16.png", {"grayscale", "16-bit"}),
+    ("rgb16.png", {"16-bit"}),
+    ("rotated.jpg", {"exif-rotated"}),
+])
+def test_usable_files_and_their_conversions(messy, name, notes):
+    res = check_file(messy[name])
+    assert res.bad is None and res.sha256 and len(res.sha256) == 64
+    assert set(res.notes) == notes
+    im = open_image(messy[name])
+    assert im.mode == "RGB"
+
+
+def test_exif_orientation_is_applied(messy):
+    assert check_file(messy["rotated.jpg"]).size == (40, 20)
+    assert open_image(messy["rotated.jpg"]).size == (20, 40)
+
+
+def test_sixteen_bit_is_scaled_not_clipped(messy):
+    px = np.asarray(open_image(messy["gray16.png"]))
+    assert abs(int(px[0, 0, 0]) - round(40000 / 65535 * 255)) <= 1
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_pixel_limit_is_pillows(messy, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x32 = 1280 pixels: over the limit
+    res = check_file(messy["good.jpg"])
+    assert res.bad is not None and res.bad.kind == "too-large" and "1000" in res.bad.reason
+
+
+def test_scan_report_counts_everything(messy):
+    files = sorted(messy.values())
+    report = scan(files, [0] * len(files), progress=False, threads=2)
+    assert report.total == len(files)
+    bad = report.bad_counts()
+    assert bad == {"unreadable": 0, "empty": 1, "not-image": 2, "truncated": 2, "corrupt": 0, "too-large": 1}
+    assert len(report.records) == len(files) - 6
+    notes = report.note_counts()
+    assert notes["wrong-extension"] == 3 and notes["cmyk"] == 1 and notes["exif-rotated"] == 1
+    assert notes["16-bit"] == 2 and notes["alpha"] == 2
+    (dup,) = report.duplicates
+    assert {p.name for p in dup.paths} == {"good.jpg", "copy_of_good.jpg"} and not dup.label_conflict
+    assert not report.leakage and not report.ok  # bad files present
+    js = report.to_json()
+    assert js["bad"] == 6 and len(js["bad_files"]) == 6 and js["duplicates"][0]["sha256"] == dup.sha256
+    # records keep the input order and carry the right labels/hashes
+    assert [r.path for r in report.records] == [f for f in files if f in {r.path for r in report.records}]
+
+
+def test_scan_is_the_same_with_one_or_two_threads(messy):
+    files = sorted(messy.values())
+    a = scan(files, list(range(len(files))), progress=False, threads=1)
+    b = scan(files, list(range(len(files))), progress=False, threads=2)
+    assert a.records == b.records and a.bad == b.bad and a.notes == b.notes
+
+
+def test_duplicates_under_two_classes_and_leakage(tmp_path):
+    good = encode(noise(seed=1), "JPEG")
+    files = write_files(tmp_path / "cat", {"a.jpg": good, "b.jpg": encode(noise(seed=2), "JPEG")})
+    files += write_files(tmp_path / "dog", {"a_again.jpg": good, "c.jpg": encode(noise(seed=3), "JPEG")})
+    report = scan(files, [0, 0, 1, 1], ["train", "train", "test", "test"], progress=False)
+    (dup,) = report.duplicates
+    assert dup.label_conflict and dup.splits == ("train", "test")
+    (leak,) = report.leakage
+    assert {p.name for p in leak.paths} == {"a.jpg", "a_again.jpg"}
+    assert not report.ok and report.to_json()["leakage"][0]["splits"] == ["train", "test"]
+
+
+def test_no_leakage_when_copies_share_a_split(tmp_path):
+    good = encode(noise(seed=1), "JPEG")
+    files = write_files(tmp_path, {"a.jpg": good, "b.jpg": good})
+    report = scan(files, [0, 0], ["val", "val"], progress=False)
+    assert len(report.duplicates) == 1 and not report.leakage and report.ok
+
+
+def test_unexpected_decoder_errors_never_escape(tmp_path, monkeypatch):
+    import edge_tl.data.preprocess as pp
+
+    def explode(path, min_side=None):
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(pp, "open_image", explode)
+    (f,) = write_files(tmp_path, {"x.jpg": encode(noise(), "JPEG")})
+    res = check_file(f)
+    assert res.bad is not None and res.bad.kind == "corrupt" and "unpack" in res.bad.reason
+
+
+def test_build_report_on_nothing():
+    report = build_report([])
+    assert report.total == 0 and report.ok and report.to_json()["good"] == 0
+
+
+def test_copy_keeps_bad_file_listed_not_crashing(tmp_path, messy):
+    """A whole folder of bad files still yields a report (nothing usable, nothing raised)."""
+    bad = [messy[n] for n in ("empty.jpg", "text.jpg", "bomb.png")]
+    dst = [shutil.copy(p, tmp_path / p.name) for p in bad]
+    report = scan([Path(p) for p in dst], [0, 1, 0], progress=False)
+    assert not report.records and len(report.bad) == 3

@@ -1,0 +1,165 @@
+"""Dataset sources: ImageFolder folders (plain and pre-split), `sample`, Oxford-IIIT Pet and PetImages layouts
+(generated on disk, never downloaded), and the error for every unusable input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_tl.data.sources import list_sources, load_folder, resolve_dataset
+from edge_tl.errors import DataError, UnknownNameError
+
+
+def jpeg(path: Path, seed: int = 0, size: tuple[int, int] = (24, 20)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, "JPEG")
+    return path
+
+
+def image_folder(root: Path, counts: dict[str, int], seed: int = 0) -> Path:
+    """One distinct JPEG per file (seeds start after ``seed``: equal seeds give identical files)."""
+    for cls, n in counts.items():
+        for i in range(n):
+            seed += 1
+            jpeg(root / cls / f"{i}.jpg", seed)
+    return root
+
+
+def test_source_registry():
+    assert {"folder", "sample", "oxford-pets", "cats-vs-dogs"} <= set(list_sources())
+
+
+def test_image_folder(tmp_path):
+    root = image_folder(tmp_path / "d", {"dog": 2, "cat": 3})
+    (root / "cat" / "Thumbs.db").write_bytes(b"x")  # not an image extension: ignored
+    (root / "cat" / ".hidden.jpg").write_bytes(b"x")  # hidden: ignored
+    (root / ".git").mkdir()  # hidden folder: not a class
+    jpeg(root / "dog" / "nested" / "deep.JPG", 99)  # nested + upper-case extension: included
+    ds = resolve_dataset(str(root))
+    assert ds.classes == ["cat", "dog"] and ds.name == "d" and ds.root == root.resolve()
+    assert ds.counts() == {"cat": 3, "dog": 3}
+    assert all(ds.classes[lab] == f.relative_to(root).parts[0] for f, lab in zip(ds.files, ds.labels))
+    assert ds.splits is None
+    assert resolve_dataset("folder", root).files == ds.files
+
+
+def test_presplit_folder(tmp_path):
+    root = tmp_path / "d"
+    image_folder(root / "train", {"cat": 3, "dog": 3})
+    image_folder(root / "valid", {"cat": 1, "dog": 1})
+    image_folder(root / "test", {"cat": 1, "dog": 2})
+    ds = load_folder(root)
+    assert ds.classes == ["cat", "dog"] and len(ds) == 11
+    assert ds.splits is not None and sorted(set(ds.splits)) == ["test", "train", "val"]
+    assert ds.splits.count("val") == 2 and ds.splits.count("test") == 3
+
+
+def test_sample_source_is_cached():
+    """Uses the session cache (conftest points EDGE_TL_CACHE at a temp folder): generated once per session."""
+    from edge_tl.data.sample import default_sample_dir
+
+    ds = resolve_dataset("sample")
+    assert ds.name == "sample" and len(ds.classes) == 6 and len(ds) == 6 * 50
+    assert ds.root == default_sample_dir().resolve()
+    assert resolve_dataset("sample").files == ds.files  # reused, not regenerated
+    assert resolve_dataset("sample", default_sample_dir()).files == ds.files  # --data-root
+
+
+def _oxford_pets(root: Path) -> Path:
+    base = root / "oxford-iiit-pet"
+    breeds = [("Abyssinian", 1, 1), ("american_bulldog", 2, 2), ("Bengal", 3, 1)]
+    lines = {"trainval": [], "test": []}
+    seed = 0
+    for name, cid, species in breeds:
+        for i in range(1, 5):
+            seed += 1
+            jpeg(base / "images" / f"{name}_{i}.jpg", seed)
+            lines["trainval" if i <= 3 else "test"].append(f"{name}_{i} {cid} {species} {i}")
+    jpeg(base / "images" / "unlisted_1.jpg", 0)  # not in the annotations: not part of the dataset
+    (base / "annotations").mkdir(parents=True)
+    for split, ls in lines.items():
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(ls) + "\n")
+    return base
+
+
+def test_oxford_pets_extracted_copy(tmp_path):
+    base = _oxford_pets(tmp_path)
+    for root in (tmp_path, base):  # the folder holding oxford-iiit-pet/, or that folder itself
+        ds = resolve_dataset("oxford-pets", root)
+        assert ds.name == "oxford-pets" and ds.classes == ["Abyssinian", "American Bulldog", "Bengal"]
+        assert len(ds) == 12 and ds.labels.count(1) == 4
+        assert all(f.name.startswith(("Abyssinian", "american_bulldog", "Bengal")) for f in ds.files)
+        assert all(ds.classes[lab].split()[0].lower() == f.name.split("_")[0].lower()
+                   for f, lab in zip(ds.files, ds.labels))
+
+
+def test_oxford_pets_wrong_folder(tmp_path):
+    with pytest.raises(DataError, match="not an extracted Oxford-IIIT Pet"):
+        resolve_dataset("oxford-pets", tmp_path)
+
+
+def test_cats_vs_dogs_petimages_layout(tmp_path):
+    pet = tmp_path / "PetImages"
+    image_folder(pet, {"Cat": 3, "Dog": 2})
+    (pet / "Cat" / "Thumbs.db").write_bytes(b"\x00" * 10)
+    (pet / "Dog" / "666.jpg").write_bytes(b"")  # the real set has such files: listed here, refused by the scan
+    for root in (tmp_path, pet):
+        ds = resolve_dataset("cats-vs-dogs", root)
+        assert ds.classes == ["cat", "dog"] and ds.counts() == {"cat": 3, "dog": 3}
+
+
+def test_cats_vs_dogs_wrong_folder(tmp_path):
+    with pytest.raises(DataError, match="PetImages"):
+        resolve_dataset("cats-vs-dogs", tmp_path)
+
+
+@pytest.mark.parametrize("setup,match", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_text("x"), "is a file"),
+    (lambda p: p.mkdir(), "is empty"),
+    (lambda p: image_folder(p, {"cat": 3}), "single class"),
+    (lambda p: [jpeg(p / "a.jpg"), jpeg(p / "b.jpg")], "no class subfolders"),
+    (lambda p: [image_folder(p, {"cat": 2}), (p / "dog").mkdir()], "without images.*dog"),
+    (lambda p: [(p / "a").mkdir(parents=True), (p / "b").mkdir(), (p / "a" / "x.txt").write_text("x")],
+     "holds no images"),
+])
+def test_folder_errors(tmp_path, setup, match):
+    p = tmp_path / "data"
+    setup(p)
+    with pytest.raises(DataError, match=match) as exc:
+        resolve_dataset(str(p))
+    assert exc.value.hint
+
+
+def test_unknown_name_suggests(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="not an existing folder") as exc:
+        resolve_dataset("oxford-pet")
+    assert "did you mean 'oxford-pets'" in exc.value.hint
+
+
+def test_folder_source_needs_root():
+    with pytest.raises(DataError, match="--data-root"):
+        resolve_dataset("folder")
+
+
+def test_get_source_unknown():
+    from edge_tl.data.sources import get_source
+
+    with pytest.raises(UnknownNameError):
+        get_source("imagenet")
+
+
+def test_missing_folder_suggests_a_sibling(tmp_path, monkeypatch):
+    image_folder(tmp_path / "photos", {"a": 1, "b": 1})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="does not exist") as exc:
+        resolve_dataset("./photoz")
+    assert "did you mean './photos'" in exc.value.hint
+    with pytest.raises(DataError, match="not an existing folder") as exc:
+        resolve_dataset("photo")
+    assert "did you mean 'photos'" in exc.value.hint

@@ -1,0 +1,129 @@
+"""`edge-tl export` end to end: defaults, table, --force, reuse, --json, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from _export_fixtures import build_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edge_tl.data.sample import generate_sample
+
+    root = tmp_path_factory.mktemp("cli")
+    return build_run(root / "runs" / "tiny", generate_sample(root / "sample", per_class=10, size=48))
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    from edge_tl.cli.main import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_bare_export_writes_model_onnx_from_runs_latest(run: Path, tmp_path: Path, monkeypatch, capsys):
+    (tmp_path / "runs").mkdir()
+    os.symlink(run, tmp_path / "runs" / "latest")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["export"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "exported" / "model.onnx").is_file()
+    assert (tmp_path / "exported" / "model.card.json").is_file()
+    assert "model.onnx" in out and "pass" in out and "agree %" in out and "saturated %" in out
+
+    code, _, err = cli(["export"], capsys)  # existing file: refused, nothing touched
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "already exists" in err and "--force" in err
+    mtime = (tmp_path / "exported" / "model.onnx").stat().st_mtime_ns
+
+    code, out, err = cli(["export", "--quantize", "--calib-size", "8"], capsys)  # bare --quantize = int8
+    assert code == 0, err
+    assert (tmp_path / "exported" / "model_int8.onnx").is_file()
+    assert "reused" in err and (tmp_path / "exported" / "model.onnx").stat().st_mtime_ns == mtime
+
+    code, _, err = cli(["export", "--force"], capsys)
+    assert code == 0, err and (tmp_path / "exported" / "model.onnx").stat().st_mtime_ns != mtime
+
+
+def test_json_and_no_verify(run: Path, tmp_path: Path, capsys):
+    out_dir = tmp_path / "ex"
+    code, out, err = cli(["export", "--model", str(run), "--out", str(out_dir), "--quantize", "dynamic",
+                          "--no-verify", "--json", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [Path(a["path"]).name for a in data["artifacts"]] == ["model.onnx", "model_dynamic.onnx"]
+    assert data["parity"] == [] and all(a["parity"] is None for a in data["artifacts"])
+    assert "5-16x slower" in err  # dynamic int8 warns
+    assert "not verified" in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--format", "coreml"], "unknown format 'coreml'"),
+    (["--quantize", "int4"], "unknown quantisation mode 'int4'"),
+    (["--calib-method", "magic"], "magic"),
+    (["--opset", "11"], "11"),
+])
+def test_bad_options_exit_2(run: Path, tmp_path: Path, capsys, args: list[str], needle: str):
+    code, _, err = cli(["export", "--model", str(run), "--out", str(tmp_path / "x"), *args], capsys)
+    assert code == 2 and needle in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_checkpoint(tmp_path: Path, capsys):
+    code, _, err = cli(["export", "--model", str(tmp_path / "runs" / "nope")], capsys)
+    assert code == 2 and err.startswith("error: no checkpoint") and "edge-tl train" in err
+
+
+def test_unwritable_output(run: Path, tmp_path: Path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = cli(["export", "--model", str(run), "--out", str(blocker / "sub")], capsys)
+    assert code == 2 and "output folder" in err and err.count("\n") == 1
+
+
+def test_no_calibration_images(run: Path, tmp_path: Path, capsys):
+    import shutil
+
+    from edge_tl.card import ModelCard
+    from edge_tl.data.manifest import Manifest
+
+    bad = tmp_path / "run"
+    shutil.copytree(run, bad)
+    m = Manifest.load(bad / "split.json")
+    items = tuple(it.__class__(it.path, it.sha256, it.label, "test") for it in m.items)
+    m.__class__(**{**m.__dict__, "items": items}).save(bad / "split.json")
+    card = ModelCard.load(bad / "card.json")
+    from edge_tl.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, _ = load_checkpoint(bad / "model.pt")
+    save_checkpoint(bad / "model.pt", model, card.with_(run_dir=str(bad)))
+    code, _, err = cli(["export", "--model", str(bad), "--out", str(tmp_path / "o"), "--quantize", "int8"], capsys)
+    assert code == 2 and "no calibration images" in err
+    assert not list((tmp_path / "o").glob("*.onnx"))  # checked before any conversion starts
+
+
+def test_parity_failure_prints_table_and_exits_nonzero(run: Path, tmp_path: Path, capsys):
+    # A drop limit no quantised model can meet on this tiny set is not the point; an impossible saturation
+    # limit is not either. Use the logit tolerance instead: fp16 cannot match fp32 to 0 difference.
+    from edge_tl import parity
+
+    old = dict(parity.FLOAT_ATOL)
+    parity.FLOAT_ATOL[("onnx", "fp16")] = 1e-9
+    try:
+        code, out, err = cli(["export", "--model", str(run), "--out", str(tmp_path / "p"), "--quantize", "fp16"],
+                             capsys)
+    finally:
+        parity.FLOAT_ATOL.clear()
+        parity.FLOAT_ATOL.update(old)
+    assert code == 2
+    assert "model_fp16.onnx" in out and "FAIL" in out
+    assert "error: parity failed: model_fp16.onnx: " in err and "max |dlogit|" in err

@@ -1,0 +1,182 @@
+"""ONNX export matrix: tiny backbones x {none, fp16, dynamic, int8} -> load -> predict -> parity.
+
+Plus issue 9: a model with a wide-range output whose fully-quantised int8 logits saturate (the gate catches it)
+while the default recipe (logits layer in float) has none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _export_fixtures import build_run, heldout_pixels
+
+from edge_tl.errors import ParityError
+
+MODES = ("none", "fp16", "dynamic", "int8")
+NAMES = {"none": "model.onnx", "fp16": "model_fp16.onnx", "dynamic": "model_dynamic.onnx",
+         "int8": "model_int8.onnx"}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edge_tl.data.sample import generate_sample
+
+    return generate_sample(tmp_path_factory.mktemp("exp") / "sample", per_class=10, size=48)
+
+
+@pytest.fixture(scope="module", params=["tiny_cnn", "tiny_mobilenet"])
+def exported(request: pytest.FixtureRequest, sample: Path, tmp_path_factory: pytest.TempPathFactory):
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+
+    root = tmp_path_factory.mktemp(request.param)
+    run = build_run(root / "run", sample, backbone=request.param)
+    result = export(run, ["onnx"], list(MODES), root / "exported", ExportOptions(calib_size=20))
+    return run, result
+
+
+def test_writes_every_variant_and_all_pass(exported):
+    _, result = exported
+    assert [a.path.name for a in result.artifacts] == [NAMES[m] for m in MODES]
+    assert result.passed and len(result.parity) == 4
+    files = sorted(p.name for p in result.out_dir.iterdir())
+    assert not any(f.endswith(".data") or f.startswith(".") for f in files)  # self-contained, no temp left
+    sizes = {a.quantize: a.size_mb for a in result.artifacts}
+    assert sizes["int8"] < sizes["none"] and sizes["fp16"] < sizes["none"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_variant_roundtrip(exported, mode: str):
+    import onnx
+
+    from edge_tl.card import CARD_KEY, ModelCard
+    from edge_tl.runtimes import load
+
+    run, result = exported
+    path = result.out_dir / NAMES[mode]
+    proto = onnx.load(str(path))
+    assert proto.opset_import[0].version >= 17
+    inside = ModelCard.loads(next(p.value for p in proto.metadata_props if p.key == CARD_KEY))
+    beside = ModelCard.load(path.with_name(path.stem + ".card.json"))
+    assert inside == beside and inside.format == "onnx" and inside.parity["passed"] is True
+    assert inside.source_sha256 and inside.run_dir == str(run.resolve())
+    assert (inside.quantization or {}).get("mode", "none") == mode
+    rt = load(path, threads=1)  # needs nothing but the file
+    pixels, _ = heldout_pixels(run)
+    ref = load(run, threads=1)(pixels)
+    for batch in (pixels[:1], pixels[:3], pixels):  # dynamic batch axis
+        assert rt(batch).shape == (len(batch), len(inside.classes))
+    out = rt(pixels)
+    tol = {"none": 1e-4, "fp16": 5e-2}.get(mode)
+    if tol is not None:
+        np.testing.assert_allclose(out, ref, atol=tol)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.98
+    if mode == "int8":
+        q = inside.quantization
+        assert q["calibration"] == {"images": 20, "method": "minmax", "split": "train"}
+        assert q["output"] == "float" and q["float_layers"]
+        assert rt.output_quant is None  # logits stay float: cannot saturate
+
+
+def test_int8_graph_is_qdq_with_uint8_activations(exported):
+    import onnx
+    from onnx import numpy_helper
+
+    _, result = exported
+    proto = onnx.load(str(result.out_dir / "model_int8.onnx"))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    zps = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[2] in inits]
+    assert zps and all(z.dtype == np.uint8 for z in zps)  # activations are uint8
+    weight_dq = [inits[n.input[0]] for n in proto.graph.node
+                 if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].ndim == 4]
+    assert weight_dq and all(w.dtype == np.int8 for w in weight_dq)  # conv weights int8
+
+
+def test_calibration_uses_train_split_only(exported):
+    from edge_tl.card import ModelCard
+    from edge_tl.data.manifest import manifest_for_card
+    from edge_tl.export.calibration import calibration_files
+
+    run, _ = exported
+    m = manifest_for_card(ModelCard.load(run / "card.json"))
+    chosen = calibration_files(m, 20, "train", seed=0)
+    assert set(chosen) <= set(m.files("train")) and not set(chosen) & set(m.files("test"))
+    assert chosen == calibration_files(m, 20, "train", seed=0)  # reproducible
+
+
+@pytest.fixture(scope="module")
+def wide_run(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_cnn with its head scaled x8: logits span a wide range, test images exceed the calibration extremes."""
+    import torch
+
+    def widen(model: torch.nn.Module) -> None:
+        head = model.head[-1] if isinstance(model.head, torch.nn.Sequential) else model.head
+        with torch.no_grad():
+            head.weight.mul_(8)
+            head.bias.mul_(8)
+
+    return build_run(tmp_path_factory.mktemp("wide") / "run", sample, tweak=widen)
+
+
+def test_issue9_naive_int8_output_saturates_and_gate_catches_it(wide_run: Path, tmp_path: Path):
+    from edge_tl.card import ModelCard
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+    from edge_tl.runtimes import SaturationWarning, load
+
+    naive = ExportOptions(calib_size=6, output="quantized")
+    with pytest.raises(ParityError, match="saturated outputs") as err:
+        export(wide_run, ["onnx"], ["int8"], tmp_path / "naive", naive)
+    row = next(r for r in err.value.rows if r["variant"] == "model_int8.onnx")
+    assert row["saturated"] > 0.001 and not row["passed"]
+    path = tmp_path / "naive" / "model_int8.onnx"
+    with pytest.warns(SaturationWarning):
+        rt = load(path)  # the artefact is kept, its card records the failure and warns on load
+    assert rt.output_quant is not None and rt.raw(heldout_pixels(wide_run)[0]).dtype == np.uint8
+    assert ModelCard.load(path.with_name("model_int8.card.json")).parity["saturated"] == row["saturated"]
+
+    fixed = export(wide_run, ["onnx"], ["int8"], tmp_path / "fixed", ExportOptions(calib_size=6))
+    r = next(p for p in fixed.parity if p.variant == "model_int8.onnx")
+    assert r.passed and r.saturated == 0.0 and r.kl < row["kl"] + 1e-9
+    summary = {"naive": {k: row[k] for k in ("saturated", "kl", "max_dprob")},
+               "fixed": {"saturated": r.saturated, "kl": r.kl, "max_dprob": r.max_dprob}}
+    print(json.dumps(summary))  # before/after numbers, visible with -s
+
+
+def test_converter_failure_names_model_and_keeps_float(wide_run: Path, tmp_path: Path, monkeypatch):
+    import onnxruntime.quantization as q
+
+    from edge_tl.errors import ExportError
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Unsupported op FancyConv\nmore detail")
+
+    monkeypatch.setattr(q, "quantize_static", broken)
+    with pytest.raises(ExportError, match=r"model.onnx \(tiny_cnn\) failed: Unsupported op FancyConv") as err:
+        export(wide_run, ["onnx"], ["int8"], tmp_path, ExportOptions(calib_size=4, verify=False))
+    assert "\n" not in str(err.value) and "kept" in str(err.value)
+    assert (tmp_path / "model.onnx").is_file() and not (tmp_path / "model_int8.onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_real_architecture(sample: Path, tmp_path: Path):
+    """The real MobileNetV2 graph (inverted residuals, ReLU6, residual Adds) at 64 px: fp32 exact, int8 close."""
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+
+    run = build_run(tmp_path / "run", sample, backbone="mobilenet_v2", size=64, steps=8)
+    result = export(run, ["onnx"], ["none", "int8"], tmp_path / "exported",
+                    ExportOptions(calib_size=30, max_drop=100.0))
+    rows = {r.variant: r for r in result.parity}
+    assert rows["model.onnx"].max_dlogit < 1e-3 and rows["model.onnx"].agreement == 1.0
+    assert rows["model_int8.onnx"].saturated == 0.0
+    sizes = {a.quantize: a.size_mb for a in result.artifacts}
+    assert sizes["int8"] < 0.4 * sizes["none"]  # int8 weights: about a quarter of fp32

@@ -1,0 +1,128 @@
+"""Issue 7: per-layer int8 sensitivity and the accuracy-budgeted float fallback, for ONNX and TFLite.
+
+The model has one deliberately fragile layer: a conv whose every output channel carries a weight of 1000 on an
+input channel that is always zero. Float output is unaffected, but per-channel int8 weight scales then round
+every useful weight of that layer to zero. The search must keep exactly that layer in float.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_tl.card import InputSpec
+from edge_tl.export.sensitivity import budget_search, flag_layers, layer_sensitivity, LayerInfo
+
+SPEC = InputSpec(size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def fragile_model():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+
+    class Fragile(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.c3 = nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 4)
+            with torch.no_grad():
+                self.c1.bias[7] = -100.0  # channel 7 of relu(c1) is always 0
+                self.c2.weight[:, 7, 1, 1] = 1000.0  # harmless in float, ruinous for int8 weight scales
+                for m in (self.c2, self.c3, self.fc):
+                    m.bias.zero_()
+                self.fc.weight.mul_(10)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(x))
+            x = torch.relu(self.c2(x))
+            x = torch.relu(self.c3(x))
+            return self.fc(x.mean((2, 3)))
+
+    model = Fragile().eval()
+    with torch.no_grad():  # centre the logits so the float model predicts every class on pixels()
+        x = (torch.from_numpy(pixels()).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+        model.fc.bias -= model(x).mean(0)
+    return model
+
+
+def pixels(n: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.integers(0, 256, (n, 1, 1, 3)) + rng.normal(0, 20, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+
+
+def _calibration(px: np.ndarray):
+    return lambda bs: iter([px[i:i + bs] for i in range(0, len(px), bs)])
+
+
+@pytest.fixture(scope="module")
+def onnx_backend(tmp_path_factory):
+    import onnx
+
+    from edge_tl.export.onnx_export import export_float_proto
+    from edge_tl.export.sensitivity_onnx import OnnxQuantBackend
+
+    path = Path(tmp_path_factory.mktemp("sens")) / "fragile.onnx"
+    onnx.save(export_float_proto(fragile_model(), 32, 18), str(path))
+    return OnnxQuantBackend(path, SPEC, _calibration(pixels()))
+
+
+@pytest.fixture(scope="module")
+def tflite_backend():
+    from edge_tl.export.sensitivity_tflite import TfliteQuantBackend
+    from edge_tl.export.tflite_export import convert_float
+
+    return TfliteQuantBackend(convert_float(fragile_model(), 32), SPEC, _calibration(pixels()),
+                              method="absmax")
+
+
+def clear_cut(backend, px: np.ndarray, margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose float top-2 logit margin is clear, labelled with the float prediction (accuracy 100 %)."""
+    logits = backend.float_logits(px)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    keep = (top2[:, 1] - top2[:, 0]) > margin
+    return px[keep], logits[keep].argmax(1)
+
+
+def _fragile_name(backend) -> str:
+    [name] = [lay.name for lay in backend.layers() if lay.label in ("c2", "Conv2d c2")]
+    return name
+
+
+@pytest.mark.parametrize("which", ["onnx_backend", pytest.param("tflite_backend", marks=pytest.mark.slow)])
+def test_search_keeps_exactly_the_fragile_layer(which, request):
+    backend = request.getfixturevalue(which)
+    px, labels = clear_cut(backend, pixels())
+    assert len(px) >= 32 and len(np.unique(labels)) >= 2
+    report = layer_sensitivity(backend, px, labels)
+    fragile = _fragile_name(backend)
+    assert report.layers[0].name == fragile, "the fragile layer must rank first"
+    assert report.full_int8.drop > 0.5, "plain int8 must break the budget on this model"
+    result = budget_search(backend, px, labels, max_drop=0.5, ranking=report.layers)
+    assert result.fits
+    assert result.chosen.float_layers == (fragile,)
+    assert fragile in result.reasons
+    assert result.chosen.latency_ms is not None and result.chosen.size_bytes > 0
+
+
+def test_budget_that_cannot_fit_reports_the_excess(onnx_backend):
+    px = pixels()
+    labels = onnx_backend.float_logits(px).argmax(1)
+    result = budget_search(onnx_backend, px, labels, max_drop=0.5, max_float=0, timed=False)
+    assert not result.fits
+    assert result.excess == pytest.approx(result.chosen.drop - 0.5) and result.excess > 0
+    assert result.chosen.float_layers == ()
+
+
+def test_flags_known_patterns():
+    layers = [LayerInfo("a", "Conv", 0, 0, 1), LayerInfo("b", "HardSwish", 1, 0, 1),
+              LayerInfo("c", "Sigmoid", 2, 0, 1), LayerInfo("d", "Conv", 3, -50, 50), LayerInfo("e", "Gemm", 4, 0, 1)]
+    flags = {lay.name: lay.flags for lay in flag_layers(layers)}
+    assert "first layer" in flags["a"] and "last layer" in flags["e"]
+    assert "hard-swish" in flags["b"] and "squeeze-excite" in flags["c"]
+    assert any(f.startswith("wide range") for f in flags["d"])

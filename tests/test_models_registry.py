@@ -1,0 +1,253 @@
+"""The backbone registry: every entry's spec, the EdgeModel seam, freezing, create_model."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from edge_tl.errors import ConfigError, UnknownNameError, WeightsError
+from edge_tl.models import create_model, get_spec, list_backbones
+from edge_tl.models.base import EdgeModel
+
+ALL = list_backbones(include_test=True)
+REAL = list_backbones()
+TINY = [n for n in ALL if get_spec(n).test_only]
+EXPECTED_REAL = {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50", "vgg16",
+                 "efficientnet_lite0"}
+# parameter counts of the source architectures (torchvision meta["num_params"]; timm for EfficientNet-Lite0)
+PARAMS = {"mobilenet_v2": 3_504_872, "mobilenet_v3_small": 2_542_856, "mobilenet_v3_large": 5_483_032,
+          "resnet18": 11_689_512, "resnet50": 25_557_032, "vgg16": 138_357_544, "efficientnet_lite0": 4_652_008}
+
+
+def test_registered_names():
+    assert set(REAL) == EXPECTED_REAL
+    assert set(TINY) == {"tiny_cnn", "tiny_mobilenet"}
+    assert "tiny_cnn" not in list_backbones()
+
+
+def test_unknown_backbone_suggests_closest():
+    with pytest.raises(UnknownNameError) as err:
+        get_spec("mobilenetv2")
+    assert "did you mean 'mobilenet_v2'" in err.value.hint
+    assert "resnet18" in err.value.hint
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_spec_fields_are_sane(name):
+    spec = get_spec(name)
+    assert spec.name == name and callable(spec.builder)
+    assert 32 <= spec.input_size <= spec.resize_size <= 2 * spec.input_size
+    assert len(spec.mean) == len(spec.std) == 3
+    assert all(0 < m < 1 for m in spec.mean) and all(0 < s <= 1 for s in spec.std)
+    assert spec.interpolation in ("bilinear", "bicubic", "nearest")
+    assert spec.licence and spec.description
+    inp = spec.input_spec()
+    assert (inp.size, inp.resize, inp.mean, inp.std) == (spec.input_size, spec.resize_size, spec.mean, spec.std)
+    if spec.test_only:
+        assert spec.weights is None and spec.input_size == 32
+        return
+    w = spec.weights
+    assert w is not None and w.num_classes == 1000 and w.licence
+    assert re.fullmatch(r"[0-9a-f]{8,64}", w.sha256)
+    assert w.file_name.endswith(".pth")
+    assert w.sha256[:8] in w.file_name  # torch.hub / lukemelas convention: name-<sha256 prefix>.pth
+    assert w.url is not None or w.package is not None  # somewhere to get it from
+    if w.url:
+        assert w.url.startswith("https://") and w.url.endswith(w.file_name)
+    if w.package:
+        assert w.package_path and w.pip_name
+
+
+def test_input_spec_scales_resize_with_img_size():
+    spec = get_spec("mobilenet_v2")
+    assert spec.input_spec(224).resize == 256
+    assert spec.input_spec(160).resize == round(160 * 256 / 224)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_forward_shapes_and_seam(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, img_size=32)
+    assert isinstance(model, EdgeModel) and not model.training
+    assert model.weights_info is None  # test backbones: random init is their default
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        f = model.forward_features(x)
+        assert f.shape == (4, model.feature_dim)
+        assert torch.equal(model.features(x), f)  # features alone is the whole extractor
+        logits = model(x)
+    assert logits.shape == (4, 5)
+    assert torch.allclose(model.forward_head(f), logits)
+    assert isinstance(model.head, nn.Linear) and model.head.in_features == model.feature_dim
+    model.reset_head(7)
+    assert model.num_classes == 7 and model(x).shape == (4, 7)
+    assert model.input_spec.size == 32
+
+
+def test_tiny_mobilenet_has_the_mobilenetv3_parts():
+    from torchvision.ops.misc import SqueezeExcitation
+
+    kinds = {type(m) for m in create_model("tiny_mobilenet").modules()}
+    assert {nn.Hardswish, nn.Hardsigmoid, SqueezeExcitation, nn.ReLU} <= kinds
+    # a stride-1 block with equal channels is residual
+    ir1 = create_model("tiny_mobilenet").blocks[1]
+    assert ir1.use_res_connect
+
+
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("keep", [0, 1, 2])
+def test_freeze_leaves_last_blocks_and_head_trainable(name, keep):
+    model = create_model(name, num_classes=3)
+    model.freeze(except_last=keep)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    expected = {id(p) for b in model.blocks[len(model.blocks) - keep:] for p in b.parameters()}
+    expected |= {id(p) for p in model.head.parameters()}
+    assert trainable == expected
+    model.train()
+    frozen_blocks = model.blocks[:len(model.blocks) - keep]
+    for block in frozen_blocks:
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                assert not m.training  # frozen BN stays in eval mode in train mode
+    for block in model.blocks[len(model.blocks) - keep:]:
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                assert m.training
+    # running statistics of frozen BN do not move in a train-mode forward
+    bn = next(m for m in frozen_blocks[0].modules() if isinstance(m, nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    model(torch.randn(2, 3, 32, 32) * 3 + 1)
+    assert torch.equal(bn.running_mean, before)
+    model.unfreeze()
+    model.train()
+    assert all(p.requires_grad for p in model.parameters()) and bn.training
+
+
+def test_freeze_out_of_range_is_config_error():
+    model = create_model("tiny_cnn")
+    model.freeze(except_last=len(model.blocks))  # everything trainable is allowed
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ConfigError, match="has 3"):
+        model.freeze(except_last=4)
+    with pytest.raises(ConfigError):
+        model.freeze(except_last=-1)
+
+
+def test_frozen_backbone_gets_no_gradient():
+    model = create_model("tiny_mobilenet", num_classes=2)
+    model.freeze(0)
+    model.train()
+    loss = nn.functional.cross_entropy(model(torch.randn(3, 3, 32, 32)), torch.tensor([0, 1, 0]))
+    loss.backward()
+    assert all(p.grad is None for p in model.features.parameters())
+    assert model.head.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_backbone_structure_random_init(name):
+    """Built with weights='none' (explicit random init): parameter count, blocks cover the backbone, shapes.
+
+    Built on the meta device: same modules and shapes, no time spent initialising 138M VGG parameters.
+    """
+    with torch.device("meta"):
+        model = create_model(name, weights="none", num_classes=4)
+    assert model.weights_info is None
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == PARAMS[name] - 1000 * (model.feature_dim + 1) + 4 * (model.feature_dim + 1)
+    in_blocks = {id(p) for b in model.blocks for p in b.parameters()}
+    assert in_blocks == {id(p) for p in model.features.parameters()}  # blocks hold every backbone parameter
+    x = torch.empty(1, 3, 64, 64, device="meta")  # adaptive pooling: any size >= 32 works
+    with torch.no_grad():
+        assert model.forward_features(x).shape == (1, model.feature_dim)
+        assert model(x).shape == (1, 4)
+    model.freeze(except_last=1)
+    assert sum(p.requires_grad for p in model.features.parameters()) == len(list(model.blocks[-1].parameters()))
+
+
+def test_create_model_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="too small"):
+        create_model("tiny_cnn", img_size=16)
+    with pytest.raises(ConfigError):
+        create_model("tiny_cnn", num_classes=0)
+    with pytest.raises(UnknownNameError):
+        create_model("resnet19", weights="none")
+    with pytest.raises(WeightsError, match="does not exist"):
+        create_model("tiny_cnn", weights=tmp_path / "nope.pth")
+
+
+def test_state_dict_round_trip_in_edge_layout(tmp_path):
+    torch.manual_seed(1)
+    src = create_model("tiny_cnn", num_classes=6)
+    path = tmp_path / "mine.pth"
+    torch.save(src.state_dict(), path)
+    again = create_model("tiny_cnn", weights=path)  # head size taken from the file
+    assert again.num_classes == 6 and again.weights_info.source == "explicit"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(src(x), again(x))
+    fresh = create_model("tiny_cnn", weights=path, num_classes=2)  # new head on top of loaded features
+    with torch.no_grad():
+        assert torch.allclose(src.forward_features(x), fresh.forward_features(x))
+    assert fresh.num_classes == 2
+
+
+def test_state_dict_of_another_backbone_is_weights_error(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(create_model("tiny_mobilenet").state_dict(), path)
+    with pytest.raises(WeightsError, match="does not fit backbone tiny_cnn"):
+        create_model("tiny_cnn", weights=path)
+
+
+def test_not_a_state_dict_is_weights_error(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a torch file")
+    with pytest.raises(WeightsError, match="not a loadable state dict"):
+        create_model("tiny_cnn", weights=junk)
+    listy = tmp_path / "list.pth"
+    torch.save([1, 2, 3], listy)
+    with pytest.raises(WeightsError, match="does not hold a state dict"):
+        create_model("tiny_cnn", weights=listy)
+
+
+@pytest.mark.slow  # ~5 s alone, over 20 s on the shared machine (importing the dynamo exporter)
+def test_features_export_to_onnx_alone(tmp_path):
+    """``model.features`` is the whole extractor: exported alone, ONNX Runtime gives the same pooled vectors."""
+    import numpy as np
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = create_model("tiny_mobilenet")
+    x = torch.randn(3, 3, 32, 32)
+    path = tmp_path / "features.onnx"
+    torch.onnx.export(model.features, (x,), str(path), dynamo=True, external_data=False, verbose=False,
+                      input_names=["input"], output_names=["features"],
+                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = model.forward_features(x).numpy()
+    assert got.shape == (3, model.feature_dim)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large", "resnet18"])
+def test_wrapper_matches_torchvision_forward(name, tmp_path):
+    """A torchvision-layout state dict (as in the hub cache) loads, and EdgeModel computes torchvision's logits."""
+    import torchvision.models as tvm
+
+    torch.manual_seed(0)
+    tv = getattr(tvm, name)(weights=None).eval()
+    for m in tv.modules():  # non-trivial BatchNorm statistics so a mis-wired layer shows
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / f"{name}-mine.pth"
+    torch.save(tv.state_dict(), path)
+    model = create_model(name, weights=path)
+    assert model.weights_info.source == "explicit"
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tv(x), atol=1e-4, rtol=1e-4)

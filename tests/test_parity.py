@@ -1,0 +1,126 @@
+"""edge_tl.parity: figures (agreement, drop, |Δlogit|, saturation, KL, |Δprob|, ECE) and the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_tl.errors import ParityError
+from edge_tl.parity import ParityLimits, check_parity, ece, gate, kl_divergence, limits_for, saturation
+
+
+class FakeRuntime:
+    """A runtime whose logits are given; ``raw`` optionally returns an integer tensor."""
+
+    name = "fake"
+    threads = 1
+    card = None
+
+    def __init__(self, logits: np.ndarray, raw: np.ndarray | None = None) -> None:
+        self.logits, self._raw, self.path = logits.astype(np.float32), raw, Path("fake.onnx")
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.logits
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        from edge_tl.runtimes import softmax
+
+        return softmax(self.logits)
+
+    def raw(self, images: np.ndarray) -> np.ndarray:
+        return self.logits if self._raw is None else self._raw
+
+
+@pytest.fixture()
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 3, (200, 5)).astype(np.float32)
+    labels = ref.argmax(1).copy()
+    labels[:20] = (labels[:20] + 1) % 5  # 90 % accurate reference
+    return np.zeros((200, 8, 8, 3), np.uint8), ref, labels
+
+
+def test_identical_float_passes(data):
+    pixels, ref, labels = data
+    r = check_parity(FakeRuntime(ref + 1e-5), ref, pixels, labels, limits_for("onnx", "none"), variant="m.onnx")
+    assert r.passed and r.agreement == 1.0 and r.drop == 0.0 and r.saturated == 0.0
+    assert r.accuracy == pytest.approx(0.9) and r.max_dlogit == pytest.approx(1e-5, rel=0.1)
+    assert r.kl < 1e-8 and r.ece == pytest.approx(r.ece_reference, abs=1e-6)
+    assert r.to_json()["passed"] is True
+
+
+def test_float_logit_tolerance_fails(data):
+    pixels, ref, labels = data
+    r = check_parity(FakeRuntime(ref + 0.01), ref, pixels, labels, limits_for("onnx", "none"))
+    assert not r.passed and any("max |dlogit|" in f for f in r.failures)
+
+
+def test_int8_flips_and_drop(data):
+    pixels, ref, labels = data
+    out = ref.copy()
+    flip = np.where(ref.argmax(1) == labels)[0][:10]  # 10 correct answers become wrong: 5 % flips, 5 pt drop
+    out[flip, ref[flip].argmax(1)] -= 100
+    r = check_parity(FakeRuntime(out), ref, pixels, labels, limits_for("onnx", "int8", max_drop=1.0))
+    assert r.agreement == pytest.approx(0.95) and r.drop == pytest.approx(5.0)
+    assert any("agreement" in f for f in r.failures) and any("accuracy drop" in f for f in r.failures)
+    loose = limits_for("onnx", "int8", max_drop=6.0, min_int8_agreement=0.9, max_ece_delta=100)
+    assert check_parity(FakeRuntime(out), ref, pixels, labels, loose).passed
+
+
+def test_saturation_counts_integer_limits(data):
+    pixels, ref, labels = data
+    raw = np.full(ref.shape, 128, np.uint8)
+    raw[:4, 0] = 255  # 4 of 1000 values at the uint8 limit: 0.4 %
+    r = check_parity(FakeRuntime(ref, raw), ref, pixels, labels, limits_for("onnx", "int8"))
+    assert r.saturated == pytest.approx(0.004) and any("saturated" in f for f in r.failures)
+    assert saturation(np.array([-128, 0, 127], np.int8)) == pytest.approx(2 / 3)
+    assert saturation(np.array([1.0, 5.0], np.float32)) == 0.0
+
+
+def test_clipped_logits_change_probabilities_and_ece(data):
+    pixels, ref, labels = data
+    clipped = np.clip(ref, -1.0, 1.0)  # what a saturated int8 output does: top-1 mostly survives, not the probs
+    r = check_parity(FakeRuntime(clipped), ref, pixels, labels, limits_for("onnx", "int8", max_drop=100))
+    assert r.kl > 0.1 and r.max_dprob > 0.3
+    assert abs(r.ece - r.ece_reference) > 0.01 and any("ECE" in f for f in r.failures)
+
+
+def test_ece_and_kl_reference_values():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    labels = np.array([0, 1, 1])
+    # bins: 0.9 (correct) -> |1-0.9|, 0.6 (wrong) -> |0-0.6|, 0.8 (correct) -> |1-0.8|; each weight 1/3
+    assert ece(probs, labels) == pytest.approx((0.1 + 0.6 + 0.2) / 3)
+    p = np.array([[0.5, 0.5]])
+    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-9)
+    assert kl_divergence(p, np.array([[0.9, 0.1]])) == pytest.approx(0.5 * np.log(0.5 / 0.9) + 0.5 * np.log(5))
+
+
+def test_float_ties_are_not_flips():
+    ref = np.array([[1.0, 1.0 + 1e-5], [3.0, 0.0]], np.float32)
+    out = np.array([[1.0 + 1e-5, 1.0], [3.0, 0.0]], np.float32)
+    pixels = np.zeros((2, 4, 4, 3), np.uint8)
+    r = check_parity(FakeRuntime(out), ref, pixels, None, limits_for("onnx", "none"))
+    assert r.agreement == 0.5 and r.passed  # the flip is inside the logit tolerance: a tie
+    strict = ParityLimits(max_dlogit=1e-3, ignore_ties=False)
+    assert not check_parity(FakeRuntime(out), ref, pixels, None, strict).passed
+
+
+def test_gate_raises_with_rows(data):
+    pixels, ref, labels = data
+    good = check_parity(FakeRuntime(ref), ref, pixels, labels, limits_for("onnx", "none"), variant="a.onnx")
+    bad = check_parity(FakeRuntime(ref + 1), ref, pixels, labels, limits_for("onnx", "none"), variant="b.onnx")
+    gate([good])
+    with pytest.raises(ParityError, match="b.onnx: max") as err:
+        gate([good, bad])
+    assert [row["variant"] for row in err.value.rows] == ["a.onnx", "b.onnx"]
+    assert "\n" not in str(err.value)
+
+
+def test_empty_input_is_an_error():
+    from edge_tl.errors import DataError
+
+    with pytest.raises(DataError):
+        check_parity(FakeRuntime(np.zeros((0, 2))), np.zeros((0, 2)), np.zeros((0, 4, 4, 3), np.uint8), None,
+                     ParityLimits())

@@ -1,0 +1,254 @@
+"""``edge-tl report``: one self-contained, escaped HTML page; absent inputs say so; checked in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_tl.errors import CardError, ConfigError, DataError
+from edge_tl.report import build_report
+from edge_tl.report.browser import check_page, find_chromium, headings, is_blank
+from edge_tl.report.collect import SECTIONS
+from edge_tl.report.tables import Figure, Note, figure, tables_from_json
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+TITLES = [title for _, title, _ in SECTIONS]
+
+
+def _png(path: Path, kind: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(2.4, 1.8), dpi=50)
+    if kind == "image":
+        ax.imshow(np.random.default_rng(0).random((8, 8, 3)))
+    else:
+        ax.plot([0, 1, 2], [0.3, 0.7, 0.9], marker="o")
+    ax.set_title(kind)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _card(run: Path, classes: list[str], fmt: str = "pytorch", **extra) -> dict:
+    return {"classes": classes, "backbone": "tiny_cnn", "weights": "none", "format": fmt,
+            "input": {"size": 32, "resize": 36, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+            "metrics": {"test_accuracy": 0.875, "val_accuracy": 0.9}, "versions": {"torch": "2.14.1"},
+            "run_dir": str(run.resolve()), "manifest": "split.json", **extra}
+
+
+def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Path:
+    """A fake run folder (card only, or everything the other commands write) under ``root``."""
+    run = root / "runs" / "r1"
+    run.mkdir(parents=True)
+    (root / "runs" / "latest").symlink_to("r1")
+    classes = ["cat", HOSTILE if hostile else "dog"]
+    (run / "card.json").write_text(json.dumps(_card(run, classes)))
+    if not complete:
+        return run
+    (run / "model.pt").write_bytes(b"fake checkpoint bytes")
+    _png(run / "curves.png", "curves")
+    _png(run / "confusion.png", "confusion")
+    (run / "history.json").write_text(json.dumps(
+        [{"epoch": e, "train_loss": 1.0 / e, "val_accuracy": 0.5 + e / 10} for e in (1, 2, 3)]))
+    exported = root / "exported"
+    exported.mkdir()
+    parity = {"agreement": 0.98, "accuracy": 0.86, "drop": 0.015, "max_abs_dlogit": 0.12,
+              "saturated_fraction": 0.0, "kl": 1e-4, "ece": {"reference": 0.05, "artefact": 0.06}}
+    for stem, fmt, quant in (("model", "onnx", None), ("model_int8", "tflite", {"mode": "int8"})):
+        (exported / f"{stem}.{fmt}").write_bytes(b"\0" * 2048)
+        card = _card(run, classes, fmt, parity=parity, quantization=quant)
+        if stem == "model_int8":  # matched by the checkpoint hash, not by run_dir
+            from edge_tl._io import sha256_file
+
+            card.update(run_dir="/elsewhere/gone", source_sha256=sha256_file(run / "model.pt"))
+        (exported / f"{stem}.card.json").write_text(json.dumps(card))
+    other = _card(root / "runs" / "other", classes, "onnx", parity={"agreement": 0.5})
+    (exported / "model_other.onnx").write_bytes(b"\0")
+    (exported / "model_other.card.json").write_text(json.dumps(other))
+    bench = {"schema": 1, "recommended": "model_int8.tflite", "notes": ["noisy machine"],
+             "settings": {"threads": [1, 2], "batch": 1},
+             "rows": [{"name": "model.onnx", "threads": 1, "latency": {"p50": 1.5, "p90": 1.9}, "top1": 87.5,
+                       "size_mb": 0.002, "status": HOSTILE if hostile else "ok"},
+                      {"name": "model_int8.tflite", "threads": 1, "latency": {"p50": 0.9, "p90": 1.1},
+                       "top1": 86.0, "size_mb": 0.002, "status": "ok"}]}
+    (run / "bench.json").write_text(json.dumps(bench))
+    _png(run / "bench.png", "pareto")
+    attack = {"n_images": 16, "classes": classes, "clean_accuracy": {"model.onnx": 0.875},
+              "results": [{"model": "model.onnx", "attack": "fgsm", "eps": e, "accuracy": 0.875 - e * 20}
+                          for e in (0.0, 1 / 255, 4 / 255)]}
+    (run / "attack.json").write_text(json.dumps(attack))
+    _png(run / "attack" / "curve.png", "robustness")
+    _png(run / "attack" / "grid.png", "image")
+    _png(run / "ideal.png", "image")
+    return run
+
+
+def _sections(text: str) -> dict[str, str]:
+    return dict(re.findall(r'<section id="(\w+)"[^>]*>(.*?)</section>', text, flags=re.DOTALL))
+
+
+def test_full_report_has_every_section_inlined(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_run(tmp_path)
+    result = build_report()
+    assert result.path == Path("runs/latest/report.html")
+    assert all(present for _, _, present in result.sections)
+    text = (tmp_path / "runs/r1/report.html").read_text()
+    secs = _sections(text)
+    assert list(secs) == [key for key, _, _ in SECTIONS]
+    assert "not run yet" not in text
+    # 6 PNGs, all inlined and decodable; nothing fetched from anywhere
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(uris) == 6
+    assert all(base64.b64decode(u).startswith(b"\x89PNG") for u in uris)
+    assert not re.search(r'(src|href)="(?!data:|#)', text)
+    assert "<script" not in text.lower() and "http://" not in text and "https://" not in text
+    # parity: this run's two artefacts (by run_dir and by checkpoint hash), not the other run's
+    assert "model.onnx" in secs["parity"] and "model_int8.tflite" in secs["parity"]
+    assert "model_other" not in secs["parity"]
+    assert "ece.artefact" in secs["parity"] and "0.98" in secs["parity"]
+    # generic tables: nested latency flattened, history rows, attack rows
+    assert "latency.p50" in secs["bench"] and "model_int8.tflite" in secs["bench"]
+    assert secs["training"].count("<tr>") == 4  # header + 3 epochs
+    assert secs["robustness"].count("fgsm") == 3
+    assert "test_accuracy" in secs["card"] and "0.875" in secs["card"]
+    assert not list(tmp_path.glob("runs/r1/.report*"))  # no temp file left
+
+
+def test_untrusted_values_are_escaped(tmp_path):
+    run = make_run(tmp_path, hostile=True)
+    text = build_report(run, exported=tmp_path / "exported").path.read_text()
+    assert "<script>" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
+
+
+def test_absent_inputs_say_which_command_makes_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = make_run(tmp_path, complete=False)
+    result = build_report(run)
+    assert [p for _, _, p in result.sections] == [True, False, False, False, False, False]
+    secs = _sections(result.path.read_text())
+    for key, command in (("training", "edge-tl train"), ("parity", "edge-tl export"), ("bench", "edge-tl bench"),
+                         ("robustness", "edge-tl attack"), ("ideal", "edge-tl visualize")):
+        assert "not run yet" in secs[key] and f"<code>{command}" in secs[key]
+
+
+def test_explicit_inputs_override_defaults(tmp_path):
+    run = make_run(tmp_path)
+    alt = tmp_path / "alt_bench.json"
+    alt.write_text(json.dumps([{"name": "only-this-row", "p50": 3.0}]))
+    out = tmp_path / "out" / "r.html"
+    result = build_report(run, exported=tmp_path / "exported", bench=alt, out=out)
+    secs = _sections(out.read_text())
+    assert result.path == out and "only-this-row" in secs["bench"] and "model_int8.tflite" not in secs["bench"]
+
+
+@pytest.mark.parametrize("setup, kwargs, error, words", [
+    (lambda r: None, {"bench": "missing.json"}, DataError, "does not exist"),
+    (lambda r: None, {"attack": "runs/r1"}, DataError, "is not a file"),
+    (lambda r: None, {"exported": "runs/r1/card.json"}, DataError, "is not a folder"),
+    (lambda r: None, {"out": "runs/r1"}, ConfigError, "is a folder"),
+    (lambda r: (r / "card.json").write_text("{not json"), {}, DataError, "not valid JSON"),
+    (lambda r: (r / "card.json").write_text('{"classes": []}'), {}, CardError, "classes"),
+    (lambda r: (r / "card.json").unlink(), {}, CardError, "no card.json"),
+    (lambda r: (r / "bench.json").write_bytes(b"\xff\xfe\x00garbage"), {}, DataError, "not UTF-8"),
+    (lambda r: (r / "history.json").write_text('[{"epoch": 1'), {}, DataError, "training history"),
+])
+def test_bad_inputs_raise_clear_errors(tmp_path, monkeypatch, setup, kwargs, error, words):
+    monkeypatch.chdir(tmp_path)
+    run = make_run(tmp_path)
+    setup(run)
+    with pytest.raises(error, match=words) as info:
+        build_report("runs/latest", **kwargs)
+    assert info.value.hint
+    assert not (run / "report.html").exists()
+
+
+def test_tables_from_any_layout():
+    rows = tables_from_json([{"a": 1, "b": {"c": 2.123456}}, {"a": 2, "d": None}])[0]
+    assert rows.columns == ("a", "b.c", "d") and rows.rows[0] == ("1", "2.123", "")
+    cols = tables_from_json({"eps": [0, 0.1], "acc": [0.9, 0.5]})[0]
+    assert cols.columns == ("eps", "acc") and len(cols.rows) == 2
+    per_model = tables_from_json({"m.onnx": {"p50": 1.0}, "m.tflite": {"p50": 2.0}}, "bench")
+    assert per_model[0].columns == ("name", "p50") and per_model[0].rows[1][0] == "m.tflite"
+    mixed = tables_from_json({"rows": [{"x": 1}], "wall_s": 3.5, "env": {"cpu": "xeon"}}, "bench")
+    assert [t.caption for t in mixed] == ["bench: rows", "bench: details"]
+    assert ("env.cpu", "xeon") in mixed[1].rows
+    assert tables_from_json(42)[0].rows == (("42",),)
+    many = tables_from_json([{"i": i} for i in range(1200)])[0]
+    assert len(many.rows) == 500 and many.omitted == 700
+
+
+def test_fake_png_is_a_note_not_an_image(tmp_path):
+    (tmp_path / "x.png").write_text("<svg onload=alert(1)>")
+    assert isinstance(figure(tmp_path / "x.png", "x"), Note)
+    assert isinstance(figure(_png(tmp_path / "y.png", "curves"), "y"), Figure)
+
+
+def test_cli_entry_point(tmp_path):
+    make_run(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "edge_tl.cli.main", "report", "--json", "-"], cwd=tmp_path, check=False,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["path"] == "runs/latest/report.html" and len(data["sections"]) == len(SECTIONS)
+    assert (tmp_path / "runs/r1/report.html").stat().st_size == data["bytes"]
+    bad = subprocess.run([sys.executable, "-m", "edge_tl.cli.main", "report", "runs/nope"], cwd=tmp_path, check=False,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("error: no run folder runs/nope -- ") and bad.stderr.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    return path
+
+
+def test_report_renders_in_headless_chromium(tmp_path, chromium):
+    run = make_run(tmp_path)
+    page = build_report(run, exported=tmp_path / "exported").path
+    seen = check_page(page, tmp_path / "shot.png")
+    assert seen.console == ()
+    assert headings(seen.dom) == TITLES
+    assert seen.dom.count("<img ") == 6
+    assert seen.screenshot.stat().st_size > 10_000 and not is_blank(seen.screenshot)
+
+
+def test_browser_check_catches_console_errors(tmp_path, chromium):
+    """The detector is not vacuous: a script error and a blocked external image are reported."""
+    page = tmp_path / "bad.html"
+    page.write_text("<!DOCTYPE html><html><head><meta http-equiv='Content-Security-Policy' content=\"default-src "
+                    "'none'; img-src data:; script-src 'unsafe-inline'\"></head><body><h2>only</h2>"
+                    "<script>undefinedFunction()</script><img src='http://192.0.2.1/x.png'></body></html>")
+    seen = check_page(page, tmp_path / "bad.png", width=200, height=100)
+    text = "\n".join(seen.console)
+    assert "Uncaught ReferenceError" in text and "Content Security Policy" in text
+    assert headings(seen.dom) == ["only"]
+
+
+def test_attack_results_in_their_own_folder(tmp_path):
+    """`edge-tl attack --out attacks/m` keeps attack.json beside its PNGs: --attack finds them there."""
+    run = make_run(tmp_path)
+    folder = tmp_path / "attacks" / "model"
+    folder.mkdir(parents=True)
+    (folder / "attack.json").write_text(json.dumps({"results": [{"attack": "square", "eps": 0.1}]}))
+    _png(folder / "robustness.png", "robustness")
+    _png(folder / "examples.png", "image")
+    result = build_report(run, exported=tmp_path / "exported", attack=folder / "attack.json")
+    secs = _sections(result.path.read_text())
+    assert "square" in secs["robustness"] and secs["robustness"].count("<img ") == 2
+    assert "examples.png" in secs["robustness"] and "robustness.png" in secs["robustness"]

@@ -1,0 +1,129 @@
+"""``train()`` end to end on tiny backbones and generated data: outputs, card, modes, resume, eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from edge_tl.card import ModelCard
+from edge_tl.data.manifest import Manifest
+from edge_tl.data.preprocess import load_batch, normalize
+from edge_tl.models import create_model
+from edge_tl.models.checkpoint import load_checkpoint, read_checkpoint
+from edge_tl.train.api import TrainConfig, train
+from edge_tl.train.evaluate import evaluate
+
+QUIET = Console(stderr=True, quiet=True)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _cfg(sample_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32, epochs=3, batch_size=16,
+                out=str(out), seed=0, workers=0, engine="torch", progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_run_outputs(tiny_run: Path, sample_dir: Path) -> None:
+    for name in ("model.pt", "card.json", "split.json", "history.json", "curves.png", "confusion.png",
+                 "train_state.pt"):
+        assert (tiny_run / name).is_file(), name
+    assert (tiny_run / "curves.png").read_bytes()[:8] == PNG
+    assert (tiny_run / "confusion.png").read_bytes()[:8] == PNG
+    latest = tiny_run.parent / "latest"
+    assert latest.is_symlink() and latest.resolve() == tiny_run.resolve()
+    card = ModelCard.load(tiny_run / "card.json")
+    assert card.format == "pytorch" and card.manifest == "split.json" and card.run_dir == str(tiny_run.resolve())
+    assert card.backbone == "tiny_cnn" and card.weights == "random" and card.input.size == 32
+    assert card.classes == tuple(sorted(p.name for p in sample_dir.iterdir() if p.is_dir()))
+    assert "torch" in card.versions and 0.0 <= card.metrics["test_accuracy"] <= 1.0
+    model, card2 = load_checkpoint(tiny_run / "model.pt")  # weights_only=True inside
+    assert card2 == card
+    # the checkpoint, run in plain PyTorch on the test images, reproduces the recorded test accuracy
+    m = Manifest.load(tiny_run / "split.json")
+    x = torch.from_numpy(normalize(load_batch(m.files("test"), card.input), card.input))
+    with torch.no_grad():
+        pred = model(x).argmax(1).numpy()
+    acc = float((pred == np.asarray(m.labels("test"))).mean())
+    assert acc == pytest.approx(card.metrics["test_accuracy"])
+    hist = json.loads((tiny_run / "history.json").read_text())
+    assert [r["epoch"] for r in hist["history"]] == [1, 2]
+    assert sum(m.counts()["test"]) == card.metrics["test_images"]
+
+
+def test_features_mode_learns_and_is_reproducible(sample_dir: Path, tmp_path: Path) -> None:
+    a = train(_cfg(sample_dir, tmp_path / "a", epochs=12, patience=50, lr=1e-2), console=QUIET)
+    losses = [r["train_loss"] for r in a.history]
+    assert losses[-1] < losses[0] - 0.05
+    assert a.history[-1]["train_acc"] > a.history[0]["train_acc"]
+    b = train(_cfg(sample_dir, tmp_path / "b", epochs=12, patience=50, lr=1e-2), console=QUIET)
+    sa, sb = read_checkpoint(a.run_dir)["state_dict"], read_checkpoint(b.run_dir)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
+
+
+@pytest.mark.parametrize("mode", ["finetune", "full"])
+def test_image_modes_train_what_they_should(sample_dir: Path, tmp_path: Path, mode: str) -> None:
+    res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, unfreeze=1, epochs=2, batch_size=24), console=QUIET)
+    torch.manual_seed(0)
+    init = create_model("tiny_cnn", num_classes=len(res.card.classes), weights="none", img_size=32).state_dict()
+    trained = read_checkpoint(res.run_dir)["state_dict"]
+    model = create_model("tiny_cnn", num_classes=3, weights="none", img_size=32)
+    paths = list(model.block_paths)
+    changed = {p: any(not torch.equal(init[k], trained[k]) for k in init
+                      if k.startswith(f"features.{p}.") and init[k].is_floating_point()) for p in paths}
+    if mode == "finetune":
+        assert changed[paths[-1]] and not any(changed[p] for p in paths[:-1])
+    else:
+        assert all(changed.values())
+    assert not torch.equal(init["head.weight"], trained["head.weight"])
+    assert res.metrics["mode"] == mode and res.metrics["epochs_run"] == 2
+    assert (res.run_dir / "curves.png").is_file()
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("mode,views,epochs", [("features", 1, 4), ("finetune", 0, 3)])
+def test_resume_reaches_the_uninterrupted_result(sample_dir: Path, tmp_path: Path, mode: str, views: int,
+                                                 epochs: int) -> None:
+    kw = dict(mode=mode, epochs=epochs, patience=50, aug_views=views, unfreeze=1, batch_size=24)
+    full = train(_cfg(sample_dir, tmp_path / "full", **kw), console=QUIET)
+
+    def stop(epoch: int, row: dict) -> None:
+        if epoch == 2:
+            raise _Stop()
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(sample_dir, tmp_path / "cut", **kw), console=QUIET, on_epoch=stop)
+    assert (tmp_path / "cut" / "train_state.pt").is_file() and not (tmp_path / "cut" / "model.pt").exists()
+    torch.manual_seed(12345)  # resume must restore the RNG state, not depend on the caller's
+    resumed = train(TrainConfig(out=str(tmp_path / "cut"), resume=True, data=str(sample_dir), progress=False,
+                                engine="torch"), console=QUIET)
+    assert [r["epoch"] for r in resumed.history] == list(range(1, epochs + 1))
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert [r[key] for r in resumed.history] == pytest.approx([r[key] for r in full.history], rel=1e-6)
+    sa, sb = read_checkpoint(full.run_dir)["state_dict"], read_checkpoint(resumed.run_dir)["state_dict"]
+    assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6) for k in sa)
+    assert resumed.metrics["test_accuracy"] == full.metrics["test_accuracy"]
+
+
+def test_eval_matches_training_and_checks_classes(tiny_run: Path, sample_dir: Path, tmp_path: Path) -> None:
+    card = ModelCard.load(tiny_run / "card.json")
+    res = evaluate(tiny_run, plot=tmp_path / "cm.png", progress=False)
+    assert res.accuracy == pytest.approx(card.metrics["test_accuracy"])
+    assert res.report.total == card.metrics["test_images"]
+    assert (tmp_path / "cm.png").read_bytes()[:8] == PNG
+    other = evaluate(tiny_run, data=str(sample_dir), plot=tmp_path / "cm2.png", progress=False, engine="torch")
+    assert other.report.total == len(list(sample_dir.rglob("*.*"))) - other.bad_files - _non_images(sample_dir)
+    assert other.report.matrix.shape == (len(card.classes),) * 2
+
+
+def _non_images(root: Path) -> int:
+    return sum(1 for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in {".jpg", ".jpeg", ".png"})
