@@ -20,7 +20,7 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "catsdogs"
 
 
-def naive_eager(model, files: list[Path], size: int, resize: int, batch: int = 32):  # noqa: ANN001, ANN201
+def naive_eager(model, files: list[Path], size: int, resize: int, batch: int = 32):
     """The textbook loop: PIL decode, torchvision Resize/CenterCrop/ToTensor/Normalize, PyTorch eager."""
     import numpy as np
     import torch
@@ -61,7 +61,7 @@ def main() -> int:
     torch.set_num_threads(cores)
     model = create_model(args.backbone, num_classes=2).eval()
     spec = model.input_spec
-    console = Console()
+    console = Console(width=130)
     console.print(f"{len(files)} real photos from {SHARED.resolve()}, {args.backbone} at {spec.size} px, "
                   f"{cores} cores; load average {os.getloadavg()[0]:.1f} (shared machine: numbers are noisy)")
     rows = []
@@ -82,7 +82,7 @@ def main() -> int:
         rows.append(("edge-tl: draft decode in threads + ONNX Runtime", len(files) / ours_s, ours_s))
         extract(model, spec, files, engine="onnx")  # fill the cache
         t0 = time.perf_counter()
-        _, st = extract(model, spec, files, engine="onnx")
+        extract(model, spec, files, engine="onnx")
         hit_s = time.perf_counter() - t0
         rows.append(("edge-tl: feature cache hit", len(files) / hit_s, hit_s))
         torch_full, _ = extract(model, spec, files[:64], engine="torch", use_cache=False)

@@ -6,9 +6,10 @@ Usage::
     .venv/bin/python benchmarks/bench_tflite.py fidelity   # ImageNet mobilenet_v2 + head on ../shared catsdogs
     .venv/bin/python benchmarks/bench_tflite.py all --json out.json
 
-``speed``: converts ``--backbone`` (random init: no download needed; BatchNorm statistics re-estimated on the
-calibration images so activations are realistic), quantises fp16 / dynamic / int8 and times batch-1
-``interpreter.invoke()`` at 1 and 2 threads (median of ``--runs`` after warm-up). Compare with the LiteRT table of
+``speed``: converts ``--backbone`` with a 2-class head (random init: no download needed; BatchNorm statistics
+re-estimated on the calibration images so activations are realistic), quantises fp16 / dynamic / int8 (int8
+logits, float logits, and the naive saturating calibration) and times batch-1 ``interpreter.invoke()`` at 1 and 2
+threads (median of ``--runs``, variants timed round-robin so machine load hits them alike). Compare with the LiteRT table of
 ``../shared/BASELINES.md``.
 
 ``fidelity``: needs ``../shared/data/catsdogs`` and the pretrained weights; trains a linear head on frozen
@@ -92,12 +93,40 @@ def reestimate_bn(model, x) -> None:
     model.eval()
 
 
-def speed(backbone: str, size: int, runs: int, calib_n: int, work: Path) -> list[dict]:
+def interleaved_ms(contents: dict[str, bytes], threads: int, runs: int) -> dict[str, float]:
+    """Median batch-1 ``invoke()`` ms per flatbuffer, timed round-robin so load drift hits every variant alike."""
+    from edge_tl.runtimes.litert_rt import make_interpreter
+
+    its = {}
+    for name, content in contents.items():
+        it = make_interpreter(content, threads)
+        d = it.get_input_details()[0]
+        it.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
+        for _ in range(3):
+            it.invoke()
+        its[name] = it
+    times: dict[str, list[float]] = {n: [] for n in its}
+    for _ in range(runs):
+        for name, it in its.items():
+            t = time.perf_counter()
+            it.invoke()
+            times[name].append(1000 * (time.perf_counter() - t))
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+SPEED_VARIANTS = (  # (label, quantize, calibration method, int8 output)
+    ("fp32", "none", "minmax", "quantized"), ("fp16", "fp16", "minmax", "quantized"),
+    ("dynamic", "dynamic", "minmax", "quantized"), ("int8 (int8 logits, minmax)", "int8", "minmax", "quantized"),
+    ("int8 (float logits)", "int8", "minmax", "float"), ("int8 (naive ema, saturating)", "int8", "ema", "quantized"),
+)
+
+
+def speed(backbone: str, size: int, runs: int, calib_n: int, work: Path, classes: int = 2) -> list[dict]:
     import torch
 
     from edge_tl.card import ModelCard
     from edge_tl.data.preprocess import load_batch, normalize
-    from edge_tl.export.tflite_export import FILENAMES, convert_float, export_tflite
+    from edge_tl.export.tflite_export import convert_float, export_tflite
     from edge_tl.models import create_model, get_spec
 
     spec = get_spec(backbone).input_spec(size)
@@ -109,21 +138,25 @@ def speed(backbone: str, size: int, runs: int, calib_n: int, work: Path) -> list
         pixels = np.random.default_rng(0).integers(0, 256, (calib_n, size, size, 3), dtype=np.uint8)
         print("../shared data not found: calibration on random pixels")
     torch.manual_seed(0)
-    model = create_model(backbone, num_classes=1000, weights="none", img_size=size)
+    model = create_model(backbone, num_classes=classes, weights="none", img_size=size)
     reestimate_bn(model, torch.from_numpy(normalize(pixels, spec)))
-    card = ModelCard(classes=tuple(f"c{i}" for i in range(1000)), input=spec, backbone=backbone, weights="none")
+    card = ModelCard(classes=tuple(f"c{i}" for i in range(classes)), input=spec, backbone=backbone,
+                     weights="none")
     t = time.perf_counter()
     content = convert_float(model, size)
     convert_s = time.perf_counter() - t
-    rows = []
-    for q, name in FILENAMES.items():
-        res = export_tflite(model, card, work / name, q, pixels, float_content=content)
-        data = res.path.read_bytes()
-        rows.append({"variant": q, "seconds": (convert_s if q == "none" else res.seconds),
-                     "size_mb": len(data) / 1e6, "ms_1t": invoke_ms(data, 1, runs), "ms_2t": invoke_ms(data, 2, runs),
-                     "notes": list(res.notes)})
-    _table(f"LiteRT {backbone} {size} px, random init (BN re-estimated), batch 1, median of {runs}",
-           ["variant", "convert/quantise s", "MB", "ms 1 thread", "ms 2 threads"],
+    rows, contents = [], {}
+    for label, q, method, output in SPEED_VARIANTS:
+        res = export_tflite(model, card, work / f"speed_{q}_{method}_{output}.tflite", q, pixels,
+                            calib_method=method, output=output, float_content=content)
+        contents[label] = res.path.read_bytes()
+        rows.append({"variant": label, "seconds": convert_s if q == "none" else res.seconds,
+                     "size_mb": len(contents[label]) / 1e6, "notes": list(res.notes)})
+    ms = {t: interleaved_ms(contents, t, runs) for t in (1, 2)}
+    for r in rows:
+        r["ms_1t"], r["ms_2t"] = ms[1][r["variant"]], ms[2][r["variant"]]
+    _table(f"LiteRT {backbone} {size} px, {classes} classes, random init (BN re-estimated), batch 1, median of "
+           f"{runs} (round-robin)", ["variant", "convert/quantise s", "MB", "ms 1 thread", "ms 2 threads"],
            [[r["variant"], r["seconds"], r["size_mb"], r["ms_1t"], r["ms_2t"]] for r in rows])
     for r in rows:
         for n in r["notes"]:
@@ -180,12 +213,19 @@ def fidelity(backbone: str, n_train: int, n_test: int, calib_n: int, work: Path)
     print(f"data: {SHARED / 'catsdogs'} ({n_train} train / {n_test} held-out photos, seed 0), {backbone} ImageNet "
           f"weights + linear head")
     t = time.perf_counter()
-    tr_px, te_px = load_batch(tr_f, spec), load_batch(te_f, spec)
     torch.set_num_threads(2)
     model = create_model(backbone, num_classes=len(classes), weights="default")
-    with torch.no_grad():
-        feats = np.concatenate([model.forward_features(torch.from_numpy(normalize(tr_px[i:i + 32], spec))).numpy()
-                                for i in range(0, len(tr_px), 32)])
+    cache = work / f"fidelity_{backbone}_{n_train}_{n_test}.npz"  # decoded pixels + features, reused by reruns
+    if cache.exists():
+        z = np.load(cache)
+        tr_px, te_px, feats = z["tr_px"], z["te_px"], z["feats"]
+    else:
+        tr_px, te_px = load_batch(tr_f, spec), load_batch(te_f, spec)
+        with torch.no_grad():
+            feats = np.concatenate([model.forward_features(torch.from_numpy(normalize(tr_px[i:i + 32], spec)))
+                                    .numpy() for i in range(0, len(tr_px), 32)])
+        np.savez(cache, tr_px=tr_px, te_px=te_px, feats=feats)
+    torch.manual_seed(0)
     train_head(model, feats, tr_y.astype(np.int64))
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(normalize(te_px[i:i + 32], spec))).numpy()
@@ -200,17 +240,20 @@ def fidelity(backbone: str, n_train: int, n_test: int, calib_n: int, work: Path)
     acc_ref = float((ref.argmax(1) == te_y).mean())
     rows = [{"variant": "pytorch", "method": "-", "acc": 100 * acc_ref, "drop": 0.0, "agree": 100.0, "sat": 0.0,
              "dprob": 0.0, "ece": 100 * ece(p_ref, te_y), "range": "", "seconds": 0.0, "ms_1t": float("nan")}]
-    variants = [("none", "-")] + [("int8", m) for m in CALIB_METHODS]
-    for q, method in variants:
-        res = export_tflite(model, card, work / f"fid_{q}_{method}.tflite", q, tr_px[:calib_n],
-                            calib_method=method if q == "int8" else "minmax", float_content=content)
+    variants = ([("none", "-", "quantized")] + [("int8", m, "quantized") for m in CALIB_METHODS]
+                + [("int8", "minmax", "float")])
+    for q, method, output in variants:
+        res = export_tflite(model, card, work / f"fid_{q}_{method}_{output}.tflite", q, tr_px[:calib_n],
+                            calib_method=method if q == "int8" else "minmax", output=output,
+                            float_content=content)
         rt = load(res.path, threads=1)
         raw, out = rt.raw(te_px), rt(te_px)
         probs = softmax(out)
         sat = float(np.isin(raw, (-128, 127)).mean()) if raw.dtype == np.int8 else 0.0
         rng = (res.card.quantization or {}).get("output_range", {})
         lo_hi = next(iter(rng.values()), None)
-        rows.append({"variant": f"tflite {q}", "method": method, "acc": 100 * float((out.argmax(1) == te_y).mean()),
+        label = f"tflite {q}" + (" (float logits)" if q == "int8" and output == "float" else "")
+        rows.append({"variant": label, "method": method, "acc": 100 * float((out.argmax(1) == te_y).mean()),
                      "drop": 100 * (acc_ref - float((out.argmax(1) == te_y).mean())),
                      "agree": 100 * float((out.argmax(1) == ref.argmax(1)).mean()), "sat": 100 * sat,
                      "dprob": float(np.abs(probs - p_ref).max()), "ece": 100 * ece(probs, te_y),

@@ -140,7 +140,7 @@ def sidecar_path(artifact: Path) -> Path:
 
 def now_iso() -> str:
     """UTC timestamp for ``created`` fields."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def library_versions(*names: str) -> dict[str, str]:

@@ -111,7 +111,7 @@ def saturation(raw: np.ndarray) -> float:
 def kl_divergence(p_ref: np.ndarray, p: np.ndarray, eps: float = 1e-12) -> float:
     """Mean over samples of KL(p_ref || p)."""
     a, b = p_ref.astype(np.float64) + eps, p.astype(np.float64) + eps
-    return float(np.mean(np.sum(a * (np.log(a) - np.log(b)), axis=1)))
+    return max(0.0, float(np.mean(np.sum(a * (np.log(a) - np.log(b)), axis=1))))  # >= 0 up to rounding
 
 
 def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.ndarray,

@@ -15,7 +15,7 @@ import numpy as np
 from edge_tl._io import sha256_file
 
 
-def build_run(root: Path, sample_dir: Path, backbone: str = "tiny_cnn", size: int = 32, steps: int = 25,
+def build_run(root: Path, sample_dir: Path, backbone: str = "tiny_cnn", size: int = 32, steps: int = 60,
               seed: int = 0, tweak: Callable | None = None) -> Path:
     """Write ``root`` as a run folder for ``backbone`` trained briefly on ``sample_dir``; return ``root``."""
     import torch

@@ -119,3 +119,19 @@ def test_bad_input_is_one_line_exit_2(run_and_onnx, tmp_path, capsys, args, mess
 def test_missing_model_is_an_error(tmp_path, capsys) -> None:
     code, _, err = _cli(["attack", "--model", str(tmp_path / "nope.onnx")], capsys)
     assert code == 2 and "no such model" in err
+
+
+def test_data_folder_instead_of_the_test_split(run_and_onnx, sample_dir, tmp_path, capsys) -> None:
+    _, onnx = run_and_onnx
+    code, out, err = _cli(["attack", "--model", str(onnx), "--data", str(sample_dir), "--attacks", "square",
+                           "--eps", "8/255", "--n", "5", "--queries", "5", "--out", str(tmp_path / "d"),
+                           "--json", "-"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["n_images"] == 5 and data["config"]["data"] == str(sample_dir)
+    odd = tmp_path / "odd"
+    for name in ("zebra", "okapi"):
+        (odd / name).mkdir(parents=True)
+        shutil.copy(next((sample_dir).rglob("*.jpg")), odd / name / "a.jpg")
+    code, _, err = _cli(["attack", "--model", str(onnx), "--data", str(odd), "--out", str(tmp_path / "e")], capsys)
+    assert code == 2 and "classes the model does not know" in err

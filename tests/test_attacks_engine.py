@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,7 @@ from torch import nn  # noqa: E402
 
 from edge_tl.attacks.blackbox import hopskipjump, margin, square  # noqa: E402
 from edge_tl.attacks.engine import Target, run_attacks  # noqa: E402
-from edge_tl.attacks.pixels import (  # noqa: E402
-    eps_levels, perturbation_norms, pixel_model, quantize_adversarial, torch_predict)
+from edge_tl.attacks.pixels import eps_levels, perturbation_norms, pixel_model, quantize_adversarial, torch_predict  # noqa: E402
 from edge_tl.attacks.registry import AttackSettings, get_attack, list_attacks  # noqa: E402
 from edge_tl.errors import ConfigError, UnknownNameError  # noqa: E402
 
@@ -129,7 +130,7 @@ def test_robust_accuracy_falls_as_eps_grows_and_pgd_beats_fgsm(trained, test_set
     n = report.n_images
     for attack in ("fgsm", "pgd"):
         acc = [r.robust_accuracy for r in report.select("model", attack)]
-        assert all(b <= a + 1 / n for a, b in zip(acc, acc[1:])), (attack, acc)
+        assert all(b <= a + 1 / n for a, b in itertools.pairwise(acc)), (attack, acc)
         assert acc[-1] < acc[0] - 0.3, (attack, acc)
     for f, p in zip(report.select("model", "fgsm"), report.select("model", "pgd")):
         assert p.robust_accuracy <= f.robust_accuracy + 1 / n, (f.eps, f.robust_accuracy, p.robust_accuracy)
@@ -223,6 +224,7 @@ def _export_onnx(model: nn.Module, path) -> None:
 
 def _blackbox_checks(predict, x, y) -> None:
     eps = 16 / 255
+    x, y = x[::2], y[::2]
     report = run_attacks([Target("artefact", predict)], x, y, CLASSES, ["square", "hopskipjump"], [8 / 255, eps],
                          AttackSettings(queries=400)).report
     sq = report.select("artefact", "square")[-1]
@@ -231,10 +233,14 @@ def _blackbox_checks(predict, x, y) -> None:
     assert sq.median_queries is not None and 1 <= sq.median_queries <= 400
     for r in report.results:
         assert r.max_linf <= r.eps + 1e-9
+    targeted = run_attacks([Target("artefact", predict)], x, y, CLASSES, ["square"], [eps],
+                           AttackSettings(queries=400), target_class=2).report.results[0]
+    assert targeted.n_attacked == (y != 2).sum() and targeted.success_rate > 0  # pushed into "diagonal"
     hsj = report.select("artefact", "hopskipjump")
     assert hsj[0].success_rate <= hsj[1].success_rate  # the same adversarials, judged at a growing eps
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_blackbox_attacks_on_an_onnx_artefact(trained, test_set, tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
     path = tmp_path / "tiny.onnx"

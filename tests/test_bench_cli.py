@@ -117,12 +117,14 @@ def test_engine_call_computes_what_the_runtime_computes(project: Path, name: str
     """The timed loop runs the engine on a pre-normalised input: it must be the same computation."""
     import numpy as np
 
-    from _export_fixtures import test_pixels
     from edge_tl.bench.engines import timed_call
     from edge_tl.runtimes import load
 
     rt = load(project / name, threads=1)
-    pixels = test_pixels(project / "runs" / "tiny", n=1)[0]
+    from edge_tl.data.manifest import manifest_for_card
+    from edge_tl.data.preprocess import load_batch
+
+    pixels = load_batch(manifest_for_card(rt.card).files("test")[:1], rt.card.input)
     call = timed_call(rt, pixels)
     assert call.loop == "engine"
     with call.context():
@@ -132,3 +134,12 @@ def test_engine_call_computes_what_the_runtime_computes(project: Path, name: str
     elif rt.name == "onnxruntime":
         out = out[0]
     np.testing.assert_allclose(np.asarray(out, dtype=np.float32), rt(pixels), rtol=1e-5, atol=1e-5)
+
+
+def test_discover_brings_the_source_checkpoint(project: Path) -> None:
+    from edge_tl.bench.targets import discover
+
+    found = discover([str(project / "exported")])
+    assert found[0].resolve() == (project / "runs" / "tiny" / "model.pt").resolve()
+    assert sorted(p.name for p in found[1:]) == ["model.onnx", "model.tflite"]
+    assert discover([], project / "exported") == found

@@ -63,7 +63,7 @@ def test_labels_follow_the_model_class_order() -> None:
 
 def test_run_bench_rows_and_failures(folder: Path) -> None:
     paths = discover([str(folder / "exported" / n) for n in ("ok.fake", "bad.fake", "crash.fake")])
-    targets = load_targets(paths) + [Target(folder / "gone.onnx", None, "cannot read gone.onnx")]
+    targets = [*load_targets(paths), Target(folder / "gone.onnx", None, "cannot read gone.onnx")]
     es = eval_set(str(folder / "data"), targets)
     settings = BenchSettings(threads=(1, 2), min_time=0.05, warmup=2)
     seen: list[str] = []
@@ -80,3 +80,11 @@ def test_run_bench_rows_and_failures(folder: Path) -> None:
     assert errors["gone.onnx@1t"] == "cannot read gone.onnx"
     assert res.rows[-1].status == "error" and res.recommended in ("ok.fake@1t", "ok.fake@2t")
     assert res.data == f"{folder / 'data'} (9 images)" and seen
+
+
+def test_eval_set_limit_is_a_seeded_sample(folder: Path) -> None:
+    full = eval_set(str(folder / "data"), [])
+    a = eval_set(str(folder / "data"), [], limit=4, seed=1)
+    assert len(a.files) == 4 and set(a.files) <= set(full.files)
+    assert a == eval_set(str(folder / "data"), [], limit=4, seed=1)
+    assert [full.labels[full.files.index(f)] for f in a.files] == list(a.labels)

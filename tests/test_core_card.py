@@ -13,12 +13,12 @@ from edge_tl.errors import CardError, EdgeTLError
 
 
 def make_card(**kw) -> ModelCard:
-    base = dict(
-        classes=("cat", "dog"),
-        input=InputSpec(size=32, resize=36, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-        backbone="tiny_cnn",
-        weights="none",
-    )
+    base = {
+        "classes": ("cat", "dog"),
+        "input": InputSpec(size=32, resize=36, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        "backbone": "tiny_cnn",
+        "weights": "none",
+    }
     base.update(kw)
     return ModelCard(**base)
 

@@ -101,7 +101,7 @@ def test_split_sizes():
     assert split_sizes(100, 0.15, 0.15) == (70, 15, 15)
     assert split_sizes(3, 0.15, 0.15) == (1, 1, 1)
     assert split_sizes(4, 0.45, 0.45) == (1, 1, 2)  # train never empty
-    assert split_sizes(3, 0.0, 0.5) == (2, 0, 1)
+    assert split_sizes(3, 0.0, 0.5) == (1, 0, 2)
 
 
 def test_round_trip_and_relative_paths(tmp_path):

@@ -163,3 +163,29 @@ def test_missing_folder_suggests_a_sibling(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="not an existing folder") as exc:
         resolve_dataset("photo")
     assert "did you mean 'photos'" in exc.value.hint
+
+
+def test_oxford_pets_download_route_is_atomic(tmp_path, monkeypatch):
+    """Without --data-root: torchvision's downloader runs in a temp folder, the result moves into the cache."""
+    from edge_tl.data import sources
+
+    calls = []
+
+    def fake_loader(root, split, download):  # stands in for OxfordIIITPet(download=True): writes the layout
+        calls.append(root)
+        _oxford_pets(Path(root))
+
+    monkeypatch.setenv("EDGE_TL_CACHE", str(tmp_path / "cache"))
+    base = sources._pets_download(fake_loader)
+    assert base == tmp_path / "cache" / "oxford-pets" and (base / "oxford-iiit-pet" / ".complete").is_file()
+    assert [p.name for p in base.iterdir()] == ["oxford-iiit-pet"]  # no temp folder left
+    assert sources._pets_download(fake_loader) == base and len(calls) == 1  # cached
+
+    def offline(root, split, download):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setenv("EDGE_TL_CACHE", str(tmp_path / "cache2"))
+    with pytest.raises(DataError, match="Name or service") as exc:
+        sources._pets_download(offline)
+    assert "--data-root" in exc.value.hint
+    assert list((tmp_path / "cache2" / "oxford-pets").iterdir()) == []

@@ -45,7 +45,8 @@ def test_bare_export_writes_model_onnx_from_runs_latest(run: Path, tmp_path: Pat
     assert "already exists" in err and "--force" in err
     mtime = (tmp_path / "exported" / "model.onnx").stat().st_mtime_ns
 
-    code, out, err = cli(["export", "--quantize", "--calib-size", "8"], capsys)  # bare --quantize = int8
+    # bare --quantize = int8 (a tiny model on 18 images: one flip is 5.6 %, so agreement is loosened)
+    code, out, err = cli(["export", "--quantize", "--calib-size", "8", "--min-agreement", "80"], capsys)
     assert code == 0, err
     assert (tmp_path / "exported" / "model_int8.onnx").is_file()
     assert "reused" in err and (tmp_path / "exported" / "model.onnx").stat().st_mtime_ns == mtime

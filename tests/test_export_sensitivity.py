@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_tl.card import InputSpec
-from edge_tl.export.sensitivity import budget_search, flag_layers, layer_sensitivity, LayerInfo
+from edge_tl.export.sensitivity import LayerInfo, budget_search, flag_layers, layer_sensitivity
 
 SPEC = InputSpec(size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 

@@ -108,7 +108,8 @@ def test_card_embedded_without_sidecar(exported: dict[str, Path]) -> None:
     assert card.format == "tflite" and card.input.layout == "NHWC" and card.input.dtype == "int8"
     assert card.source_sha256 == "ab" * 32 and card.run_dir == "/nonexistent/run"
     assert card.quantization["mode"] == "int8" and card.quantization["recipe"] == "static_wi8_ai8"
-    assert card.quantization["calibration"] == {"images": 40, "method": "minmax", "split": "train"}
+    assert card.quantization["calibration"] == {"images": 40, "method": "minmax", "output": "quantized",
+                                                "output_margin": 0.25, "split": "train"}
     assert "ai-edge-quantizer" in card.versions and "litert-torch" in card.versions
 
 
@@ -208,7 +209,7 @@ def test_saturation_fixed_vs_naive(tmp_path: Path) -> None:
 
 
 def test_hard_swish_partition_warning(tmp_path: Path) -> None:
-    calib = _pixels(20, 5)
+    calib = _pixels(8, 5)
     model, card = _ready("tiny_mobilenet", 3, calib, head_std=3.0)
     content = convert_float(model, SIZE)
     assert xnnpack_partitions(content) == 1

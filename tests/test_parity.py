@@ -112,7 +112,7 @@ def test_gate_raises_with_rows(data):
     good = check_parity(FakeRuntime(ref), ref, pixels, labels, limits_for("onnx", "none"), variant="a.onnx")
     bad = check_parity(FakeRuntime(ref + 1), ref, pixels, labels, limits_for("onnx", "none"), variant="b.onnx")
     gate([good])
-    with pytest.raises(ParityError, match="b.onnx: max") as err:
+    with pytest.raises(ParityError, match=r"b\.onnx: max") as err:
         gate([good, bad])
     assert [row["variant"] for row in err.value.rows] == ["a.onnx", "b.onnx"]
     assert "\n" not in str(err.value)

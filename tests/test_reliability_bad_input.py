@@ -64,23 +64,30 @@ def _onnx(d: Path, name: str, graph_size: int, card_size: int | None, batch: int
     onnx.save(model, str(d / name))
 
 
-_TFLITE: list[bytes] = []
+def _tflite_bytes() -> bytes:
+    """A TFLite flatbuffer (ai-edge-litert's schema) with 4 KiB of weights and an edge-tl card in its metadata.
 
+    Built directly with the schema rather than converted, so the table needs no converter (litert-torch).
+    """
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
 
-def _real_tflite() -> bytes:
-    """A real (tiny) TFLite flatbuffer, converted once per session with litert-torch."""
-    if not _TFLITE:
-        import litert_torch
-        import torch
-
-        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                  torch.nn.Linear(4, 2)).eval()
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            litert_torch.convert(net, (torch.zeros(1, 3, 32, 32),)).export(f"{tmp}/m.tflite")
-            _TFLITE.append(Path(f"{tmp}/m.tflite").read_bytes())
-    return _TFLITE[0]
+    model = fb.ModelT()
+    model.version = 3
+    sub = fb.SubGraphT()
+    sub.tensors, sub.inputs, sub.outputs, sub.operators = [], [], [], []
+    model.subgraphs = [sub]
+    empty, weights, card = fb.BufferT(), fb.BufferT(), fb.BufferT()
+    weights.data = np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8)
+    card.data = np.frombuffer(json.dumps({**CARD, "format": "tflite"}).encode(), np.uint8)
+    model.buffers = [empty, weights, card]
+    meta = fb.MetadataT()
+    meta.name, meta.buffer = "edge_tl.card", 2
+    model.metadata = [meta]
+    builder = flatbuffers.Builder(8192)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _evil_pt(d: Path) -> None:
@@ -114,7 +121,7 @@ ASSETS: dict[str, Callable[[Path], None]] = {
     "fixed.onnx": lambda d: _onnx(d, "fixed.onnx", 32, 32, batch=1),
     "dataset": _dataset,
     "onnx_nocard": lambda d: _onnx(d, "nocard.onnx", 32, None),
-    "trunc.tflite": lambda d: (d / "model.tflite").write_bytes(_real_tflite()[: len(_real_tflite()) // 2]),
+    "trunc.tflite": lambda d: (d / "model.tflite").write_bytes(_tflite_bytes()[:2100]),
     "text.tflite": lambda d: (d / "text.tflite").write_text("not a flatbuffer"),
     "garbage.pt": lambda d: (d / "model.pt").write_bytes(b"PK\x03\x04 garbage, not a zip"),
     "evil.pt": _evil_pt,
@@ -239,7 +246,45 @@ CASES: list[Case] = [
          r"already holds a trained run", "dataset", "run_trained"),
     case("train-resume-nothing", "train --data ds --backbone tiny_cnn --weights none --resume --out empty",
          r"nothing to resume", "dataset", "empty_dir"),
+    # ------------------------------------------------------------------------------------------ eval
+    case("eval-no-run", "eval", r"runs/latest.* does not exist"),
+    case("eval-empty-folder", "eval --model empty", r"empty.* does not exist", "empty_dir"),
+    case("eval-malicious-pickle", "eval --model evil.pt", r"evil\.pt", "evil.pt"),
+    case("eval-unknown-split", "eval --split holdout", r"--split"),
+    case("eval-unknown-engine", "eval --engine tf", r"--engine"),
+    case("eval-other-classes", "eval --model runs/tiny --data ds", r"class", "tiny_run", "dataset"),
+    case("eval-plot-unwritable", "eval --model runs/tiny --plot blocker/x.png", r"cannot create output folder",
+         "tiny_run", "blocker"),
+    # ------------------------------------------------------------------------------------------ quant-report
+    case("quant-report-no-run", "quant-report", r"no checkpoint at runs/latest"),
+    case("quant-report-malicious-pickle", "quant-report --model evil.pt", r"evil\.pt", "evil.pt"),
+    case("quant-report-unknown-format", "quant-report --format keras", r"--format"),
+    case("quant-report-n-zero", "quant-report --n 0", r"--n"),
+    case("quant-report-unknown-calib-method", "quant-report --model runs/tiny --calib-method median",
+         r"median", "tiny_run"),
+    case("quant-report-tflite-entropy", "quant-report --model runs/tiny --format tflite --calib-method entropy",
+         r"entropy", "tiny_run"),
+    # ------------------------------------------------------------------------------------------ visualize
+    case("visualize-no-class", "visualize --model empty", r"Missing option '--class'", "empty_dir"),
+    case("visualize-no-model-nor-backbone", "visualize --class cat", r"exactly one of --model and --backbone"),
+    case("visualize-model-and-backbone", "visualize --model empty --backbone tiny_cnn --class cat",
+         r"exactly one of --model and --backbone", "empty_dir"),
+    case("visualize-weights-with-model", "visualize --model empty --weights none --class cat",
+         r"--weights applies to --backbone", "empty_dir"),
+    case("visualize-empty-folder", "visualize --model empty --class cat", r"empty.* does not exist", "empty_dir"),
+    case("visualize-malicious-pickle", "visualize --model evil.pt --class cat", r"evil\.pt", "evil.pt"),
+    case("visualize-onnx-instead-of-run", "visualize --model good.onnx --class cat", r"good\.onnx", "good.onnx"),
+    case("visualize-unknown-backbone", "visualize --backbone nope --class 1", r"unknown backbone 'nope'"),
+    case("visualize-size-too-small", "visualize --backbone tiny_cnn --class 1 --size 8", r"--size"),
+    case("visualize-class-index-out-of-range", "visualize --backbone tiny_cnn --weights none --class 5000 --steps 1",
+         r"unknown class '5000'"),
+    case("visualize-unknown-class", "visualize --model runs/tiny --class zebra --steps 1", r"unknown class 'zebra'",
+         "tiny_run"),
+    case("visualize-out-unwritable", "visualize --model runs/tiny --class star --steps 1 --out blocker/x.png",
+         r"cannot create output folder blocker", "tiny_run", "blocker"),
     # ------------------------------------------------------------------------------------------ export
+    case("export-out-unwritable", "export --model runs/tiny --out blocker/x", r"cannot create output folder",
+         "tiny_run", "blocker"),
     case("export-no-run", "export", r"no checkpoint at runs/latest"),
     case("export-empty-folder", "export --model empty", r"no checkpoint at empty", "empty_dir"),
     case("export-run-without-checkpoint", "export --model runs/r1", r"no checkpoint at runs/r1", "run"),
@@ -294,14 +339,25 @@ CASES: list[Case] = [
 ]
 
 
+def _copy_tiny_run(request: pytest.FixtureRequest, d: Path) -> None:
+    """The lead's session ``tiny_run`` (a really trained tiny_cnn), copied so a case can never alter it."""
+    import shutil
+
+    shutil.copytree(request.getfixturevalue("tiny_run"), d / "runs" / "tiny")
+
+
 def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
-def test_bad_input(c: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+def test_bad_input(c: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture,
+                   request: pytest.FixtureRequest) -> None:
     for name in c.assets:
-        ASSETS[name](tmp_path)
+        if name == "tiny_run":
+            _copy_tiny_run(request, tmp_path)
+        else:
+            ASSETS[name](tmp_path)
     before = _files(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EDGE_TL_DEBUG", raising=False)

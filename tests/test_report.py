@@ -40,6 +40,43 @@ def _png(path: Path, kind: str) -> Path:
     return path
 
 
+def _onnx_file(path: Path, card: dict) -> None:
+    """A tiny valid ONNX graph carrying ``card`` in its metadata, as edge-tl export writes it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    node = helper.make_node("ReduceMean", ["input"], ["logits"], axes=[2, 3], keepdims=0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
+                              [numpy_helper.from_array(np.zeros(1, np.float32), "unused")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"edge_tl.card": json.dumps(card)})
+    onnx.save(model, str(path))
+
+
+def _tflite_file(path: Path, card: dict) -> None:
+    """A minimal valid TFLite flatbuffer (one empty subgraph) with ``card`` in its metadata buffer."""
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.ModelT()
+    model.version = 3
+    sub = fb.SubGraphT()
+    sub.tensors, sub.inputs, sub.outputs, sub.operators = [], [], [], []
+    model.subgraphs = [sub]
+    empty, data = fb.BufferT(), fb.BufferT()
+    data.data = np.frombuffer(json.dumps(card).encode(), np.uint8)
+    model.buffers = [empty, data]
+    meta = fb.MetadataT()
+    meta.name, meta.buffer = "edge_tl.card", 1
+    model.metadata = [meta]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+
+
 def _card(run: Path, classes: list[str], fmt: str = "pytorch", **extra) -> dict:
     return {"classes": classes, "backbone": "tiny_cnn", "weights": "none", "format": fmt,
             "input": {"size": 32, "resize": 36, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
@@ -65,17 +102,18 @@ def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Pat
     exported.mkdir()
     parity = {"agreement": 0.98, "accuracy": 0.86, "drop": 0.015, "max_abs_dlogit": 0.12,
               "saturated_fraction": 0.0, "kl": 1e-4, "ece": {"reference": 0.05, "artefact": 0.06}}
-    for stem, fmt, quant in (("model", "onnx", None), ("model_int8", "tflite", {"mode": "int8"})):
-        (exported / f"{stem}.{fmt}").write_bytes(b"\0" * 2048)
-        card = _card(run, classes, fmt, parity=parity, quantization=quant)
-        if stem == "model_int8":  # matched by the checkpoint hash, not by run_dir
-            from edge_tl._io import sha256_file
+    onnx_card = _card(run, classes, "onnx", parity=parity)
+    _onnx_file(exported / "model.onnx", onnx_card)
+    from edge_tl._io import sha256_file
 
-            card.update(run_dir="/elsewhere/gone", source_sha256=sha256_file(run / "model.pt"))
-        (exported / f"{stem}.card.json").write_text(json.dumps(card))
-    other = _card(root / "runs" / "other", classes, "onnx", parity={"agreement": 0.5})
-    (exported / "model_other.onnx").write_bytes(b"\0")
-    (exported / "model_other.card.json").write_text(json.dumps(other))
+    # matched by the checkpoint hash, not by run_dir; its sidecar has the name model.onnx's would have
+    tfl_card = _card(run, classes, "tflite", parity={**parity, "agreement": 0.91}, quantization={"mode": "int8"},
+                     run_dir="/elsewhere/gone", source_sha256=sha256_file(run / "model.pt"))
+    _tflite_file(exported / "model.tflite", tfl_card)
+    (exported / "model.card.json").write_text(json.dumps(tfl_card))
+    _onnx_file(exported / "model_other.onnx", _card(root / "runs" / "other", classes, "onnx",
+                                                    parity={"agreement": 0.5}))
+    (exported / "junk.onnx").write_text("not a protobuf")
     bench = {"schema": 1, "recommended": "model_int8.tflite", "notes": ["noisy machine"],
              "settings": {"threads": [1, 2], "batch": 1},
              "rows": [{"name": "model.onnx", "threads": 1, "latency": {"p50": 1.5, "p90": 1.9}, "top1": 87.5,
@@ -114,12 +152,15 @@ def test_full_report_has_every_section_inlined(tmp_path, monkeypatch):
     assert all(base64.b64decode(u).startswith(b"\x89PNG") for u in uris)
     assert not re.search(r'(src|href)="(?!data:|#)', text)
     assert "<script" not in text.lower() and "http://" not in text and "https://" not in text
-    # parity: this run's two artefacts (by run_dir and by checkpoint hash), not the other run's
-    assert "model.onnx" in secs["parity"] and "model_int8.tflite" in secs["parity"]
-    assert "model_other" not in secs["parity"]
-    assert "ece.artefact" in secs["parity"] and "0.98" in secs["parity"]
+    # parity: this run's two artefacts (by run_dir and by checkpoint hash), each with its own embedded card
+    # (not the shared model.card.json sidecar), not the other run's; the broken one is named, not fatal
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>.*?</td><td>(.*?)</td>", secs["parity"])
+    assert rows == [("model.onnx", "onnx", "float", "0.98"), ("model.tflite", "tflite", "int8", "0.91")]
+    assert "model_other" not in secs["parity"] and "ece.artefact" in secs["parity"]
+    assert "skipped junk.onnx: not a valid ONNX model" in secs["parity"]
     # generic tables: nested latency flattened, history rows, attack rows
     assert "latency.p50" in secs["bench"] and "model_int8.tflite" in secs["bench"]
+    assert "<details><summary>bench: details</summary>" in secs["bench"]
     assert secs["training"].count("<tr>") == 4  # header + 3 epochs
     assert secs["robustness"].count("fgsm") == 3
     assert "test_accuracy" in secs["card"] and "0.875" in secs["card"]
@@ -176,8 +217,8 @@ def test_bad_inputs_raise_clear_errors(tmp_path, monkeypatch, setup, kwargs, err
 
 
 def test_tables_from_any_layout():
-    rows = tables_from_json([{"a": 1, "b": {"c": 2.123456}}, {"a": 2, "d": None}])[0]
-    assert rows.columns == ("a", "b.c", "d") and rows.rows[0] == ("1", "2.123", "")
+    rows = tables_from_json([{"a": 1, "b": {"c": 2.123456}, "e": None}, {"a": 2, "d": "x", "e": None}])[0]
+    assert rows.columns == ("a", "b.c", "d") and rows.rows[0] == ("1", "2.123", "")  # all-empty "e" dropped
     cols = tables_from_json({"eps": [0, 0.1], "acc": [0.9, 0.5]})[0]
     assert cols.columns == ("eps", "acc") and len(cols.rows) == 2
     per_model = tables_from_json({"m.onnx": {"p50": 1.0}, "m.tflite": {"p50": 2.0}}, "bench")
@@ -252,3 +293,9 @@ def test_attack_results_in_their_own_folder(tmp_path):
     secs = _sections(result.path.read_text())
     assert "square" in secs["robustness"] and secs["robustness"].count("<img ") == 2
     assert "examples.png" in secs["robustness"] and "robustness.png" in secs["robustness"]
+
+
+def test_long_text_columns_go_last():
+    t = tables_from_json([{"path": "/a/very/long/path/to/some/exported/artefact/model_int8.tflite", "p50": 1.5,
+                           "name": "m"}])[0]
+    assert t.columns == ("p50", "name", "path")

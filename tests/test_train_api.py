@@ -23,8 +23,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _cfg(sample_dir: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32, epochs=3, batch_size=16,
-                out=str(out), seed=0, workers=0, engine="torch", progress=False)
+    base = {"data": str(sample_dir), "backbone": "tiny_cnn", "weights": "none", "img_size": 32, "epochs": 3,
+            "batch_size": 16, "out": str(out), "seed": 0, "workers": 0, "engine": "torch", "progress": False}
     base.update(kw)
     return TrainConfig(**base)
 
@@ -93,7 +93,7 @@ class _Stop(KeyboardInterrupt):
 @pytest.mark.parametrize("mode,views,epochs", [("features", 1, 4), ("finetune", 0, 3)])
 def test_resume_reaches_the_uninterrupted_result(sample_dir: Path, tmp_path: Path, mode: str, views: int,
                                                  epochs: int) -> None:
-    kw = dict(mode=mode, epochs=epochs, patience=50, aug_views=views, unfreeze=1, batch_size=24)
+    kw = {"mode": mode, "epochs": epochs, "patience": 50, "aug_views": views, "unfreeze": 1, "batch_size": 24}
     full = train(_cfg(sample_dir, tmp_path / "full", **kw), console=QUIET)
 
     def stop(epoch: int, row: dict) -> None:

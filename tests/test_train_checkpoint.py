@@ -11,7 +11,14 @@ import torch
 from edge_tl.card import ModelCard
 from edge_tl.errors import CheckpointError
 from edge_tl.models import create_model
-from edge_tl.models.checkpoint import FORMAT, load_checkpoint, read_card, read_checkpoint, save_checkpoint, unwrap
+from edge_tl.models.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    read_card,
+    read_checkpoint,
+    save_checkpoint,
+    unwrap,
+)
 
 
 def _card(model, classes=("a", "b", "c")) -> ModelCard:

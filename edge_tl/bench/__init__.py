@@ -1,0 +1,16 @@
+"""``edge-tl bench``: latency, memory, size, compute and accuracy of every artefact, measured in isolation.
+
+Modules (import what you need; none imports a backend at import time):
+
+- ``stats``: ``percentile``, ``bootstrap_ci``, ``summarize(seconds) -> LatencyStats``, ``noise_reasons``.
+- ``env``: ``fingerprint() -> Fingerprint`` (CPU, ISA flags, cores, affinity, versions), ``BusyMeter``.
+- ``measure``: ``MeasureJob``, ``run_job(job) -> Measurement`` (one spawned process), ``time_loop``.
+- ``engines``: ``timed_call(runtime, pixels)``: the engine-only call timed per runtime (``register_engine``).
+- ``flops``: ``complexity(path, format) -> Complexity(params, macs)`` (``register_counter``).
+- ``targets``: ``discover``, ``read_card``, ``load_targets``, ``eval_set``, ``check_classes``, ``for_profile``.
+- ``profiles``: ``PROFILES`` (desktop, mobile), ``get_profile``.
+- ``runner``: ``run_bench(targets, eval_set, settings, cores) -> BenchResult``, ``plan_threads``.
+- ``results``: ``BenchSettings``, ``BenchRow``, ``BenchResult`` (frozen, ``to_json()``), ``recommend``,
+  ``pareto_front``, ``PEAK_GFLOPS_PER_CORE``.
+- ``format``: ``rich_table``, ``to_csv``, ``to_markdown``; ``plot``: ``plot_latency_accuracy``.
+"""

@@ -52,7 +52,7 @@ class Fingerprint:
 
 
 def _cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:
-    model, flags = "", set()
+    model, flags = "", set[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()

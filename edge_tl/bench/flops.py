@@ -119,7 +119,7 @@ def count_tflite(path: Path) -> Complexity:
     def shape(i: int) -> list[int]:
         return [int(v) for v in tensors[i]["shape"]] if i in tensors else []
 
-    macs, weights = 0, set()
+    macs, weights = 0, set[int]()
     for op in it._get_ops_details():
         name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL") and len(ins) > 1 and outs:

@@ -18,7 +18,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,14 +62,12 @@ class Measurement:
     first_s: float | None = None
     samples: np.ndarray | None = None  # seconds per timed run
     other_load: float | None = None
-    rss_start_mb: float | None = None
     peak_rss_mb: float | None = None
     affinity: tuple[int, ...] = ()
     top1: np.ndarray | None = None  # predicted class per eval image
     top5_hits: int | None = None
     labels_ok: int | None = None
     n_eval: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # The backend library per suffix, imported before the load timer starts (load time = session creation only).
@@ -144,7 +142,6 @@ def _measure(job: MeasureJob) -> Measurement:
     from edge_tl.bench.engines import timed_call
     from edge_tl.bench.env import BusyMeter
 
-    rss_start = peak_rss_mb()
     data = np.load(job.data)
     pixels, labels = data["pixels"], data["labels"]
     if len(pixels) == 0:
@@ -172,7 +169,7 @@ def _measure(job: MeasureJob) -> Measurement:
     if job.accuracy:
         top1, top5, ok = _accuracy(runtime, pixels, labels)
     return Measurement(runtime=runtime.name, loop=call.loop, load_s=load_s, first_s=first_s, samples=samples,
-                       other_load=other, rss_start_mb=rss_start, peak_rss_mb=peak,
+                       other_load=other, peak_rss_mb=peak,
                        affinity=tuple(sorted(os.sched_getaffinity(0))), top1=top1, top5_hits=top5,
                        labels_ok=ok, n_eval=len(pixels) if job.accuracy else 0)
 

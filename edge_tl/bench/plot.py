@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_tl._io import atomic_path
-from edge_tl.bench.results import BenchResult, BenchRow, pareto_front
+from edge_tl.bench.results import BenchResult, BenchRow, measured, pareto_front
 from edge_tl.errors import DataError
 
 _MARKERS = {"pytorch": "s", "onnx": "o", "tflite": "^"}
@@ -18,21 +18,20 @@ def plot_latency_accuracy(result: BenchResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _fastest_per_artifact(result)
-    if not rows:
+    points = _fastest_per_artifact(result)
+    if not points:
         raise DataError("nothing to plot: no artefact was measured with an accuracy", "check the error rows")
-    points = [(r.p50, r.top1) for r in rows]
-    front = pareto_front(points)
+    front = pareto_front([(p50, top1) for _, p50, top1 in points])
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for fmt, marker in _MARKERS.items():
-        sel = [r for r in rows if r.format == fmt]
+        sel = [(p50, top1) for r, p50, top1 in points if r.format == fmt]
         if sel:
-            ax.scatter([r.p50 for r in sel], [r.top1 for r in sel], marker=marker, s=45, label=fmt, zorder=3)
-    fx, fy = [points[i][0] for i in front], [points[i][1] for i in front]
+            ax.scatter([p[0] for p in sel], [p[1] for p in sel], marker=marker, s=45, label=fmt, zorder=3)
+    fx, fy = [points[i][1] for i in front], [points[i][2] for i in front]
     ax.step(fx, fy, where="post", color="0.4", linestyle="--", linewidth=1, label="Pareto front", zorder=2)
     ax.scatter(fx, fy, facecolors="none", edgecolors="k", s=120, linewidths=1, zorder=4)
-    for i, r in enumerate(sorted(rows, key=lambda r: r.p50)):  # staggered so equal accuracies stay legible
-        ax.annotate(f"{r.name} {r.threads}t", (r.p50, r.top1), textcoords="offset points",
+    for i, (r, p50, top1) in enumerate(sorted(points, key=lambda t: t[1])):  # staggered: equal accuracies
+        ax.annotate(f"{r.name} {r.threads}t", (p50, top1), textcoords="offset points",
                     xytext=(4, 5 + 9 * (i % 3)), fontsize=7)
     best = result.recommendation
     if best is not None and best.p50 is not None and best.top1 is not None:
@@ -60,10 +59,10 @@ def plot_latency_accuracy(result: BenchResult, path: Path) -> Path:
     return Path(path)
 
 
-def _fastest_per_artifact(result: BenchResult) -> list[BenchRow]:
+def _fastest_per_artifact(result: BenchResult) -> list[tuple[BenchRow, float, float]]:
     """One point per artefact: its measured row with the lowest p50 (the thread count a user would pick)."""
-    best: dict[str, BenchRow] = {}
-    for r in result.rows:
-        if r.ok and r.p50 is not None and r.top1 is not None and (r.path not in best or r.p50 < best[r.path].p50):
-            best[r.path] = r
+    best: dict[str, tuple[BenchRow, float, float]] = {}
+    for r, p50, top1 in measured(result.rows):
+        if r.path not in best or p50 < best[r.path][1]:
+            best[r.path] = (r, p50, top1)
     return list(best.values())

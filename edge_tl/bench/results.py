@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from edge_tl.bench.env import Fingerprint
@@ -108,7 +108,6 @@ class BenchResult:
     notes: tuple[str, ...] = ()
     wall_s: float | None = None
     schema: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def row(self, key: str) -> BenchRow:
         return next(r for r in self.rows if r.key == key)
@@ -120,8 +119,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         return {"schema": self.schema, "settings": self.settings.to_json(), "env": self.env.to_json(),
                 "data": self.data, "reference_top1": self.reference_top1, "recommended": self.recommended,
-                "notes": list(self.notes), "wall_s": self.wall_s, "rows": [r.to_json() for r in self.rows],
-                **({"extra": self.extra} if self.extra else {})}
+                "notes": list(self.notes), "wall_s": self.wall_s, "rows": [r.to_json() for r in self.rows]}
 
 
 def sort_rows(rows: list[BenchRow]) -> tuple[BenchRow, ...]:
@@ -135,14 +133,24 @@ def recommend(rows: tuple[BenchRow, ...], max_drop: float) -> tuple[str | None, 
 
     The reference is the PyTorch source's top-1 when it was measured, else the best top-1 of any row.
     """
-    scored = [r for r in rows if r.ok and r.top1 is not None and r.p50 is not None]
+    scored = measured(rows)
     if not scored:
         return None, None
-    torch_rows = [r.top1 for r in scored if r.format == "pytorch"]
-    ref = max(torch_rows) if torch_rows else max(r.top1 for r in scored)
-    within = [r for r in scored if r.top1 >= ref - max_drop - 1e-9]
-    best = min(within, key=lambda r: r.p50)
+    torch_rows = [top1 for r, _, top1 in scored if r.format == "pytorch"]
+    ref = max(torch_rows) if torch_rows else max(top1 for _, _, top1 in scored)
+    within = [(p50, r) for r, p50, top1 in scored if top1 >= ref - max_drop - 1e-9]
+    best = min(within, key=lambda t: t[0])[1]
     return best.key, ref
+
+
+def measured(rows: tuple[BenchRow, ...] | list[BenchRow]) -> list[tuple[BenchRow, float, float]]:
+    """``(row, p50 ms, top-1 %)`` for every successful row that has both."""
+    out = []
+    for r in rows:
+        p50, top1 = r.p50, r.top1
+        if r.ok and p50 is not None and top1 is not None:
+            out.append((r, p50, top1))
+    return out
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

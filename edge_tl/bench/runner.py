@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,29 +59,28 @@ def _size_mb(path: Path) -> float:
 
 def _row(target: Target, threads: int, settings: BenchSettings, m: Measurement, cores: int,
          macs: int | None, params: int | None, size: float | None) -> BenchRow:
-    base = {"name": target.path.name, "path": str(target.path), "format": target.format,
-            "quantization": target.quantization, "threads": threads, "batch": settings.batch, "size_mb": size,
-            "params": params, "macs": macs, "source_sha256": target.card.source_sha256 if target.card else None}
+    failed = BenchRow(name=target.path.name, path=str(target.path), format=target.format,
+                      quantization=target.quantization, runtime=m.runtime or "-", threads=threads,
+                      batch=settings.batch, status="error", error=m.error or "no timings", size_mb=size,
+                      params=params, macs=macs, source_sha256=target.card.source_sha256 if target.card else None)
     if m.error or m.samples is None:
-        return BenchRow(runtime=m.runtime or "-", status="error", error=m.error or "no timings", **base)
+        return failed
     lat = summarize(m.samples, seed=settings.seed)
     p50_s = lat.p50.value / 1e3
     gflops = 2.0 * macs * settings.batch / p50_s / 1e9 if macs else None
     peak = settings.peak_gflops_per_core * threads
     n = m.n_eval or None
-    return BenchRow(
-        runtime=m.runtime or "-", status="ok", load_ms=m.load_s * 1e3 if m.load_s is not None else None,
+    return replace(
+        failed, status="ok", error=None, load_ms=m.load_s * 1e3 if m.load_s is not None else None,
         first_ms=m.first_s * 1e3 if m.first_s is not None else None, latency=lat,
         throughput=settings.batch / p50_s, gflops=gflops, peak_pct=100.0 * gflops / peak if gflops else None,
         peak_rss_mb=m.peak_rss_mb, top1=100.0 * m.labels_ok / n if n and m.labels_ok is not None else None,
         top5=100.0 * m.top5_hits / n if n and m.top5_hits is not None else None, n_eval=m.n_eval,
-        noise=tuple(noise_reasons(lat, m.other_load, threads, cores)), affinity=m.affinity, loop=m.loop, **base)
+        noise=tuple(noise_reasons(lat, m.other_load, threads, cores)), affinity=m.affinity, loop=m.loop)
 
 
 def _with_agreement(rows: list[BenchRow], preds: dict[str, np.ndarray], targets: list[Target]) -> list[BenchRow]:
     """Top-1 agreement of each row with the PyTorch checkpoint it was exported from (when that was measured)."""
-    from dataclasses import replace
-
     from edge_tl._io import sha256_file
 
     ref_by_sha = {sha256_file(t.path): preds[str(t.path)] for t in targets
@@ -140,8 +140,7 @@ def run_bench(targets: list[Target], es: EvalSet, settings: BenchSettings, cores
                     preds[str(target.path)] = m.top1
                 row = _row(target, th, settings, m, cores, cx[1], cx[0], size)
                 if i > 0 and rows and rows[-1].path == row.path and rows[-1].top1 is not None and row.ok:
-                    from dataclasses import replace  # accuracy does not depend on the thread count
-
+                    # accuracy does not depend on the thread count: measured once, shown on every row
                     row = replace(row, top1=rows[-1].top1, top5=rows[-1].top5, n_eval=rows[-1].n_eval)
                 rows.append(row)
     rows = _with_agreement(rows, preds, targets)

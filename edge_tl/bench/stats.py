@@ -1,7 +1,7 @@
 """Latency statistics: percentiles with bootstrap confidence intervals, noise flags.
 
-Everything here is pure numpy and deterministic for a given seed, so the numbers in a bench table can be
-reproduced from the raw samples stored in its JSON.
+Everything here is pure numpy and deterministic for a given seed: the same timings always give the same
+percentiles and intervals.
 """
 
 from __future__ import annotations

@@ -47,34 +47,41 @@ def _artifacts_in(folder: Path) -> list[Path]:
 
 
 def discover(models: list[str], exported: Path = Path("exported")) -> list[Path]:
-    """The files to bench: ``models`` (files, run folders, export folders) or, when empty, every artefact in
-    ``exported`` plus the source checkpoints their cards name. Missing paths raise :class:`ArtifactError`."""
-    found: list[Path] = []
-    if models:
-        for m in models:
-            p = Path(m)
-            if p.is_dir():
-                run = p / "model.pt"
-                found += [run] if run.is_file() else _artifacts_in(p)
-            elif p.exists() or p.is_symlink():
-                found.append(p)
-            else:
-                raise ArtifactError(f"no such model: {m}", "give an exported .onnx/.tflite file, a run folder or "
-                                    "an export folder")
+    """The files to bench: ``models`` (files, run folders, export folders) or, when empty, everything in
+    ``exported``. A folder of artefacts brings the source checkpoints their cards name (``run_dir/model.pt``)
+    first. Missing paths raise :class:`ArtifactError`."""
+    if not models:
+        found = _artifacts_in(exported) if exported.is_dir() else []
         if not found:
-            raise ArtifactError(f"no artefacts in {', '.join(models)} (looked for *.onnx, *.tflite, model.pt)",
+            raise ArtifactError(f"no artefacts found in {exported.resolve()} (looked for *.onnx, *.tflite)",
                                 EXPORT_HINT)
-        return _unique(found)
-    if exported.is_dir():
-        found = _artifacts_in(exported)
+        return _unique(_sources_of(found) + found)
+    found = []
+    for m in models:
+        p = Path(m)
+        if p.is_dir():
+            run = p / "model.pt"
+            arts = _artifacts_in(p)
+            found += [run] if run.is_file() else _sources_of(arts) + arts
+        elif p.exists() or p.is_symlink():
+            found.append(p)
+        else:
+            raise ArtifactError(f"no such model: {m}", "give an exported .onnx/.tflite file, a run folder or "
+                                "an export folder")
     if not found:
-        raise ArtifactError(f"no artefacts found in {exported.resolve()} (looked for *.onnx, *.tflite)", EXPORT_HINT)
+        raise ArtifactError(f"no artefacts in {', '.join(models)} (looked for *.onnx, *.tflite, model.pt)",
+                            EXPORT_HINT)
+    return _unique(found)
+
+
+def _sources_of(artifacts: list[Path]) -> list[Path]:
+    """The checkpoints named by the artefacts' cards that still exist."""
     sources = []
-    for p in found:
+    for p in artifacts:
         card = _quiet_card(p)
         if card and card.run_dir and (Path(card.run_dir) / "model.pt").is_file():
             sources.append(Path(card.run_dir) / "model.pt")
-    return _unique(sources + found)
+    return sources
 
 
 def _unique(paths: list[Path]) -> list[Path]:

@@ -106,7 +106,7 @@ def attack(models: tuple[Path, ...], data: str | None, n_images: int, attacks: l
 
 
 def _run(rts: list, names: list[str], data: object, attacks: list[str], eps: list[float], settings: object,
-         sur: object, target_idx: int | None, err: object):  # noqa: ANN202
+         sur: object, target_idx: int | None, err: object):
     from rich.progress import Progress
 
     from edge_tl.attacks.engine import Target, plan_steps, run_attacks

@@ -33,6 +33,8 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Largest accuracy drop (points) allowed for quantised variants.")
+@click.option("--min-agreement", type=click.FloatRange(0, 100), default=98.0, show_default=True,
+              help="Smallest top-1 agreement (%) with the PyTorch model for quantised variants.")
 @click.option("--max-saturated", type=click.FloatRange(min=0, max=100), default=0.1, show_default=True,
               help="Largest share (%) of int8 outputs allowed at the int8 limits.")
 @click.option("--max-ece-delta", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -44,8 +46,8 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
 @force_option
 @json_option
 def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, calib_method: str, int8_output: str,
-           opset: int, max_drop: float, max_saturated: float, max_ece_delta: float, no_verify: bool, out_dir: str,
-           threads: int | None, force: bool, json_path: str | None) -> None:
+           opset: int, max_drop: float, min_agreement: float, max_saturated: float, max_ece_delta: float,
+           no_verify: bool, out_dir: str, threads: int | None, force: bool, json_path: str | None) -> None:
     """Export a trained run to edge artefacts and check each one against the PyTorch model.
 
     \b
@@ -62,12 +64,11 @@ def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, cal
 
     err = Console(stderr=True)
     opts = ExportOptions(calib_size=calib_size, calib_method=calib_method, output=int8_output, opset=opset,
-                         max_drop=max_drop, max_saturated=max_saturated / 100.0, max_ece_delta=max_ece_delta,
+                         max_drop=max_drop, min_agreement=min_agreement / 100.0,
+                         max_saturated=max_saturated / 100.0, max_ece_delta=max_ece_delta,
                          verify=not no_verify, force=force, threads=threads)
-    try:
-        with err.status("exporting") as status:
-            result = run_export(model, fmt, quantize, out_dir, opts,
-                                progress=lambda msg: status.update(f"[bold]{msg}"))
+    try:  # progress lines on stderr (the calibration bar draws there too), results on stdout
+        result = run_export(model, fmt, quantize, out_dir, opts, progress=lambda msg: err.print(f"[dim]{msg}"))
     except ParityError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:

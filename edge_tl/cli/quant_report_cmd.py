@@ -31,7 +31,8 @@ def quant_report(run: str, fmt: str, calib_size: int, calib_method: str, compare
     from rich.console import Console
 
     from edge_tl.cli.quant_report_view import render
-    from edge_tl.export.quant_report import plot_sensitivity, quant_report as build
+    from edge_tl.export.quant_report import plot_sensitivity
+    from edge_tl.export.quant_report import quant_report as build
 
     console = Console()
     with console.status("quantising layer by layer") as status:

@@ -36,8 +36,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
               help="auto = bf16 where supported, else fp16 with a grad scaler on GPUs; fp32 on CPU.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="DataLoader worker processes for image modes [default: min(4, cores)].")
-@click.option("--engine", type=click.Choice(("onnx", "torch")), default="onnx", show_default=True,
-              help="Features mode: run the frozen backbone with ONNX Runtime (fast on CPU) or PyTorch.")
+@click.option("--engine", type=click.Choice(("auto", "onnx", "torch")), default="auto", show_default=True,
+              help="Features mode: run the frozen backbone with ONNX Runtime (auto on CPU) or PyTorch (auto on "
+                   "a GPU).")
 @seed_option
 @click.option("--out", default=None, help="Run folder [default: runs/<backbone>-<data>-<timestamp>].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (default: runs/latest).")
@@ -59,7 +60,8 @@ def train(data: str, data_root: str | None, backbone: str | None, weights: str, 
     """
     from rich.console import Console
 
-    from edge_tl.train.api import TrainConfig, train as run_train
+    from edge_tl.train.api import TrainConfig
+    from edge_tl.train.api import train as run_train
     from edge_tl.train.metrics import rich_table
 
     cfg = TrainConfig(data=data, data_root=data_root, backbone=backbone, weights=weights, mode=mode,

@@ -7,6 +7,7 @@ Resize and centre crop reproduce torchvision's ``Resize(resize)`` + ``CenterCrop
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,11 +43,10 @@ def open_image(path: str | Path, min_side: int | None = None) -> Image.Image:
             if min_side and im.format == "JPEG":
                 im.draft("RGB", (2 * min_side, 2 * min_side))
             im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+            return _to_rgb(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as exc:
         raise BadImageError(f"{path}: refused, larger than Pillow's decompression-bomb limit ({exc})") from None
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.UnidentifiedImageError) as exc:
         raise BadImageError(f"{path}: not a readable image ({exc})") from None
 
 
@@ -77,8 +77,8 @@ def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
 
 def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     """PIL crop box of torchvision ``CenterCrop(size)`` (same rounding of the offsets)."""
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
+    top = round((height - size) / 2.0)
+    left = round((width - size) / 2.0)
     return left, top, left + size, top + size
 
 

@@ -8,10 +8,15 @@ extracted copy given as ``--data-root``. Listing files never decodes them; the h
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge_tl.errors import BackendMissingError, DataError
 
@@ -223,31 +228,58 @@ def _pets_tv_root(root: Path) -> Path:
 
 @register_source("oxford-pets", "Oxford-IIIT Pet, 37 breeds (download, or --data-root with an extracted copy)")
 def _oxford_pets(root: Path | None) -> Dataset:
-    from edge_tl.data.download import cache_dir
-
-    download = root is None
-    tv_root = cache_dir() if root is None else _pets_tv_root(root)
     try:
         from torchvision.datasets import OxfordIIITPet  # type: ignore[import-untyped]
     except ImportError:
         raise BackendMissingError("torchvision", "read the Oxford-IIIT Pet dataset") from None
+    tv_root = _pets_download(OxfordIIITPet) if root is None else _pets_tv_root(root)
     files: list[Path] = []
     labels: list[int] = []
     classes: list[str] = []
-    try:
+    with _pets_errors(tv_root):
         for split in ("trainval", "test"):
-            ds = OxfordIIITPet(str(tv_root), split=split, download=download)
+            ds = OxfordIIITPet(str(tv_root), split=split, download=False)
             classes = classes or list(ds.classes)
             if list(ds.classes) != classes:
                 raise DataError(f"Oxford-IIIT Pet annotations in {tv_root} disagree on the classes",
                                 "re-extract annotations.tar.gz")
             files += [Path(p) for p in ds._images]
             labels += [int(y) for y in ds._labels]
+    return Dataset("oxford-pets", (tv_root / PETS_DIR).resolve(), classes, files, labels)
+
+
+@contextlib.contextmanager
+def _pets_errors(where: Path) -> Iterator[None]:
+    try:
+        yield
     except (OSError, RuntimeError, ValueError) as exc:
         hint = ("download images.tar.gz and annotations.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/, "
                 "extract them and pass the folder holding oxford-iiit-pet/ as --data-root")
-        raise DataError(f"cannot read Oxford-IIIT Pet from {tv_root / PETS_DIR}: {exc}", hint) from None
-    return Dataset("oxford-pets", (tv_root / PETS_DIR).resolve(), classes, files, labels)
+        raise DataError(f"cannot read Oxford-IIIT Pet from {where / PETS_DIR}: {exc}", hint) from None
+
+
+def _pets_download(loader: Any) -> Path:
+    """Download Oxford-IIIT Pet with torchvision into a temp folder, then move it into the cache (atomic)."""
+    from edge_tl.data.download import cache_dir
+
+    base = cache_dir() / "oxford-pets"
+    done = base / PETS_DIR / ".complete"
+    if done.is_file():
+        return base
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=base))
+    try:
+        with _pets_errors(base):
+            loader(str(tmp), split="trainval", download=True)
+        for archive in (tmp / PETS_DIR).glob("*.tar.gz"):
+            archive.unlink()
+        (tmp / PETS_DIR / ".complete").write_text("ok\n")
+        if (base / PETS_DIR).exists():
+            shutil.rmtree(base / PETS_DIR)
+        os.replace(tmp / PETS_DIR, base / PETS_DIR)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return base
 
 
 # ---- Microsoft Cats vs Dogs --------------------------------------------------------------------------------

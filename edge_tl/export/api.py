@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_tl._io import ensure_writable_dir, sha256_file
 from edge_tl.card import ModelCard, sidecar_path
-from edge_tl.errors import CardError, CheckpointError, ConfigError
+from edge_tl.errors import CardError, CheckpointError, ConfigError, ParityError
 from edge_tl.export.registry import (
     QUANTIZE_MODES,
     Artifact,
@@ -157,7 +157,7 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
     if results:
         try:
             gate(results)
-        except Exception as exc:
+        except ParityError as exc:
             exc.result = result  # type: ignore[attr-defined]  # the CLI still reports what was written
             raise
     return result
@@ -196,6 +196,7 @@ class _Verifier:
 
         rt = load(art.path, threads=self.opts.threads)
         limits = limits_for(art.format, art.quantize, max_drop=self.opts.max_drop,
+                            min_int8_agreement=self.opts.min_agreement,
                             max_saturated=self.opts.max_saturated, max_ece_delta=self.opts.max_ece_delta)
         return check_parity(rt, self.reference, self.pixels, self.labels, limits, variant=art.path.name,
                             format=art.format, quantize=art.quantize)

@@ -34,12 +34,13 @@ def calibration_files(manifest: Manifest, size: int, split: str = "train", seed:
 def stream_batches(files: list[Path], spec: InputSpec, batch_size: int = 16,
                    description: str = "calibrating") -> Iterator[np.ndarray]:
     """Yield uint8 ``(n, H, W, 3)`` batches of ``files`` decoded with ``spec``, showing progress."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edge_tl.data.preprocess import load_batch
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as progress:
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(description, total=len(files))
         for i in range(0, len(files), batch_size):
             chunk = files[i:i + batch_size]

@@ -43,6 +43,7 @@ class ExportOptions:
     output: str = "float"  # issue 9: "float" keeps the logits un-quantised; "quantized" = naive full int8
     opset: int = 18
     max_drop: float = 1.0
+    min_agreement: float = 0.98  # top-1 agreement required of quantised variants (float ones need 100 %)
     max_saturated: float = 0.001  # fraction of int8 outputs at the limits
     max_ece_delta: float = 1.0  # percentage points vs the PyTorch model
     verify: bool = True
@@ -59,6 +60,8 @@ class ExportOptions:
             raise UnknownNameError("output recipe", self.output, OUTPUT_RECIPES)
         if not 17 <= self.opset <= 23:
             raise ConfigError(f"--opset {self.opset} is not supported", "use an opset from 17 to 23")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ConfigError(f"--min-agreement must be within 0..100 %, got {100 * self.min_agreement:g}")
         if self.max_drop < 0 or self.max_saturated < 0 or self.max_ece_delta < 0:
             raise ConfigError("--max-drop, --max-saturated and --max-ece-delta must be >= 0")
 
@@ -178,7 +181,7 @@ def get_exporter(format: str, quantize: str) -> ExporterEntry:
     """The entry for ``(format, quantize)``; an unsupported pair raises listing the valid ones."""
     _ensure_loaded()
     if format not in {f for f, _ in _EXPORTERS}:
-        raise UnknownNameError("format", format, formats() + ["all"])
+        raise UnknownNameError("format", format, [*formats(), "all"])
     if (format, quantize) not in _EXPORTERS:
         raise ConfigError(f"{format} export does not support --quantize {quantize}",
                           f"valid pairs: {', '.join(valid_pairs())}")

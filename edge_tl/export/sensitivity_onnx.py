@@ -68,7 +68,7 @@ class OnnxQuantBackend:
         self.pre = tmp / "pre.onnx"
         try:
             quant_pre_process(str(float_path), str(self.pre), skip_symbolic_shape=False)
-        except Exception as exc:  # noqa: BLE001 - ORT's shape inference raises assorted types
+        except Exception as exc:
             raise ExportError(f"quant_pre_process failed on {Path(float_path).name}: {exc}".splitlines()[0]) from exc
         model = onnx.load(str(self.pre))
         self._inits = {i.name for i in model.graph.initializer}

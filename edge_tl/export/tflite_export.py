@@ -202,7 +202,7 @@ def _artefact_card(run_card: ModelCard, content: bytes, quantization: dict[str, 
 def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path, quantize: str = "none",
                   calib_pixels: np.ndarray | None = None, *, calib_method: str = "minmax",
                   calib_split: str = "train", percentile: float = 99.99, output_margin: float = OUTPUT_MARGIN,
-                  float_content: bytes | None = None,
+                  output: str = "quantized", float_content: bytes | None = None,
                   source_sha256: str | None = None, threads: int = 2,
                   progress: Callable[[int], None] | None = None) -> TfliteExport:
     """Export ``model`` (or quantise ``float_content``) as ``quantize`` to ``out_path`` with ``card`` inside.
@@ -215,6 +215,8 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
         calib_method: ``minmax`` (default), ``percentile``, ``absmax`` or ``ema`` (ai-edge-quantizer's own,
             saturates; for measurement only); see :mod:`edge_tl.export.tflite_quant`.
         output_margin: headroom added to the calibrated logit range (a fraction of its extremes).
+        output: full int8 only: ``quantized`` (int8 input and output) or ``float`` (the logits layer in float,
+            float32 output).
         float_content: the float flatbuffer if already converted (saves a conversion per variant).
     """
     if quantize not in FILENAMES:
@@ -230,14 +232,14 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
     if quantize != "none":
         calib = _calib_inputs(calib_pixels, card) if QUANT_MODES[quantize].calibrated else None
         q = quantize_tflite(float_content, quantize, calib, method=calib_method, percentile=percentile,
-                            threads=threads, output_margin=output_margin, progress=progress)
+                            threads=threads, output_margin=output_margin, output=output, progress=progress)
         content = q.content
         quantization = _quantization_dict(q, calib_split)
         if q.calibration is not None:
             note = partition_note(float_content, content, card.input.size)
             if note:
                 notes.append(note)
-            if calib_method == "ema":
+            if calib_method == "ema" and output == "quantized":
                 notes.append("ema calibration (ai-edge-quantizer's default) under-covers the logits' range; "
                              "use minmax or percentile")
         if quantize == "dynamic":
@@ -298,14 +300,10 @@ def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
             pixels = _collect_calibration(req)
         threads = req.options.threads or min(2, os.cpu_count() or 1)
         res = export_tflite(req.model, req.card, req.out_path, quantize, pixels, calib_method=method,
-                            calib_split=req.options.calib_split, float_content=float_content,
-                            source_sha256=req.source_sha256, threads=threads)
-        notes = res.notes
-        if pixels is not None and req.options.output == "float":
-            notes += ("TFLite full int8 keeps an int8 output (int8 I/O); its range covers every calibration logit "
-                      "(--output float applies to ONNX)",)
-        req.notes.extend(notes)
-        return Artifact(res.path, res.card, "tflite", quantize, res.seconds, notes)
+                            calib_split=req.options.calib_split, output=req.options.output,
+                            float_content=float_content, source_sha256=req.source_sha256, threads=threads)
+        req.notes.extend(res.notes)
+        return Artifact(res.path, res.card, "tflite", quantize, res.seconds, res.notes)
 
     run.__name__ = f"export_tflite_{quantize}"
     run.__doc__ = f"Registered exporter for tflite/{quantize} (writes {FILENAMES[quantize]})."

@@ -1,13 +1,14 @@
 """Quantisation of a float ``.tflite`` file with ai-edge-quantizer: fp16, dynamic-range int8, full int8.
 
-Full int8 is static (int8 weights, int8 activations, int8 input and output) and calibrated on real images.
+Full int8 is static (int8 weights and activations, int8 input; int8 output, or with ``output="float"`` the
+logits layer kept in float) and calibrated on real images.
 ai-edge-quantizer's own calibration keeps an exponential moving average (factor 0.95) of each tensor's per-image
 min/max, so the ranges it stores are an average of per-image extremes, not the extremes: on a real model the
 int8 output then reaches only +-4.5 while the float logits reach +-11.3 and 64 % of outputs sit at the int8 limit
 (issue 9). Here calibration records every image's min/max and reduces them with one of :data:`CALIB_METHODS`:
 
-* ``minmax`` (default): the model's input and output tensors get the min/max over *all* calibration images
-  (logits are never clipped on them); intermediate activations keep ai-edge-quantizer's moving average of
+* ``minmax`` (default): the model's input and output tensors get the min/max over *all* calibration images (the
+  output's widened by :data:`OUTPUT_MARGIN` for unseen images); intermediate activations keep ai-edge-quantizer's moving average of
   per-image ranges (measured on random-init MobileNetV2 at 64 px: absolute extremes everywhere cost resolution,
   logit correlation 0.76 vs 0.87);
 * ``percentile``: input/output as ``minmax``; intermediates get the ``percentile``-th percentile of the per-image
@@ -34,7 +35,12 @@ from edge_tl.errors import ConfigError, ExportError
 
 CALIB_METHODS = ("minmax", "percentile", "absmax", "ema")
 EMA_FACTOR = 0.95  # ai_edge_quantizer.utils.qsv_utils.moving_average_update's default
-OUTPUT_MARGIN = 0.1  # headroom on the logits' range beyond the calibration extremes (chosen by measurement)
+OUTPUTS = ("quantized", "float")  # full int8: int8 logits, or the logits layer kept in float
+# Headroom on the logits' range beyond the calibration extremes. Measured (benchmarks/bench_tflite.py fidelity,
+# ImageNet MobileNetV2 + head, catsdogs): held-out logits reached 13.5 while 100 calibration photos reached 11.1,
+# so a 10 % margin still left 1 % of held-out outputs at the int8 limit; 25 % covers them, for an int8 logit step
+# 14 % coarser than with 10 % (0.11 instead of 0.096 for logits of +-11), which moves no probability visibly.
+OUTPUT_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -183,19 +189,42 @@ def check_calib_method(method: str) -> str:
     return method
 
 
+def float_output_recipe(recipe: Any, output_names: list[str]) -> Any:
+    """``recipe`` with the logits layer kept in float: the graph output stays float32 and the fully connected
+    layer producing it computes in float on dequantised features (no int8 range can clip the logits)."""
+    import re
+
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.load_quantization_recipe(recipe)
+    for name in output_names:
+        for op in (qtyping.TFLOperationName.OUTPUT, qtyping.TFLOperationName.FULLY_CONNECTED):
+            rm.add_quantization_config(regex=re.escape(name), operation_name=op,
+                                       algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return rm.get_quantization_recipe()
+
+
 def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | None = None, *,
                     method: str = "minmax", percentile: float = 99.99, threads: int = 2,
-                    output_margin: float = OUTPUT_MARGIN, progress: Callable[[int], None] | None = None) -> QuantizedTflite:
+                    output_margin: float = OUTPUT_MARGIN, output: str = "quantized",
+                    progress: Callable[[int], None] | None = None) -> QuantizedTflite:
     """Quantise a float flatbuffer to ``mode`` (one of :data:`QUANT_MODES`).
 
-    ``calib_inputs`` (normalised NHWC float32) are required for ``int8``.
+    ``calib_inputs`` (normalised NHWC float32) are required for ``int8``. ``output`` (int8 only): ``quantized``
+    gives int8 input and output; ``float`` keeps the logits layer in float (int8 input, float32 output).
     """
     from ai_edge_quantizer import quantizer
 
     spec = QUANT_MODES.get(mode)
     if spec is None:
         raise ConfigError(f"unknown TFLite quantisation '{mode}'", f"use one of: {', '.join(QUANT_MODES)}")
+    if output not in OUTPUTS:
+        raise ConfigError(f"unknown int8 output '{output}'", f"use one of: {', '.join(OUTPUTS)}")
     recipe = spec.build()
+    _, outs = io_tensor_names(float_content)
+    if spec.calibrated and output == "float":
+        recipe = float_output_recipe(recipe, outs)
     qsvs = None
     calibration = None
     if spec.calibrated:
@@ -203,8 +232,8 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
             raise ExportError("full int8 needs calibration images and none were given",
                               "pass images from the run's train split (--calib-size > 0)")
         qsvs = calibrate(float_content, calib_inputs, recipe, method, percentile, threads, output_margin, progress)
-        calibration = {"images": int(len(calib_inputs)), "method": method}
-        if method != "ema":
+        calibration = {"images": int(len(calib_inputs)), "method": method, "output": output}
+        if method != "ema" and output == "quantized":
             calibration["output_margin"] = output_margin
         if method == "percentile":
             calibration["percentile"] = percentile
@@ -216,9 +245,10 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
         raise ExportError(f"ai-edge-quantizer failed to make the {mode} model: {str(exc).splitlines()[0][:200]}",
                           "keep the float model, or try another --quantize") from None
     content = bytes(result.quantized_model)
-    _, outs = io_tensor_names(float_content)
-    ranges = {n: (float(np.min(qsvs[n]["min"])), float(np.max(qsvs[n]["max"]))) for n in outs if qsvs and n in qsvs}
-    return QuantizedTflite(content, mode, spec.recipe, calibration, float_ops(content) if spec.calibrated else (),
+    ranges = {n: (float(np.min(qsvs[n]["min"])), float(np.max(qsvs[n]["max"])))
+              for n in outs if qsvs and n in qsvs and output == "quantized"}
+    recipe_name = spec.recipe + ("+float_logits" if spec.calibrated and output == "float" else "")
+    return QuantizedTflite(content, mode, recipe_name, calibration, float_ops(content) if spec.calibrated else (),
                            ranges)
 
 

@@ -58,7 +58,7 @@ class BackboneSpec:
     def input_spec(self, img_size: int | None = None) -> InputSpec:
         """The preprocessing for ``img_size`` (default: the weights' own), keeping the resize/crop ratio."""
         size = img_size or self.input_size
-        resize = size if self.resize_size == self.input_size else int(round(size * self.resize_size / self.input_size))
+        resize = size if self.resize_size == self.input_size else round(size * self.resize_size / self.input_size)
         return InputSpec(size=size, resize=resize, mean=self.mean, std=self.std, interpolation=self.interpolation)
 
 

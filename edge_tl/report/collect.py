@@ -1,8 +1,8 @@
 """Gather what the other commands wrote about one run into report sections.
 
 Inputs (all read from disk, all untrusted): the run folder of ``edge-tl train`` (``card.json``,
-``history.json``, ``curves.png``, ``confusion.png``), the sidecar cards of ``edge-tl export`` in the exported
-folder (their ``parity`` dicts), ``bench.json`` + ``bench.png``, ``attack.json`` + the PNGs in ``attack/``, and
+``history.json``, ``curves.png``, ``confusion.png``), the cards embedded in the artefacts of ``edge-tl export``
+(their ``parity`` dicts), ``bench.json`` + ``bench.png``, ``attack.json`` + the PNGs in ``attack/``, and
 ``ideal.png`` of ``edge-tl visualize``. An input that is absent gives a section that says which command makes
 it; an input named explicitly on the command line that is absent is an error.
 """
@@ -28,7 +28,6 @@ from edge_tl.report.tables import (
 )
 
 MAX_FIGURES = 24
-ARTEFACT_SUFFIXES = (".onnx", ".tflite")
 
 
 @dataclass(frozen=True)
@@ -136,22 +135,13 @@ def _same_run(meta: dict[str, Any], run: Path, run_sha: str | None) -> bool:
     return run_sha is not None and meta.get("source_sha256") == run_sha
 
 
-def _artefact_of(sidecar: Path) -> Path | None:
-    stem = sidecar.name[: -len(".card.json")]
-    for suffix in ARTEFACT_SUFFIXES:
-        if (sidecar.parent / (stem + suffix)).is_file():
-            return sidecar.parent / (stem + suffix)
-    return None
-
-
-def _parity_row(sidecar: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    artefact = _artefact_of(sidecar)
+def _parity_row(artefact: Path, meta: dict[str, Any]) -> dict[str, Any]:
     quant = meta.get("quantization")
     row: dict[str, Any] = {
-        "artefact": artefact.name if artefact else sidecar.name[: -len(".card.json")] + " (file missing)",
+        "artefact": artefact.name,
         "format": meta.get("format"),
         "quantization": quant.get("mode", "?") if isinstance(quant, dict) else "float",
-        "MiB": round(artefact.stat().st_size / 2**20, 3) if artefact else None,
+        "MiB": round(artefact.stat().st_size / 2**20, 3),
     }
     parity = meta.get("parity")
     row.update(parity if isinstance(parity, dict) else {"parity": "not checked"})
@@ -162,18 +152,19 @@ def _parity_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bo
     if inp.exported is None:
         return [Note("not run yet (no exported/ folder): run", "edge-tl export --format all --quantize int8")], False
     from edge_tl._io import sha256_file
+    from edge_tl.report.artefacts import UnreadableArtefact, artefact_card, artefacts
 
     model_pt = inp.run / "model.pt"
     run_sha = sha256_file(model_pt) if model_pt.is_file() else None
     rows, notes = [], []
-    for sidecar in sorted(inp.exported.glob("*.card.json")):
+    for path in artefacts(inp.exported):
         try:
-            meta = read_json(sidecar, "artefact card", "edge-tl export")
-        except DataError as exc:
-            notes.append(Note(f"skipped {sidecar.name}: {exc.message}."))
+            meta = artefact_card(path)
+        except UnreadableArtefact as exc:
+            notes.append(Note(f"skipped {path.name}: {exc}."))
             continue
-        if isinstance(meta, dict) and _same_run(meta, inp.run, run_sha):
-            rows.append(_parity_row(sidecar, meta))
+        if _same_run(meta, inp.run, run_sha):
+            rows.append(_parity_row(path, meta))
     if not rows:
         return [Note(f"no artefacts of this run in {inp.exported}: run", "edge-tl export"), *notes], False
     first = ("artefact", "format", "quantization", "MiB")

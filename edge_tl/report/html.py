@@ -24,7 +24,7 @@ header h1{margin:0 0 4px;font-size:1.5em}
 header p{margin:0;opacity:.85;font-size:.9em}
 nav{padding:8px 32px;background:#e4e9f0;font-size:.9em}
 nav a{margin-right:14px;color:#1f3a5f}
-main{padding:8px 32px 40px;max-width:1200px}
+main{padding:8px 32px 40px;max-width:1600px}
 section{background:#fff;border:1px solid #d8dde5;border-radius:6px;padding:8px 20px 16px;margin:18px 0}
 section.missing{background:#fbfbfb;border-style:dashed}
 h2{font-size:1.25em;border-bottom:1px solid #e4e9f0;padding-bottom:4px}
@@ -40,6 +40,8 @@ figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}
 figure img{max-width:560px;max-height:560px;border:1px solid #d8dde5;image-rendering:auto}
 figcaption{font-size:.8em;color:#52607a}
 p.note{color:#52607a}
+details{margin:8px 0 14px}
+summary{cursor:pointer;font-weight:600;color:#394a63;font-size:.9em}
 code{background:#eef1f5;color:#1d2430;padding:1px 4px;border-radius:3px}
 footer{padding:0 32px 24px;font-size:.8em;color:#7a869a}
 """
@@ -51,13 +53,15 @@ def _e(text: object) -> str:
 
 def _table(t: Table) -> str:
     parts = ["<table>"]
-    if t.caption:
+    if t.caption and not t.collapsed:
         parts.append(f"<caption>{_e(t.caption)}</caption>")
     parts.append("<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
     parts.extend("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in t.rows)
     parts.append("</tbody></table>")
     if t.omitted:
         parts.append(f'<p class="note">{t.omitted} more rows not shown.</p>')
+    if t.collapsed:
+        return f"<details><summary>{_e(t.caption or 'details')}</summary>{''.join(parts)}</details>"
     return "".join(parts)
 
 

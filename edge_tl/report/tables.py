@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ MAX_IMAGE_BYTES = 25 << 20
 MAX_ROWS = 500
 MAX_COLUMNS = 40
 MAX_CELL = 300
+LONG_CELL = 40
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -40,6 +41,7 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
     caption: str = ""
     omitted: int = 0
+    collapsed: bool = False  # secondary detail: rendered folded (<details>), still in the page
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,13 @@ def table_from_rows(rows: Iterable[Any], caption: str = "", first: Iterable[str]
     columns: dict[str, None] = {c: None for c in first}
     for row in flat:
         columns.update((str(k), None) for k in row)
-    cols = tuple(columns)[:MAX_COLUMNS]
-    cells = tuple(tuple(fmt(row.get(c)) if c in row else "" for c in cols) for row in flat)
+    # a column that is empty in every row (an unused optional field) only costs width
+    used = [c for c in columns if c in first or any(row.get(c) not in (None, "") for row in flat)]
+    text = {c: [fmt(row.get(c)) if c in row else "" for row in flat] for c in used}
+    # long free-text columns (paths, messages) go last so the short numeric ones stay in view
+    cols = tuple(sorted(used, key=lambda c: c not in first and max(map(len, text[c]), default=0) > LONG_CELL))
+    cols = cols[:MAX_COLUMNS]
+    cells = tuple(tuple(text[c][i] for c in cols) for i in range(len(flat)))
     return Table(columns=cols, rows=cells, caption=caption, omitted=omitted)
 
 
@@ -160,8 +167,11 @@ def tables_from_json(obj: Any, caption: str = "", depth: int = 2) -> list[Table]
             tables.extend(tables_from_json(value, sub, depth - 1))
         else:
             scalars[str(key)] = value
-    if scalars:
-        tables.append(table_from_mapping(scalars, f"{caption}: details" if caption and tables else caption))
+    if scalars and tables:
+        details = table_from_mapping(scalars, f"{caption}: details" if caption else "details")
+        tables.append(replace(details, collapsed=True))
+    elif scalars:
+        tables.append(table_from_mapping(scalars, caption))
     return tables
 
 

@@ -136,8 +136,8 @@ def check_tflite_bytes(data: bytes | bytearray | memoryview, path: Path | str) -
         model = fb.Model.GetRootAs(data, 0)
         n_sub, n_buf = model.SubgraphsLength(), model.BuffersLength()
         ends = [_buffer_end(model.Buffers(i)) for i in range(n_buf)]
-    except (IndexError, ValueError, TypeError, AttributeError, struct.error) as exc:  # reads past the end
-        raise ArtifactError(f"{path} is a damaged TFLite model ({type(exc).__name__})", _HINT) from None
+    except (IndexError, ValueError, TypeError, AttributeError, struct.error):  # reads past the end
+        raise ArtifactError(f"{path} is a truncated or damaged TFLite model ({len(data)} bytes)", _HINT) from None
     if n_sub < 1:
         raise ArtifactError(f"{path} is a damaged TFLite model (no subgraph)", _HINT)
     if ends and max(ends) > len(data):

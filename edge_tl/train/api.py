@@ -74,7 +74,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     patience: int | None = None
     weight_decay: float | None = None
-    engine: str = "onnx"
+    engine: str = "auto"
     progress: bool = True
     force: bool = False
 
@@ -98,7 +98,7 @@ class TrainConfig:
         """Raise :class:`ConfigError` for values no run can use."""
         from edge_tl.train.features import ENGINES
 
-        check_choice("engine", self.engine, ENGINES)
+        check_choice("engine", self.engine, ["auto", *ENGINES])
         checks = [(self.epochs is not None and self.epochs < 1, "--epochs must be >= 1"),
                   (self.batch_size is not None and self.batch_size < 1, "--batch-size must be >= 1"),
                   (self.lr is not None and not self.lr > 0, "--lr must be > 0"),

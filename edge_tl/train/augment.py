@@ -48,17 +48,17 @@ def crop_box(width: int, height: int, cfg: AugmentConfig, rng: np.random.Generat
     for _ in range(10):
         target = area * rng.uniform(cfg.scale[0], cfg.scale[1])
         aspect = math.exp(rng.uniform(*log_ratio))
-        w = int(round(math.sqrt(target * aspect)))
-        h = int(round(math.sqrt(target / aspect)))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
             top = int(rng.integers(0, height - h + 1))
             left = int(rng.integers(0, width - w + 1))
             return left, top, left + w, top + h
     in_ratio = width / height
     if in_ratio < cfg.ratio[0]:
-        w, h = width, int(round(width / cfg.ratio[0]))
+        w, h = width, round(width / cfg.ratio[0])
     elif in_ratio > cfg.ratio[1]:
-        w, h = int(round(height * cfg.ratio[1])), height
+        w, h = round(height * cfg.ratio[1]), height
     else:
         w, h = width, height
     top, left = (height - h) // 2, (width - w) // 2

@@ -208,6 +208,7 @@ class ExtractStats:
     hits: int
     misses: int
     seconds: float
+    setup_seconds: float = 0.0  # building the engine (a first ONNX export of the backbone), not in the rate
 
     @property
     def images_per_s(self) -> float:
@@ -246,9 +247,11 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
     hits = len(paths) * nv - len(todo)
     if progress and hits:
         progress(hits)
+    setup = time.perf_counter()
+    run = ENGINES[engine](model, spec, wsha, threads) if todo else None  # may export the backbone once
+    setup = time.perf_counter() - setup
     t0 = time.perf_counter()
-    if todo:
-        run = ENGINES[engine](model, spec, wsha, threads)
+    if run is not None:
         for idx, pixels in _decoded(todo, spec, aug, batch, threads or cpu_count()):
             feats = run(normalize(pixels, spec, "NCHW"))
             for j, f in zip(idx, feats):
@@ -262,4 +265,4 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
     if not paths:
         return np.zeros((0, nv, 0), np.float32), ExtractStats(0, 0, 0.0)
     arr = np.stack([np.stack(row) for row in out]).astype(np.float32, copy=False)  # type: ignore[arg-type]
-    return arr, ExtractStats(hits, len(todo), seconds)
+    return arr, ExtractStats(hits, len(todo), seconds, setup)

@@ -170,13 +170,16 @@ def run_features(ctx: RunContext) -> Outcome:
         raise CheckpointError("cannot resume: the backbone weights differ from the interrupted run's",
                               "resume with the run's own --weights, or train a new run")
     ctx.extra_state["features_sha"] = wsha
+    engine = cfg.engine if cfg.engine != "auto" else ("onnx" if ctx.device.type == "cpu" else "torch")
+    if engine == "torch":
+        model.to(ctx.device)
     views = {"train": cfg.aug_views, "val": 0, "test": 0}
     if ctx.dist.enabled:  # every rank computes its share into the shared cache first
         for name in ("train", "val", "test"):
             sd = prep.split(name)
             mine = list(range(len(sd)))[ctx.dist.rank::ctx.dist.world]
             extract(model, spec, [sd.files[i] for i in mine], [sd.shas[i] for i in mine], views=views[name],
-                    engine=cfg.engine)
+                    engine=engine)
         ddp.barrier(ctx.dist)
     feats: dict[str, torch.Tensor] = {}
     hits = misses = 0
@@ -186,11 +189,11 @@ def run_features(ctx: RunContext) -> Outcome:
         tick = runs.ticker(prog, "features", total)
         for name in ("train", "val", "test"):
             sd = prep.split(name)
-            arr, st = extract(model, spec, sd.files, sd.shas, views=views[name], engine=cfg.engine, progress=tick)
+            arr, st = extract(model, spec, sd.files, sd.shas, views=views[name], engine=engine, progress=tick)
             feats[name] = torch.from_numpy(arr).to(ctx.device)
             hits, misses, seconds = hits + st.hits, misses + st.misses, seconds + st.seconds
     rate = f" at {misses / seconds:,.0f} img/s" if misses and seconds > 0 else ""
-    ctx.console.print(f"features: {hits} from cache, {misses} computed{rate} ({cfg.engine})")
+    ctx.console.print(f"features: {hits} from cache, {misses} computed{rate} ({engine})")
     head = torch.nn.Sequential(model.head_drop, model.head).to(ctx.device)
     mu, sd = feature_stats(feats["train"][:, 0])
     labels = {n: torch.tensor(prep.split(n).labels, dtype=torch.long, device=ctx.device) for n in views}

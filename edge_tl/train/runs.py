@@ -21,7 +21,7 @@ LATEST = "latest"
 
 def default_run_name(backbone: str, dataset: str) -> str:
     """``<backbone>-<dataset>-<UTC timestamp>``."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     return f"{backbone}-{dataset}-{stamp}"
 
 
@@ -67,8 +67,15 @@ def link_latest(run_dir: Path) -> Path:
 
 def make_progress(console: Console, enabled: bool = True, transient: bool = False) -> Progress:
     """A rich progress display with an images/s column."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class RateColumn(ProgressColumn):

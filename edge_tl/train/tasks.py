@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_tl.train import ddp
-from edge_tl.train.augment import DEFAULT_AUG, AugmentConfig, augmented_pixels
+from edge_tl.train.augment import AugmentConfig, augmented_pixels
 from edge_tl.train.loop import EpochStats
 
 if TYPE_CHECKING:
@@ -120,6 +120,19 @@ class ImageDataset:
         return torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])), int(self.labels[i])
 
 
+class KeySampler:
+    """A sampler whose keys (``(index, epoch)`` pairs) are replaced before each pass over the data."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 class ImageTask:
     """Fine-tuning / full training on images: background loading, autocast, channels-last."""
 
@@ -134,14 +147,22 @@ class ImageTask:
 
         self.mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+        self._loaders: dict[int, tuple[torch.utils.data.DataLoader, KeySampler]] = {}
 
     def _loader(self, ds: ImageDataset, keys: list[tuple[int, int]]) -> torch.utils.data.DataLoader:
+        """One DataLoader per dataset, its workers kept alive across epochs; ``keys`` set for this pass."""
         import torch
 
-        return torch.utils.data.DataLoader(
-            ds, batch_size=self.batch_size, sampler=keys, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-            prefetch_factor=4 if self.workers > 0 else None)
+        if id(ds) not in self._loaders:
+            sampler = KeySampler()
+            loader = torch.utils.data.DataLoader(
+                ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,
+                prefetch_factor=4 if self.workers > 0 else None)
+            self._loaders[id(ds)] = (loader, sampler)
+        loader, sampler = self._loaders[id(ds)]
+        sampler.keys = list(keys)
+        return loader
 
     def to_input(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC batch -> normalised float NCHW (channels-last memory) on the device."""
