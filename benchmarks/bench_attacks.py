@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "catsdogs"
 
 
-def load_images(n: int, spec) -> tuple[np.ndarray, str]:  # noqa: ANN001 - InputSpec
+def load_images(n: int, spec) -> tuple[np.ndarray, str]:
     from edge_tl.data.preprocess import load_batch
 
     if SHARED.is_dir():
@@ -39,7 +39,7 @@ def load_images(n: int, spec) -> tuple[np.ndarray, str]:  # noqa: ANN001 - Input
             f"{n} uniform-noise images (../shared data not found)")
 
 
-def onnx_predict(model, spec, threads: int, work: Path) -> Callable[[np.ndarray], np.ndarray]:  # noqa: ANN001
+def onnx_predict(model, spec, threads: int, work: Path) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
     import torch
 
@@ -54,7 +54,7 @@ def onnx_predict(model, spec, threads: int, work: Path) -> Callable[[np.ndarray]
     return lambda px: sess.run(None, {"input": normalize(px, spec, "NCHW")})[0]
 
 
-def tflite_predict(model, spec, threads: int) -> Callable[[np.ndarray], np.ndarray]:  # noqa: ANN001
+def tflite_predict(model, spec, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
     from edge_tl.data.preprocess import normalize
@@ -77,7 +77,7 @@ def tflite_predict(model, spec, threads: int) -> Callable[[np.ndarray], np.ndarr
     return predict
 
 
-def queries_per_s(predict, x: np.ndarray, y: np.ndarray, queries: int, batch: int) -> tuple[float, int]:  # noqa: ANN001
+def queries_per_s(predict, x: np.ndarray, y: np.ndarray, queries: int, batch: int) -> tuple[float, int]:
     from edge_tl.attacks.blackbox import square
     from edge_tl.attacks.registry import AttackSettings
 

@@ -9,8 +9,8 @@ Usage::
 ``speed``: converts ``--backbone`` with a 2-class head (random init: no download needed; BatchNorm statistics
 re-estimated on the calibration images so activations are realistic), quantises fp16 / dynamic / int8 (int8
 logits, float logits, and the naive saturating calibration) and times batch-1 ``interpreter.invoke()`` at 1 and 2
-threads (median of ``--runs``, variants timed round-robin so machine load hits them alike). Compare with the LiteRT table of
-``../shared/BASELINES.md``.
+threads (median of ``--runs``, variants timed round-robin so machine load hits them alike). Compare with the
+LiteRT table of ``../shared/BASELINES.md``.
 
 ``fidelity``: needs ``../shared/data/catsdogs`` and the pretrained weights; trains a linear head on frozen
 features of a seeded train split, exports float and full int8 with every calibration method of
@@ -23,6 +23,7 @@ The machine is shared by several developers: absolute times are noisy; compare r
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -168,7 +169,7 @@ def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     conf, pred = probs.max(1), probs.argmax(1)
     edges = np.linspace(0, 1, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         m = (conf > lo) & (conf <= hi)
         if m.any():
             total += m.mean() * abs((pred[m] == labels[m]).mean() - conf[m].mean())

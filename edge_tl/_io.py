@@ -24,10 +24,16 @@ def ensure_writable_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create output folder {path}: {exc.strerror}", "choose a writable --out") from exc
+        raise ConfigError(f"cannot create folder {path}: {exc.strerror}", "choose a writable output path") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder {path} is not writable", "choose a writable --out")
+        raise ConfigError(f"folder {path} is not writable", "choose a writable output path")
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -43,6 +49,8 @@ def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes 0600 files; give the final file the usual permissions
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -282,3 +282,14 @@ def test_blackbox_attacks_on_a_tflite_artefact(trained, test_set, tmp_path) -> N
     x, y = test_set
     np.testing.assert_allclose(predict(x), torch_predict(trained)(x), atol=1e-3)
     _blackbox_checks(predict, x, y)
+
+
+def test_progress_reports_every_planned_step(trained, test_set) -> None:
+    from edge_tl.attacks.engine import plan_steps
+
+    x, y = test_set
+    seen: list[str] = []
+    run_attacks([Target("a", torch_predict(trained)), Target("b", torch_predict(trained))], x[:6], y[:6], CLASSES,
+                ["fgsm", "square", "hopskipjump"], [4 / 255, 8 / 255], AttackSettings(queries=5),
+                surrogate=trained, progress=seen.append)
+    assert len(seen) == plan_steps(2, ["fgsm", "square", "hopskipjump"], [4 / 255, 8 / 255], True) == 3 + 2 + 4 + 2

@@ -88,7 +88,7 @@ def test_unwritable_output(run: Path, tmp_path: Path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = cli(["export", "--model", str(run), "--out", str(blocker / "sub")], capsys)
-    assert code == 2 and "output folder" in err and err.count("\n") == 1
+    assert code == 2 and "writable" in err and err.count("\n") == 1
 
 
 def test_no_calibration_images(run: Path, tmp_path: Path, capsys):
@@ -128,3 +128,11 @@ def test_parity_failure_prints_table_and_exits_nonzero(run: Path, tmp_path: Path
     assert code == 2
     assert "model_fp16.onnx" in out and "FAIL" in out
     assert "error: parity failed: model_fp16.onnx: " in err and "max |dlogit|" in err
+
+
+def test_json_to_stdout_is_pure_json(run: Path, tmp_path: Path, capsys):
+    code, out, err = cli(["export", "--model", str(run), "--out", str(tmp_path / "j"), "--json", "-"], capsys)
+    assert code == 0, err
+    data = json.loads(out)  # the table went to stderr
+    assert data["passed"] is True and data["parity"][0]["variant"] == "model.onnx"
+    assert "model.onnx" in err

@@ -18,8 +18,7 @@ pytest.importorskip("ai_edge_quantizer")
 from edge_tl.card import ModelCard, sidecar_path  # noqa: E402
 from edge_tl.data.preprocess import normalize  # noqa: E402
 from edge_tl.errors import ConfigError, ExportError  # noqa: E402
-from edge_tl.export.tflite_export import (  # noqa: E402
-    FILENAMES, convert_float, export_tflite, write_tflite_card, xnnpack_partitions)
+from edge_tl.export.tflite_export import FILENAMES, convert_float, export_tflite, write_tflite_card, xnnpack_partitions  # noqa: E402
 from edge_tl.export.tflite_quant import io_tensor_names  # noqa: E402
 from edge_tl.models import create_model, get_spec  # noqa: E402
 from edge_tl.runtimes import load, softmax  # noqa: E402
@@ -208,6 +207,7 @@ def test_saturation_fixed_vs_naive(tmp_path: Path) -> None:
         assert stats[other]["hi"] >= ref_calib.max() - 1e-3
 
 
+@pytest.mark.slow  # 14-25 s on the shared 2-core machine (a tiny_mobilenet conversion)
 def test_hard_swish_partition_warning(tmp_path: Path) -> None:
     calib = _pixels(8, 5)
     model, card = _ready("tiny_mobilenet", 3, calib, head_std=3.0)

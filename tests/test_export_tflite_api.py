@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_quantizer")
 
-from edge_tl.card import sidecar_path  # noqa: E402
-from edge_tl.errors import ConfigError, ParityError  # noqa: E402
-from edge_tl.export.registry import ExportOptions, get_exporter, valid_pairs  # noqa: E402
-from edge_tl.runtimes import load  # noqa: E402
+from edge_tl.card import sidecar_path
+from edge_tl.errors import ConfigError, ParityError
+from edge_tl.export.registry import ExportOptions, get_exporter, valid_pairs
+from edge_tl.runtimes import load
 
 
 def test_registered_pairs() -> None:

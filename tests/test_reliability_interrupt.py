@@ -1,8 +1,10 @@
 """Interruption: ``kill -9`` at seeded random points during ``edge-tl train`` and ``edge-tl export``.
 
 Each command runs as a real subprocess (its own session, so the whole process group is killed). The kill
-points are spread over the duration of an uninterrupted run of the same command measured in the same test.
-After every kill, every file at a *final* path must load with the reader edge-tl itself uses (checkpoints via
+points are seeded delays spread over the file-writing part of an uninterrupted run of the same command timed in
+the same test, counted from a write the command makes (its first entry in the output folder, or its first
+``train_state.pt``), so slow imports on a loaded machine do not push every kill into start-up. After every kill,
+every file at a *final* path must load with the reader edge-tl itself uses (checkpoints via
 ``load_checkpoint``, training state via ``load_state``, cards via ``ModelCard.load``, manifests via
 ``Manifest.load``, artefacts via ``runtimes.load`` and one inference). Hidden temp files (``.<stem>.*``, left by
 :func:`edge_tl._io.atomic_path` when the process dies before it can clean up) are the only other files allowed;
@@ -199,20 +201,20 @@ def test_kill_export_leaves_no_corrupt_file(tiny_run: Path, tmp_path: Path, fmt:
     args = ["export", "--model", str(tiny_run), "--format", fmt, "--quantize", quant, "--threads", "1"]
     seen, total = run_to_end([*args, "--out", str(tmp_path / "ref")], tmp_path, tmp_path / "ref")
     expected = sorted(p.name for p in (tmp_path / "ref").iterdir())
-    seen: set[str] = set()
+    partial: set[str] = set()
     killed = 0
     for i, t in enumerate(kill_points(total - seen[ANY], kills, SEED + 1 + len(fmt))):
         out = tmp_path / f"k{i}"
         killed += run_and_kill([*args, "--out", str(out)], tmp_path, out, ANY, t)
         LEFTOVERS.extend(f"export {fmt}@{t:.1f}s: {h}" for h in check_final_files(out))
         if out.exists():
-            seen.update(p.name for p in out.iterdir() if not p.name.startswith("."))
+            partial.update(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert killed >= 1
-    assert seen <= set(expected)
+    assert partial <= set(expected)
     if rerun:  # what a user does after the crash: the same command with --force
         last = tmp_path / f"k{kills - 1}"
         run_to_end([*args, "--out", str(last), "--force"], tmp_path)
         check_final_files(last)
         assert sorted(p.name for p in last.iterdir() if not p.name.startswith(".")) == expected
-    print(f"export {fmt}/{quant}: {killed} kills, partial files seen {sorted(seen)}, leftovers:",
+    print(f"export {fmt}/{quant}: {killed} kills, partial files seen {sorted(partial)}, leftovers:",
           [h for h in LEFTOVERS if h.startswith(f"export {fmt}")] or "none")

@@ -19,6 +19,7 @@ import os
 import pickle
 import subprocess
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,22 @@ def test_malicious_checkpoint_refused_never_executed(tmp_path: Path, payload: st
             load(ckpt)
         assert "\n" not in info.value.message
         assert not marker.exists(), f"the {payload} payload ran during {load}"
+    _unsafe_load(ckpt, how)  # control: the payload is live, an unsafe loader does run it
+    for _ in range(100):
+        if marker.exists():
+            break
+        time.sleep(0.05)  # subprocess.Popen runs `touch` asynchronously
+    assert marker.exists(), "the payload is inert: this test would prove nothing"
+
+
+def _unsafe_load(path: Path, how: str) -> None:
+    """What edge-tl must never do: unpickle without restrictions (here only to show the payload works)."""
+    if how == "torch.save":
+        import torch
+
+        torch.load(path, weights_only=False)
+    else:
+        pickle.loads(path.read_bytes())  # deliberately unsafe: the control case
 
 
 @pytest.mark.xfail(strict=True, reason="edge_tl/models/checkpoint.py read_checkpoint (and train/state.py load_state) "
@@ -155,8 +172,9 @@ def test_malicious_checkpoint_through_cli(evil_run: tuple[Path, Path], tmp_path:
         main(args)
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
-    assert "model.pt" in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0] and "Traceback" not in err, err
+    assert "model.pt" in errors[0]
     assert not marker.exists()
     assert not (tmp_path / "exported").exists() or not any((tmp_path / "exported").iterdir())
 

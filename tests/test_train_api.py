@@ -127,3 +127,20 @@ def test_eval_matches_training_and_checks_classes(tiny_run: Path, sample_dir: Pa
 
 def _non_images(root: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in {".jpg", ".jpeg", ".png"})
+
+
+def test_dataset_with_its_own_split_is_kept(sample_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "presplit"
+    for cls in sorted(p for p in sample_dir.iterdir() if p.is_dir()):
+        files = sorted(cls.iterdir())
+        for part, chunk in (("train", files[:-3]), ("test", files[-3:])):
+            (root / part / cls.name).mkdir(parents=True, exist_ok=True)
+            for f in chunk:
+                shutil.copy(f, root / part / cls.name / f.name)
+    res = train(_cfg(root, tmp_path / "run", epochs=1), console=QUIET)
+    m = Manifest.load(res.run_dir / "split.json")
+    assert sorted(Path(p).name for p in m.files("test")) == sorted(p.name for p in (root / "test").rglob("*.*"))
+    assert m.select("val") and all("/train/" in str(p) for p in m.files("val"))
+    assert m.extra.get("val_carved_from_train")

@@ -112,12 +112,13 @@ def _run(rts: list, names: list[str], data: object, attacks: list[str], eps: lis
     from edge_tl.attacks.engine import Target, plan_steps, run_attacks
 
     targets = [Target(name, rt) for name, rt in zip(names, rts)]
-    total = plan_steps(len(targets) + (sur is not None), attacks, eps, sur is not None)
+    own = sur is not None and any(Path(rt.path).resolve() == Path(sur.path).resolve() for rt in rts)
+    total = plan_steps(len(targets), attacks, eps, sur is not None and not own)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("attacking", total=total)
         return run_attacks(targets, data.images, data.labels, rts[0].card.classes, attacks, eps, settings,
                            surrogate=sur.module if sur else None, surrogate_name=sur.name if sur else "surrogate",
-                           target_class=target_idx,
+                           target_class=target_idx, report_surrogate=not own,
                            progress=lambda d: progress.update(task, advance=1, description=d))
 
 
@@ -135,9 +136,12 @@ def _print(report: AttackReport, console: object) -> None:
     console.print(clean)
     target = report.config.get("target_class")
     table = Table(title="robustness" + (f", targeted at '{target}'" if target else "")
-                  + " (L-inf and eps in grey levels /255)")
-    for col in ("model", "attack", "eps", "robust %", "success %", "attacked", "queries", "L-inf", "L2"):
-        table.add_column(col, justify="left" if col in ("model", "attack") else "right", overflow="fold")
+                  + " (eps, L-inf in grey levels /255; n = images attacked)")
+    for col in ("model", "attack", "eps", "robust%", "success%", "n", "queries", "L-inf", "L2"):
+        if col == "model":
+            table.add_column(col, overflow="fold", min_width=8)
+        else:  # numbers and attack names are never cut; long model names fold instead
+            table.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True, min_width=len(col))
     order = {m: i for i, m in enumerate(report.models())}
     for r in sorted(report.results, key=lambda r: (order.get(r.model, 0), r.attack, r.eps)):
         table.add_row(r.model, r.attack, f"{r.eps * 255:g}", pct(r.robust_accuracy), pct(r.success_rate),

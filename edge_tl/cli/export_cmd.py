@@ -32,7 +32,9 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
               help="Static int8: keep the logits layer in float (no saturated outputs) or quantise it too.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Largest accuracy drop (points) allowed for quantised variants.")
+              help="Accuracy budget (points) for quantised variants: int8 over it on validation images keeps its "
+                   "most sensitive layers in float until it fits; the parity gate checks it on test images.")
+@click.option("--no-fallback", is_flag=True, help="Do not search for float layers when int8 exceeds --max-drop.")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=98.0, show_default=True,
               help="Smallest top-1 agreement (%) with the PyTorch model for quantised variants.")
 @click.option("--max-saturated", type=click.FloatRange(min=0, max=100), default=0.1, show_default=True,
@@ -46,8 +48,8 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
 @force_option
 @json_option
 def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, calib_method: str, int8_output: str,
-           opset: int, max_drop: float, min_agreement: float, max_saturated: float, max_ece_delta: float,
-           no_verify: bool, out_dir: str, threads: int | None, force: bool, json_path: str | None) -> None:
+           opset: int, max_drop: float, no_fallback: bool, min_agreement: float, max_saturated: float,
+           max_ece_delta: float, no_verify: bool, out_dir: str, threads: int | None, force: bool, json_path: str | None) -> None:
     """Export a trained run to edge artefacts and check each one against the PyTorch model.
 
     \b
@@ -66,16 +68,16 @@ def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, cal
     opts = ExportOptions(calib_size=calib_size, calib_method=calib_method, output=int8_output, opset=opset,
                          max_drop=max_drop, min_agreement=min_agreement / 100.0,
                          max_saturated=max_saturated / 100.0, max_ece_delta=max_ece_delta,
-                         verify=not no_verify, force=force, threads=threads)
+                         verify=not no_verify, fallback=not no_fallback, force=force, threads=threads)
     try:  # progress lines on stderr (the calibration bar draws there too), results on stdout
         result = run_export(model, fmt, quantize, out_dir, opts, progress=lambda msg: err.print(f"[dim]{msg}"))
     except ParityError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:
-            _report(partial, err)
+            _report(partial, err, json_path == "-")
             emit_json(partial.to_json(), json_path)
         raise
-    _report(result, err)
+    _report(result, err, json_path == "-")
     emit_json(result.to_json(), json_path)
 
 
@@ -83,14 +85,14 @@ def _fmt(v: Any, spec: str, scale: float = 1.0) -> str:
     return "-" if v is None else format(v * scale, spec)
 
 
-def _report(result: Any, err: Any) -> None:
-    """Print the artefacts and the parity table (stdout), warnings (stderr)."""
+def _report(result: Any, err: Any, json_on_stdout: bool = False) -> None:
+    """Print the parity table (stdout, or stderr when JSON goes to stdout) and warnings (stderr)."""
     from rich.console import Console
     from rich.table import Table
 
-    out = Console()
+    out = Console(stderr=json_on_stdout)
     if out.width < 150:  # a wide table: let it overflow a narrow terminal rather than truncate every cell
-        out = Console(width=150)
+        out = Console(width=150, stderr=json_on_stdout)
     parity = {r.variant: r for r in result.parity}
     table = Table(title=f"edge-tl export -> {result.out_dir}")
     for col in ("variant", "format", "quant", "size MB", "agree %", "acc %", "drop pt", "max|Δlogit|",

@@ -21,7 +21,7 @@ from edge_tl.cli.options import emit_json, json_option, seed_option, threads_opt
 @click.option("--class", "class_names", required=True, metavar="NAME[,NAME...]",
               help="Class name(s), comma-separated (ImageNet classes may also be given by index).")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Gradient steps.")
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.3, show_default=True,
               help="Total-variation penalty relative to the class score: higher is smoother (0 = none).")
 @click.option("--l2-weight", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Pull towards grey, relative to the class score.")

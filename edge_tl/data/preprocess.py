@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 class BadImageError(DataError):
     """A file that is not a decodable image (zero bytes, truncated, not an image, decompression bomb)."""
 
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint or "replace or remove the file (edge-tl data check lists every bad file)")
+
 
 _FILTERS = {"bilinear": 2, "bicubic": 3, "nearest": 0}  # PIL.Image.Resampling values
 

@@ -28,6 +28,7 @@ from edge_tl.export.registry import (
 )
 from edge_tl.export.registry import formats as registered_formats
 from edge_tl.parity import ParityResult, check_parity, gate, limits_for
+from edge_tl.runtimes import default_threads
 
 Progress = Callable[[str], None]
 
@@ -146,6 +147,11 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
                             calibration=calibration if e.needs_calibration else None)
         say(f"exporting {target}")
         art = e.fn(req)
+        if e.quantize == "int8" and opts.fallback and manifest is not None:
+            from edge_tl.export.budget import enforce_budget
+
+            art = enforce_budget(art, card, manifest, float_paths.get(e.format), calibration, opts.max_drop,
+                                 opts.calib_method, default_threads(opts.threads), opts.output, say)
         if e.quantize == "none":
             float_paths[e.format] = art.path
         if verifier is not None:

@@ -24,12 +24,12 @@ BUDGET_IMAGES = 200
 
 
 def _backend(art: Artifact, card: ModelCard, float_path: Path, calibration: Callable[[int], Iterator[np.ndarray]],
-             method: str, threads: int) -> Any:
+             method: str, threads: int, output: str) -> Any:
     factory = get_backend(art.format)
     if art.format == "onnx":
-        return factory(float_path, card.input, calibration, method=method, threads=threads)
+        return factory(float_path, card.input, calibration, method=method, threads=threads, output=output)
     return factory(Path(float_path).read_bytes(), card.input, calibration, method=method, threads=threads,
-                   classes=card.classes)
+                   classes=card.classes, output=output)
 
 
 def _rewrite(art: Artifact, content: bytes, card: ModelCard) -> None:
@@ -47,7 +47,7 @@ def _rewrite(art: Artifact, content: bytes, card: ModelCard) -> None:
 
 def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path: Path | None,
                    calibration: Callable[[int], Iterator[np.ndarray]] | None, max_drop: float, method: str,
-                   threads: int = 2, say: Callable[[str], None] = lambda _m: None) -> Artifact:
+                   threads: int = 2, output: str = "float", say: Callable[[str], None] = lambda _m: None) -> Artifact:
     """Measure ``art``'s drop on validation images; over ``max_drop`` points, search and apply a float fallback."""
     from edge_tl.export.quant_report import eval_images
     from edge_tl.runtimes import load
@@ -67,7 +67,7 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
         say(f"{art.path.name}: drop {drop:.2f} pt on {len(labels)} {split} images exceeds --max-drop {max_drop}; "
             "searching for layers to keep in float")
         with tempfile.TemporaryDirectory(prefix="edge_tl_budget_"):
-            backend = _backend(art, run_card, float_path, calibration, method, threads)
+            backend = _backend(art, run_card, float_path, calibration, method, threads, output)
             result = budget_search(backend, pixels, labels, max_drop, progress=lambda n: say(f"  trying {n[-60:]}"))
             chosen = result.chosen
             record.update(fits=result.fits, drop=chosen.drop, int8_accuracy=chosen.accuracy,

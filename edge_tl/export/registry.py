@@ -47,6 +47,7 @@ class ExportOptions:
     max_saturated: float = 0.001  # fraction of int8 outputs at the limits
     max_ece_delta: float = 1.0  # percentage points vs the PyTorch model
     verify: bool = True
+    fallback: bool = True  # issue 7: int8 over --max-drop on validation images -> keep sensitive layers float
     force: bool = False
     threads: int | None = None
     seed: int = 0

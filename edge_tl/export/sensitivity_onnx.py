@@ -23,13 +23,12 @@ from edge_tl.card import InputSpec
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
 from edge_tl.export.sensitivity import LayerInfo, register_backend
+from edge_tl.runtimes.onnx_rt import KEEP_FLOAT_OPTIMIZERS
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
                "GlobalAveragePool", "AveragePool", "Concat", "LeakyRelu")
 METHODS = ("minmax", "entropy", "percentile")
-# ORT >= 1.21's WeightBiasQuantization pass re-quantises (per tensor) the float weights of any Conv/Gemm fed by
-# a DequantizeLinear, i.e. exactly the layers a float fallback keeps float. Sessions must disable it.
-KEEP_FLOAT_OPTIMIZERS = ["WeightBiasQuantization"]
+
 
 
 class _Reader:
@@ -58,7 +57,8 @@ class OnnxQuantBackend:
     format = "onnx"
 
     def __init__(self, float_path: Path, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
-                 method: str = "minmax", base_exclude: Sequence[str] | None = None, threads: int = 2) -> None:
+                 method: str = "minmax", base_exclude: Sequence[str] | None = None, threads: int = 2,
+                 output: str = "float") -> None:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -76,8 +76,9 @@ class OnnxQuantBackend:
         outputs = {o.name for o in model.graph.output}
         self._nodes = [n for n in model.graph.node if n.name]
         # issue 9: the logits layer stays float (same default as the exporter), so its output cannot saturate.
-        self.base_exclude = list(base_exclude) if base_exclude is not None else [
-            n.name for n in self._nodes if outputs.intersection(n.output)]
+        if base_exclude is None:
+            base_exclude = [n.name for n in self._nodes if outputs.intersection(n.output)] if output == "float" else []
+        self.base_exclude = list(base_exclude)
         self.cache = tmp / f"ranges_{method}.json"
         reader = _make_reader(calibration(16), spec, self.input_name, per_image=method != "minmax")
         self._quantize(tmp / "full.onnx", reader=reader)

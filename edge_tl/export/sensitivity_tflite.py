@@ -61,8 +61,9 @@ class TfliteQuantBackend:
     format = "tflite"
 
     def __init__(self, float_content: bytes, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
-                 method: str = "minmax", threads: int = 2, classes: Sequence[str] = ()) -> None:
-        from edge_tl.export.tflite_quant import calibrate
+                 method: str = "minmax", threads: int = 2, classes: Sequence[str] = (),
+                 output: str = "float") -> None:
+        from edge_tl.export.tflite_quant import calibrate, io_tensor_names
 
         self.float_content, self.spec, self.threads, self.method = bytes(float_content), spec, threads, method
         pixels = [b for b in calibration(16)]
@@ -72,6 +73,8 @@ class TfliteQuantBackend:
         self.calib_images = len(inputs)
         self.qsvs = calibrate(self.float_content, inputs, self._recipe(), method=method, threads=threads)
         self._ops = _ops(self.float_content)
+        # issue 9, as the exporter does: with output="float" the logits layer stays float and cannot saturate.
+        self.base_float = list(io_tensor_names(self.float_content)[1]) if output == "float" else []
         self._float_rt = self._runtime(self.float_content)
         n_out = int(self._float_rt.interpreter.get_output_details()[0]["shape"][-1])
         self._card_classes = tuple(classes) if classes else tuple(f"class_{i}" for i in range(n_out))
@@ -98,7 +101,7 @@ class TfliteQuantBackend:
     def layers(self) -> list[LayerInfo]:
         out = []
         for i, (op, name) in enumerate(self._ops):
-            if op not in COMPUTE_OPS:
+            if op not in COMPUTE_OPS or name in self.base_float:
                 continue
             q = self.qsvs.get(name)
             lo = float(np.min(q["min"])) if q else None
@@ -113,7 +116,8 @@ class TfliteQuantBackend:
 
         try:
             with _quiet():
-                q = quantizer.Quantizer(bytearray(self.float_content), self._recipe(float_layers, only))
+                recipe = self._recipe([*self.base_float, *float_layers], only)
+                q = quantizer.Quantizer(bytearray(self.float_content), recipe)
                 result = q.quantize(self.qsvs, enable_progress_bar=False, enable_progress_report=False)
         except (ValueError, RuntimeError, KeyError, NotImplementedError) as exc:
             raise ExportError(f"ai-edge-quantizer failed: {str(exc).splitlines()[0][:200]}") from None

@@ -177,8 +177,9 @@ def partition_note(float_content: bytes, q_content: bytes, size: int) -> str | N
     ms_f, ms_q = _median_ms(float_content, size), _median_ms(q_content, size)
     cause = " (the model has hard-swish, which XNNPACK does not run in int8)" if "HARD_SWISH" in _op_names(
         q_content) else ""
+    advice = "; prefer model.tflite or model_fp16.tflite on this backbone" if ms_q > ms_f else ""
     return (f"the int8 graph is split into {pq} XNNPACK partitions (float: {pf}){cause}; 1 thread: "
-            f"{ms_q:.2f} ms int8 vs {ms_f:.2f} ms float ({ms_q / ms_f:.1f}x)")
+            f"{ms_q:.2f} ms int8 vs {ms_f:.2f} ms float ({ms_q / ms_f:.1f}x){advice}")
 
 
 def _artefact_card(run_card: ModelCard, content: bytes, quantization: dict[str, Any] | None,
@@ -288,6 +289,20 @@ def _collect_calibration(req: ExportRequest) -> np.ndarray:
     return np.concatenate(batches, axis=0)
 
 
+@contextlib.contextmanager
+def _calibration_progress(total: int) -> Iterator[Callable[[int], None] | None]:
+    """A transient rich progress bar over the calibration images (none when there is nothing to calibrate)."""
+    if total == 0:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("calibrating TFLite int8", total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
 def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
     def run(req: ExportRequest) -> Artifact:
         float_content = None
@@ -299,9 +314,11 @@ def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
             method = _tflite_calib_method(req)
             pixels = _collect_calibration(req)
         threads = req.options.threads or min(2, os.cpu_count() or 1)
-        res = export_tflite(req.model, req.card, req.out_path, quantize, pixels, calib_method=method,
-                            calib_split=req.options.calib_split, output=req.options.output,
-                            float_content=float_content, source_sha256=req.source_sha256, threads=threads)
+        with _calibration_progress(0 if pixels is None else len(pixels)) as progress:
+            res = export_tflite(req.model, req.card, req.out_path, quantize, pixels, calib_method=method,
+                                calib_split=req.options.calib_split, output=req.options.output,
+                                float_content=float_content, source_sha256=req.source_sha256, threads=threads,
+                                progress=progress)
         req.notes.extend(res.notes)
         return Artifact(res.path, res.card, "tflite", quantize, res.seconds, res.notes)
 

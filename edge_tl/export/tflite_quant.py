@@ -8,9 +8,9 @@ int8 output then reaches only +-4.5 while the float logits reach +-11.3 and 64 %
 (issue 9). Here calibration records every image's min/max and reduces them with one of :data:`CALIB_METHODS`:
 
 * ``minmax`` (default): the model's input and output tensors get the min/max over *all* calibration images (the
-  output's widened by :data:`OUTPUT_MARGIN` for unseen images); intermediate activations keep ai-edge-quantizer's moving average of
-  per-image ranges (measured on random-init MobileNetV2 at 64 px: absolute extremes everywhere cost resolution,
-  logit correlation 0.76 vs 0.87);
+  output's widened by :data:`OUTPUT_MARGIN` for unseen images); intermediate activations keep ai-edge-quantizer's
+  moving average of per-image ranges (measured on random-init MobileNetV2 at 64 px: absolute extremes
+  everywhere cost resolution, logit correlation 0.76 vs 0.87);
 * ``percentile``: input/output as ``minmax``; intermediates get the ``percentile``-th percentile of the per-image
   maxima (and the mirror percentile of the minima);
 * ``absmax``: the extremes over all images for every tensor;
@@ -146,8 +146,8 @@ def calibrate(float_content: bytes, inputs: np.ndarray, recipe: Any, method: str
               progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Run the float model on ``inputs`` (normalised NHWC float32, one image at a time) and return the
     activation ranges ai-edge-quantizer needs, reduced with ``method`` (see the module docstring)."""
-    from ai_edge_quantizer import calibrator, recipe_manager
     from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import calibrator, recipe_manager
 
     check_calib_method(method)
     if not 50.0 < percentile <= 100.0:
@@ -232,7 +232,7 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
             raise ExportError("full int8 needs calibration images and none were given",
                               "pass images from the run's train split (--calib-size > 0)")
         qsvs = calibrate(float_content, calib_inputs, recipe, method, percentile, threads, output_margin, progress)
-        calibration = {"images": int(len(calib_inputs)), "method": method, "output": output}
+        calibration = {"images": len(calib_inputs), "method": method, "output": output}
         if method != "ema" and output == "quantized":
             calibration["output_margin"] = output_margin
         if method == "percentile":

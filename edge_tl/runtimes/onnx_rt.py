@@ -65,7 +65,10 @@ class OnnxRuntime:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = check_pixels(images, self.card.input)
-        return run_batched(self._forward, x)
+        fixed = _fixed_batch(self.session)
+        if fixed is None:
+            return run_batched(self._forward, x)
+        return _run_fixed(self._forward, x, fixed)
 
     def _forward(self, pixels: np.ndarray) -> np.ndarray:
         x = normalize(pixels, self.card.input, self.card.input.layout).astype(self._input_dtype, copy=False)
@@ -82,6 +85,24 @@ class OnnxRuntime:
 
     def __repr__(self) -> str:
         return f"OnnxRuntime({self.path}, threads={self.threads})"
+
+
+def _fixed_batch(session: Any) -> int | None:
+    """The input's batch size when the file fixes it (third-party exports often do), else None."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def _run_fixed(fn: Any, x: np.ndarray, batch: int) -> np.ndarray:
+    """Run ``fn`` on chunks of exactly ``batch`` images, padding the last one."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
+        outs.append(fn(chunk)[:n])
+    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
 def _read_model(path: Path) -> Any:
@@ -136,6 +157,12 @@ def _check_input_shape(model: Any, card: ModelCard, path: Path) -> None:
                             f"{card.input.size} {card.input.layout}", "re-export the model with edge-tl export")
 
 
+# ORT >= 1.21's WeightBiasQuantization pass re-quantises, per tensor, the float weights of any Conv/Gemm fed by a
+# DequantizeLinear: exactly the layers an accuracy-budgeted int8 export keeps in float (and the float logits layer).
+# Measured on a model with one fragile conv: with the pass, the "float" layer's weights all round to 0.
+KEEP_FLOAT_OPTIMIZERS = ["WeightBiasQuantization"]
+
+
 @register_runtime(".onnx", "onnxruntime")
 def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntime:
     """Open ``path`` with ONNX Runtime (CPU, ``ORT_ENABLE_ALL``, sequential, ``threads`` intra-op threads)."""
@@ -155,7 +182,8 @@ def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntim
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
     except Exception as exc:  # noqa: BLE001 - ORT raises bare pybind errors for any defect in the file
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"ONNX Runtime cannot load {path}: {first}", "re-export it with edge-tl export") from None

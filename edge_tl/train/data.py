@@ -73,9 +73,9 @@ def dataset_name(data: str, data_root: str | None) -> str:
 
 def scan_and_split(data: str, data_root: str | None, seed: int, val_frac: float, test_frac: float,
                    console: Console | None = None, progress: bool = True) -> Prepared:
-    """Resolve ``data``, scan every file (bad ones reported and skipped), split stratified by class."""
-    from edge_tl.data.hygiene import scan
-    from edge_tl.data.manifest import make_split
+    """Resolve ``data``, scan every file (bad ones reported and skipped) and split it: stratified by class, or
+    the dataset's own train/val/test folders (a val split carved from train when it has none)."""
+    from edge_tl.data.manifest import split_dataset
     from edge_tl.data.sources import resolve_dataset
 
     ds = resolve_dataset(data, Path(data_root) if data_root else None)
@@ -85,7 +85,7 @@ def scan_and_split(data: str, data_root: str | None, seed: int, val_frac: float,
     if len(ds.classes) < 2:
         raise DataError(f"dataset {ds.name or data} has a single class ({', '.join(ds.classes) or 'none'})",
                         "a classifier needs at least 2 classes: add a subfolder per class")
-    report = scan(ds.files, ds.labels, classes=ds.classes, progress=progress)
+    m, report = split_dataset(ds, seed, val_frac, test_frac, progress=progress)
     bad = tuple({"path": str(b.path), "kind": b.kind, "reason": b.reason} for b in report.bad)
     if console is not None and bad:
         console.print(f"[yellow]hygiene scan: skipping {len(bad)} bad file(s)[/yellow]")
@@ -93,12 +93,24 @@ def scan_and_split(data: str, data_root: str | None, seed: int, val_frac: float,
             console.print(f"  {b['path']}: {b['reason']}")
         if len(bad) > 10:
             console.print(f"  ... and {len(bad) - 10} more (edge-tl data check {data})")
-    if not report.records:
-        raise DataError(f"dataset {ds.name or data} has no readable images ({len(bad)} bad files)",
-                        f"run `edge-tl data check {data}` to see why")
-    m = make_split(report.records, ds.classes, seed=seed, val_frac=val_frac, test_frac=test_frac,
-                   dataset=ds.name or data, root=ds.root)
+    if not m.select("val") and m.select("train"):
+        m = carve_val(m, seed, val_frac)
     return from_manifest(m, bad)
+
+
+def carve_val(m: Manifest, seed: int, val_frac: float) -> Manifest:
+    """A predefined split without a val part: move a stratified ``val_frac`` of train into val."""
+    from dataclasses import replace
+
+    from edge_tl.data.manifest import Record, make_split
+
+    train = m.select("train")
+    recs = [Record(m.path_of(it), it.sha256, it.label) for it in train]
+    sub = make_split(recs, m.classes, seed=seed, val_frac=max(val_frac, 0.05), test_frac=0.0, root=m.root or None)
+    split_of = {it.sha256: it.split for it in sub.items}
+    items = tuple(replace(it, split=split_of.get(it.sha256, "train")) if it.split == "train" else it
+                  for it in m.items)
+    return replace(m, items=items, extra={**m.extra, "val_carved_from_train": True})
 
 
 def check_resume_classes(manifest: Manifest, data: str, data_root: str | None) -> None:

@@ -46,9 +46,10 @@ def init(dist: Dist, device: torch.device) -> None:
 
     if not dist.enabled or td.is_initialized():
         return
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
-    td.init_process_group(backend=backend, rank=dist.rank, world_size=dist.world, **kwargs)
+    if device.type == "cuda":
+        td.init_process_group(backend="nccl", rank=dist.rank, world_size=dist.world, device_id=device)
+    else:
+        td.init_process_group(backend="gloo", rank=dist.rank, world_size=dist.world)
 
 
 def shutdown() -> None:

@@ -228,15 +228,15 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
 
     from edge_tl.cli.options import cpu_count
 
-    paths = [Path(p) for p in paths]
-    shas = list(shas) if shas is not None else [image_sha(p) for p in paths]
+    files = [Path(p) for p in paths]
+    shas = list(shas) if shas is not None else [image_sha(p) for p in files]
     wsha = weights_hash(model.features)
     cache = FeatureCache(FeatureKey(model.backbone_name, wsha, spec, aug), root)
     nv = 1 + int(views)
-    out: list[list[np.ndarray | None]] = [[None] * nv for _ in paths]
+    out: list[list[np.ndarray | None]] = [[None] * nv for _ in files]
     todo: list[tuple[Path, str, int]] = []
     where: list[tuple[int, int]] = []
-    for i, (p, sha) in enumerate(zip(paths, shas)):
+    for i, (p, sha) in enumerate(zip(files, shas)):
         for v in range(nv):
             hit = cache.get(sha, v) if use_cache else None
             if hit is None:
@@ -244,7 +244,7 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
                 where.append((i, v))
             else:
                 out[i][v] = hit
-    hits = len(paths) * nv - len(todo)
+    hits = len(files) * nv - len(todo)
     if progress and hits:
         progress(hits)
     setup = time.perf_counter()
@@ -262,7 +262,7 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
             if progress:
                 progress(len(idx))
     seconds = time.perf_counter() - t0
-    if not paths:
+    if not files:
         return np.zeros((0, nv, 0), np.float32), ExtractStats(0, 0, 0.0)
     arr = np.stack([np.stack(row) for row in out]).astype(np.float32, copy=False)  # type: ignore[arg-type]
     return arr, ExtractStats(hits, len(todo), seconds, setup)

@@ -32,16 +32,16 @@ class ClassReport:
         return float(np.trace(self.matrix) / self.total) if self.total else float("nan")
 
     def per_class(self) -> list[dict[str, Any]]:
-        """One row per class: name, images, correct, accuracy (NaN for a class without images)."""
+        """One row per class: name, images, correct, accuracy (None for a class without images)."""
         rows = []
         for i, name in enumerate(self.classes):
             n = int(self.matrix[i].sum())
             ok = int(self.matrix[i, i])
-            rows.append({"class": name, "images": n, "correct": ok, "accuracy": ok / n if n else float("nan")})
+            rows.append({"class": name, "images": n, "correct": ok, "accuracy": ok / n if n else None})
         return rows
 
     def to_json(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "images": self.total, "per_class": self.per_class(),
+        return {"accuracy": self.accuracy if self.total else None, "images": self.total, "per_class": self.per_class(),
                 "classes": list(self.classes), "confusion": self.matrix.tolist()}
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
     from rich.console import Console
 
+    from edge_tl.card import InputSpec
     from edge_tl.models.base import EdgeModel
     from edge_tl.train.api import TrainConfig, TrainResult
     from edge_tl.train.data import Prepared
@@ -87,8 +88,16 @@ def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precisi
     model = create_model(cfg.backbone, num_classes=len(prep.classes), weights=cfg.weights, img_size=cfg.img_size)
     console.print(f"[bold]{cfg.mode}[/bold] training of {cfg.backbone} on {prep.dataset}: {len(prep.classes)} "
                   f"classes, {len(prep.train)} train / {len(prep.val)} val / {len(prep.test)} test images, "
-                  f"{model.input_spec.size} px -> {run_dir}")
+                  f"{input_spec(model).size} px -> {run_dir}")
     return RunContext(cfg, dist, device, precision, console, run_dir, prep, model, saved, on_epoch)
+
+
+def input_spec(model: EdgeModel) -> InputSpec:
+    """The preprocessing ``create_model`` attached to ``model``."""
+    spec = getattr(model, "input_spec", None)
+    if spec is None:
+        raise CheckpointError(f"model {model.backbone_name} carries no input spec", "build it with create_model")
+    return spec
 
 
 def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[dict[str, Any]]) -> LoopState:
@@ -143,7 +152,8 @@ def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[di
 
     if ctx.saved is None:
         save(loop_state)  # epoch 0: even an interrupt in the first epoch leaves something to resume
-    with runs.make_progress(ctx.console, cfg.progress and ctx.dist.is_main, transient=True) as prog, oom_guard(cfg.batch_size or 0):
+    show = cfg.progress and ctx.dist.is_main
+    with runs.make_progress(ctx.console, show, transient=True) as prog, oom_guard(cfg.batch_size or 0):
         loop_state = L.fit(task, trainer, loop_state, epochs=cfg.epochs, patience=cfg.patience, dist=ctx.dist,
                            device=ctx.device, keep_best=keep_best, save_state=save, on_epoch=on_epoch,
                            progress=lambda e, n: runs.ticker(prog, f"epoch {e}/{cfg.epochs}", n))
@@ -164,7 +174,7 @@ def run_features(ctx: RunContext) -> Outcome:
 
     cfg, model, prep = ctx.cfg, ctx.model, ctx.prep
     model.freeze(except_last=0)
-    spec = model.input_spec
+    spec = input_spec(model)
     wsha = weights_hash(model.features)
     if ctx.saved is not None and ctx.saved.get("features_sha") != wsha:
         raise CheckpointError("cannot resume: the backbone weights differ from the interrupted run's",
@@ -176,9 +186,9 @@ def run_features(ctx: RunContext) -> Outcome:
     views = {"train": cfg.aug_views, "val": 0, "test": 0}
     if ctx.dist.enabled:  # every rank computes its share into the shared cache first
         for name in ("train", "val", "test"):
-            sd = prep.split(name)
-            mine = list(range(len(sd)))[ctx.dist.rank::ctx.dist.world]
-            extract(model, spec, [sd.files[i] for i in mine], [sd.shas[i] for i in mine], views=views[name],
+            part = prep.split(name)
+            mine = list(range(len(part)))[ctx.dist.rank::ctx.dist.world]
+            extract(model, spec, [part.files[i] for i in mine], [part.shas[i] for i in mine], views=views[name],
                     engine=engine)
         ddp.barrier(ctx.dist)
     feats: dict[str, torch.Tensor] = {}
@@ -188,8 +198,8 @@ def run_features(ctx: RunContext) -> Outcome:
     with runs.make_progress(ctx.console, cfg.progress and ctx.dist.is_main) as prog:
         tick = runs.ticker(prog, "features", total)
         for name in ("train", "val", "test"):
-            sd = prep.split(name)
-            arr, st = extract(model, spec, sd.files, sd.shas, views=views[name], engine=engine, progress=tick)
+            part = prep.split(name)
+            arr, st = extract(model, spec, part.files, part.shas, views=views[name], engine=engine, progress=tick)
             feats[name] = torch.from_numpy(arr).to(ctx.device)
             hits, misses, seconds = hits + st.hits, misses + st.misses, seconds + st.seconds
     rate = f" at {misses / seconds:,.0f} img/s" if misses and seconds > 0 else ""
@@ -249,15 +259,15 @@ def run_images(ctx: RunContext) -> Outcome:
         model.unfreeze()
     model.to(ctx.device).to(memory_format=torch.channels_last)
     scale = MODE_DEFAULTS[cfg.mode or "full"].backbone_lr_scale
+    spec = input_spec(model)
     backbone = [p for p in model.features.parameters() if p.requires_grad]
     head = [p for p in model.head.parameters() if p.requires_grad]
     assert cfg.lr is not None
     groups = [{"params": backbone, "lr": cfg.lr * scale}, {"params": head, "lr": cfg.lr}]
-    spec = model.input_spec
 
     def dataset(name: str, aug: bool) -> ImageDataset:
-        sd = prep.split(name)
-        return ImageDataset(sd.files, sd.labels, sd.shas, spec, DEFAULT_AUG if aug else None, cfg.seed)
+        part = prep.split(name)
+        return ImageDataset(part.files, part.labels, part.shas, spec, DEFAULT_AUG if aug else None, cfg.seed)
 
     task = ImageTask(ddp.wrap(model, ctx.dist, ctx.device), dataset("train", True), dataset("val", False),
                      batch_size=cfg.batch_size or 32, seed=cfg.seed, dist=ctx.dist, device=ctx.device,

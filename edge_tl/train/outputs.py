@@ -20,7 +20,7 @@ VERSIONED = ("edge-tl", "torch", "torchvision", "onnxruntime", "onnx", "numpy", 
 
 
 def _finite(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+    return None if x is None or not math.isfinite(x) else x
 
 
 def run_metrics(ctx: RunContext, outcome: Outcome, report: ClassReport) -> dict[str, Any]:
@@ -44,11 +44,12 @@ def make_card(ctx: RunContext, metrics: dict[str, Any]) -> ModelCard:
     """The run's model card (format ``pytorch``, manifest ``split.json``, absolute ``run_dir``)."""
     from edge_tl.card import ModelCard, library_versions, now_iso
     from edge_tl.models import get_spec, weights_label
+    from edge_tl.train.modes import input_spec
 
     model = ctx.model
     assert ctx.cfg.backbone is not None
     return ModelCard(
-        classes=tuple(ctx.prep.classes), input=model.input_spec, backbone=ctx.cfg.backbone,
+        classes=tuple(ctx.prep.classes), input=input_spec(model), backbone=ctx.cfg.backbone,
         weights=weights_label(get_spec(ctx.cfg.backbone), getattr(model, "weights_info", None)),
         format="pytorch", manifest=FILES["split"], run_dir=str(ctx.run_dir), metrics=metrics,
         versions=library_versions(*VERSIONED), created=now_iso())

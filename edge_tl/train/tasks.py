@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,7 +126,7 @@ class KeySampler:
     def __init__(self) -> None:
         self.keys: list[tuple[int, int]] = []
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter(self.keys)
 
     def __len__(self) -> int:
@@ -155,8 +155,9 @@ class ImageTask:
 
         if id(ds) not in self._loaders:
             sampler = KeySampler()
-            loader = torch.utils.data.DataLoader(
-                ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.workers,
+            loader: torch.utils.data.DataLoader = torch.utils.data.DataLoader(
+                ds,  # type: ignore[arg-type]  # a map-style dataset keyed by (index, epoch)
+                batch_size=self.batch_size, sampler=sampler, num_workers=self.workers,
                 pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,
                 prefetch_factor=4 if self.workers > 0 else None)
             self._loaders[id(ds)] = (loader, sampler)

@@ -1,0 +1,79 @@
+"""Issue 7 end to end: `edge-tl export --quantize int8 --max-drop X` keeps exactly the fragile layer in float."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _export_fixtures import build_run
+
+from edge_tl.export.api import export
+from edge_tl.export.registry import ExportOptions
+from edge_tl.runtimes import load
+
+
+def make_fragile(model) -> None:
+    """Channel 7 of the stem is always 0 after its ReLU; stage1 gives it a weight of 1000 (harmless in float,
+    ruinous for the per-channel int8 scale of stage1's conv)."""
+    import torch
+
+    stem_bn, stage1_conv = model.features[0].stem[1], model.features[0].stage1[0]
+    with torch.no_grad():
+        stem_bn.weight[7], stem_bn.bias[7] = 0.0, -100.0
+        stage1_conv.weight[:, 7, 1, 1] = 1000.0
+
+
+@pytest.fixture(scope="module")
+def fragile_run(tmp_path_factory, sample_dir) -> Path:
+    return build_run(tmp_path_factory.mktemp("fragile") / "run", sample_dir, tweak=make_fragile, steps=80)
+
+
+def _opts(**kw) -> ExportOptions:
+    return ExportOptions(calib_size=60, min_agreement=0.8, max_ece_delta=100.0, **kw)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("tflite", marks=pytest.mark.slow)])
+def test_fallback_keeps_the_fragile_layer_float(fragile_run, tmp_path, fmt):
+    result = export(fragile_run, [fmt], ["int8"], tmp_path / "out", _opts(max_drop=0.5, verify=False))
+    [art] = [a for a in result.artifacts if a.quantize == "int8"]
+    budget = art.card.quantization["budget"]
+    assert budget["drop_before"] > 0.5, "plain int8 must break the budget on this model"
+    assert budget["fits"] and budget["drop"] <= 0.5
+    assert len(budget["fallback_layers"]) == 1
+    [layer] = budget["fallback_layers"]
+    assert layer in budget["reasons"]
+    assert layer in art.card.quantization["float_layers"]
+    # the file on disk is the fallback model and carries the same card
+    assert load(art.path).card.quantization["budget"]["fallback_layers"] == [layer]
+
+
+def test_fragile_layer_is_stage1(fragile_run, tmp_path):
+    result = export(fragile_run, ["onnx"], ["int8"], tmp_path / "out", _opts(max_drop=0.5, verify=False))
+    [art] = [a for a in result.artifacts if a.quantize == "int8"]
+    import onnx
+
+    model = onnx.load(str(art.path))
+    [layer] = art.card.quantization["budget"]["fallback_layers"]
+    [node] = [n for n in model.graph.node if n.name == layer]
+    assert node.op_type == "Conv" and any("stage1" in i for i in node.input)
+
+
+def test_no_fallback_leaves_the_drop(fragile_run, tmp_path):
+    result = export(fragile_run, ["onnx"], ["int8"], tmp_path / "out",
+                    _opts(max_drop=0.5, verify=False, fallback=False))
+    [art] = [a for a in result.artifacts if a.quantize == "int8"]
+    assert "budget" not in (art.card.quantization or {})
+
+
+def test_budget_cannot_fit_says_by_how_much(tmp_path, sample_dir, monkeypatch):
+    from edge_tl.export import budget as budget_mod
+    from edge_tl.export import sensitivity
+
+    real = sensitivity.budget_search
+    monkeypatch.setattr(budget_mod, "budget_search", lambda *a, **k: real(*a, **{**k, "max_float": 0}))
+    run = build_run(tmp_path / "run", sample_dir, tweak=make_fragile, steps=80)
+    result = export(run, ["onnx"], ["int8"], tmp_path / "out", _opts(max_drop=0.5, verify=False))
+    [art] = [a for a in result.artifacts if a.quantize == "int8"]
+    budget = art.card.quantization["budget"]
+    assert not budget["fits"] and budget["drop"] > 0.5
+    assert any("NOT met" in n and "over by" in n for n in art.notes)
