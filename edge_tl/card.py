@@ -2,7 +2,7 @@
 
 A card travels with every run (``runs/NAME/card.json`` and inside ``model.pt``) and every exported artefact
 (inside the file, in ONNX ``metadata_props`` / a TFLite metadata buffer under the key :data:`CARD_KEY`, and
-beside it as ``<stem>.card.json``). Loading never needs the run folder.
+beside it as ``<file name>.card.json``). Loading never needs the run folder.
 
 Pixel convention used everywhere in edge-tl: images are RGB, ``NHWC``, either ``uint8`` 0..255 or float in
 [0, 1]; the model sees ``(pixel/255 - mean) / std`` in the artefact's own ``layout``.
@@ -133,9 +133,12 @@ class ModelCard:
 
 
 def sidecar_path(artifact: Path) -> Path:
-    """``exported/model_int8.onnx`` -> ``exported/model_int8.card.json``."""
+    """``exported/model_int8.onnx`` -> ``exported/model_int8.onnx.card.json``.
+
+    The full file name is kept so ``model.onnx`` and ``model.tflite`` never share (and overwrite) one sidecar.
+    """
     artifact = Path(artifact)
-    return artifact.with_name(artifact.stem + ".card.json")
+    return artifact.with_name(artifact.name + ".card.json")
 
 
 def now_iso() -> str:

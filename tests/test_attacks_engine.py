@@ -163,6 +163,7 @@ def test_only_correct_images_are_attacked(trained, test_set) -> None:
     assert r.robust_accuracy <= r.clean_accuracy
 
 
+@pytest.mark.slow  # ~8 s alone, over 20 s on the shared machine
 def test_square_matches_torchattacks_square(trained, test_set) -> None:
     torchattacks = pytest.importorskip("torchattacks")
     x, y = test_set
@@ -258,6 +259,7 @@ def test_blackbox_attacks_on_an_onnx_artefact(trained, test_set, tmp_path) -> No
     assert max(calls) > 1  # queries are batched
 
 
+@pytest.mark.slow  # the TFLite conversion: ~15 s alone, over 20 s on the shared machine
 def test_blackbox_attacks_on_a_tflite_artefact(trained, test_set, tmp_path) -> None:
     try:
         from ai_edge_litert.interpreter import Interpreter

@@ -33,7 +33,7 @@ def test_round_trip_json_and_file(tmp_path):
 
 
 def test_sidecar_name(tmp_path):
-    assert sidecar_path(tmp_path / "model_int8.onnx").name == "model_int8.card.json"
+    assert sidecar_path(tmp_path / "model_int8.onnx").name == "model_int8.onnx.card.json"
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,7 @@ def test_sample_is_clean(tmp_path, capsys):
     code, out, _ = run(["data", "check", "sample", "--json", str(tmp_path / "r.json")], capsys)
     assert code == 0 and "data check: sample" in out
     js = json.loads((tmp_path / "r.json").read_text())
-    assert js["good"] == 300 and js["bad"] == 0 and not js["duplicates"]
+    assert js["good"] == 600 and js["bad"] == 0 and not js["duplicates"]
 
 
 def test_relative_path_and_label_conflict(tmp_path, capsys, monkeypatch):

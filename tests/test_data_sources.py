@@ -63,7 +63,7 @@ def test_sample_source_is_cached():
     from edge_tl.data.sample import default_sample_dir
 
     ds = resolve_dataset("sample")
-    assert ds.name == "sample" and len(ds.classes) == 6 and len(ds) == 6 * 50
+    assert ds.name == "sample" and len(ds.classes) == 6 and len(ds) == 6 * 100
     assert ds.root == default_sample_dir().resolve()
     assert resolve_dataset("sample").files == ds.files  # reused, not regenerated
     assert resolve_dataset("sample", default_sample_dir()).files == ds.files  # --data-root

@@ -37,7 +37,7 @@ def test_bare_export_writes_model_onnx_from_runs_latest(run: Path, tmp_path: Pat
     code, out, err = cli(["export"], capsys)
     assert code == 0, err
     assert (tmp_path / "exported" / "model.onnx").is_file()
-    assert (tmp_path / "exported" / "model.card.json").is_file()
+    assert (tmp_path / "exported" / "model.onnx.card.json").is_file()
     assert "model.onnx" in out and "pass" in out and "agree %" in out and "saturated %" in out
 
     code, _, err = cli(["export"], capsys)  # existing file: refused, nothing touched

@@ -62,7 +62,7 @@ def test_variant_roundtrip(exported, mode: str):
     proto = onnx.load(str(path))
     assert proto.opset_import[0].version >= 17
     inside = ModelCard.loads(next(p.value for p in proto.metadata_props if p.key == CARD_KEY))
-    beside = ModelCard.load(path.with_name(path.stem + ".card.json"))
+    beside = ModelCard.load(path.with_name(path.name + ".card.json"))
     assert inside == beside and inside.format == "onnx" and inside.parity["passed"] is True
     assert inside.source_sha256 and inside.run_dir == str(run.resolve())
     assert (inside.quantization or {}).get("mode", "none") == mode
@@ -141,7 +141,7 @@ def test_issue9_naive_int8_output_saturates_and_gate_catches_it(wide_run: Path, 
     with pytest.warns(SaturationWarning):
         rt = load(path)  # the artefact is kept, its card records the failure and warns on load
     assert rt.output_quant is not None and rt.raw(heldout_pixels(wide_run)[0]).dtype == np.uint8
-    assert ModelCard.load(path.with_name("model_int8.card.json")).parity["saturated"] == row["saturated"]
+    assert ModelCard.load(path.with_name("model_int8.onnx.card.json")).parity["saturated"] == row["saturated"]
 
     try:
         fixed = export(wide_run, ["onnx"], ["int8"], tmp_path / "fixed", ExportOptions(calib_size=6, min_agreement=0.8))

@@ -6,14 +6,18 @@ logits span several units (random-init logits are otherwise ~1e-4 and every comp
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("ai_edge_quantizer") is None, reason="ai_edge_quantizer not installed"),
+]
+
 torch = pytest.importorskip("torch")
-pytest.importorskip("litert_torch")
-pytest.importorskip("ai_edge_quantizer")
 
 from edge_tl.card import ModelCard, sidecar_path  # noqa: E402
 from edge_tl.data.preprocess import normalize  # noqa: E402

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("litert_torch")
-pytest.importorskip("ai_edge_quantizer")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("ai_edge_quantizer") is None, reason="ai_edge_quantizer not installed"),
+]
+
 
 from edge_tl.card import sidecar_path
 from edge_tl.errors import ConfigError, ParityError

@@ -7,8 +7,8 @@ converted ones (PNG named ``.jpg``, CMYK, 16-bit, palette, RGBA, EXIF-rotated), 
 ones, drop the duplicates from the split, and no DataLoader worker may crash on them (``finetune`` with
 ``--workers 2``). ``edge-tl data check --json`` must report exactly the injected notes and duplicate groups.
 
-Generation takes about a second: good images reuse 8 encoded JPEGs per class, made unique by trailing bytes
-after the JPEG end marker (decoders ignore them; the sha256 differs).
+Generation takes about 2 s on a loaded machine: good images reuse 8 encoded JPEGs per class, made unique by
+trailing bytes after the JPEG end marker (decoders ignore them; the sha256 differs).
 """
 
 from __future__ import annotations

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="ai_edge_litert not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
+]
+
 torch = pytest.importorskip("torch")
-pytest.importorskip("litert_torch")
 
 from edge_tl.card import InputSpec, ModelCard, sidecar_path  # noqa: E402
 from edge_tl.errors import ArtifactError, CardError, DataError  # noqa: E402

@@ -112,7 +112,7 @@ def test_card_falls_back_to_sidecar_then_fails(onnx_path: Path, tmp_path: Path):
     onnx.save(proto, str(bare))
     with pytest.raises(CardError, match="carries no edge-tl model card"):
         load(bare)
-    shutil.copy(onnx_path.with_name("model.card.json"), tmp_path / "bare.card.json")
+    shutil.copy(onnx_path.with_name("model.onnx.card.json"), tmp_path / "bare.onnx.card.json")
     assert load(bare).card.classes  # the sidecar beside the file is enough
 
 
@@ -134,9 +134,9 @@ def test_saturated_card_warns_on_load(onnx_path: Path, tmp_path: Path):
 
     p = tmp_path / "sat.onnx"
     shutil.copy(onnx_path, p)
-    card = ModelCard.load(onnx_path.with_name("model.card.json"))
+    card = ModelCard.load(onnx_path.with_name("model.onnx.card.json"))
     write_onnx_card(p, card.with_(parity={"saturated": 0.4}))
-    assert json.loads(p.with_name("sat.card.json").read_text())["parity"]["saturated"] == 0.4
+    assert json.loads(p.with_name("sat.onnx.card.json").read_text())["parity"]["saturated"] == 0.4
     with pytest.warns(SaturationWarning, match="40.0 %"):
         load(p)
     with warnings.catch_warnings():

@@ -112,7 +112,7 @@ def read_card(path: Path) -> ModelCard:
             pass
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from None
-    # The card inside the file wins: sidecars of model.onnx and model.tflite share the name model.card.json.
+    # The card inside the file wins over a sidecar (which may have been edited or copied by hand).
     if path.suffix == ".pt":
         run_card = path.parent / "card.json"
         if run_card.is_file():

@@ -94,6 +94,12 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], batch: 
         from edge_tl.bench.plot import plot_latency_accuracy
 
         plot_latency_accuracy(result, Path(plot_path))
+    if result.rows and all(r.status != "ok" for r in result.rows):
+        from edge_tl.errors import ArtifactError
+
+        first = result.rows[0]
+        raise ArtifactError(f"no artefact could be measured; {Path(first.path).name}: {first.error}",
+                            "check the files named above, or re-export them with edge-tl export")
 
 
 def _run_with_progress(err: Console, targets: list[Target], es: EvalSet, settings: BenchSettings, cores: int,

@@ -113,7 +113,11 @@ class Manifest:
         hint = "delete it and train again"
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise DataError(f"{source} is not an edge-tl split manifest", hint)
-        if int(data.get("version", 0)) > VERSION:
+        try:
+            version = int(data.get("version", 0))
+        except (TypeError, ValueError, OverflowError):
+            raise DataError(f"{source} has an invalid manifest version", hint) from None
+        if version > VERSION:
             raise DataError(f"{source} has manifest version {data['version']}, newer than this edge-tl",
                             "upgrade edge-tl")
         try:
@@ -124,8 +128,8 @@ class Manifest:
                     seed=int(data.get("seed", 0)), root=str(data.get("root", "")),
                     val_frac=float(data.get("val_frac", 0.0)), test_frac=float(data.get("test_frac", 0.0)),
                     dropped_duplicates=int(data.get("dropped_duplicates", 0)), extra=dict(data.get("extra", {})))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{source} is malformed ({exc!r})", hint) from None
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+            raise DataError(f"{source} is malformed ({type(exc).__name__})", hint) from None
         bad = [it for it in items if it.split not in SPLITS or not 0 <= it.label < len(classes)]
         if bad or not classes:
             raise DataError(f"{source} is malformed (bad split or label in {bad[0] if bad else 'classes'})", hint)

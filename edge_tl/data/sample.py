@@ -28,7 +28,7 @@ import numpy as np
 from edge_tl.errors import DataError
 
 CLASSES: tuple[str, ...] = ("circle", "crescent", "cross", "square", "star", "triangle")
-DEFAULT_PER_CLASS = 50
+DEFAULT_PER_CLASS = 100
 DEFAULT_SIZE = 128
 DEFAULT_SEED = 0
 VERSION = 1

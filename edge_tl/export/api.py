@@ -151,7 +151,8 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
             from edge_tl.export.budget import enforce_budget
 
             art = enforce_budget(art, card, manifest, float_paths.get(e.format), calibration, opts.max_drop,
-                                 opts.calib_method, default_threads(opts.threads), opts.output, say)
+                                 opts.calib_method, default_threads(opts.threads), opts.output, say,
+                                 min_agreement=opts.min_agreement)
         if e.quantize == "none":
             float_paths[e.format] = art.path
         if verifier is not None:

@@ -2,7 +2,7 @@
 
 The float file: opset >= 17, input ``input`` (normalised float NCHW) with a dynamic batch axis, output
 ``logits``, weights embedded (the exported program's ``model_proto`` is saved directly, so no ``.onnx.data``),
-simplified with onnxslim, the card in ``metadata_props[CARD_KEY]`` and beside it as ``<stem>.card.json``.
+simplified with onnxslim, the card in ``metadata_props[CARD_KEY]`` and beside it as ``<file name>.card.json``.
 fp16 uses ONNX Runtime's own converter (``onnxruntime.transformers.float16``, ``keep_io_types=True``): inputs and
 outputs stay float32, so callers never see half precision.
 """

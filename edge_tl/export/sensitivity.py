@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -205,12 +205,18 @@ def layer_sensitivity(backend: QuantBackend, pixels: np.ndarray, labels: np.ndar
 
 def budget_search(backend: QuantBackend, pixels: np.ndarray, labels: np.ndarray, max_drop: float,
                   ranking: Sequence[LayerSensitivity] | None = None, max_float: int | None = None,
-                  timed: bool = True, progress: Callable[[str], None] | None = None) -> BudgetResult:
-    """Keep the most sensitive layers in float, one at a time, until the drop fits ``max_drop`` points.
+                  timed: bool = True, progress: Callable[[str], None] | None = None,
+                  min_agreement: float = 0.0) -> BudgetResult:
+    """Keep the most sensitive layers in float, one at a time, until the drop fits ``max_drop`` points (and
+    top-1 agreement with the float model reaches ``min_agreement``, the parity gate's other int8 criterion).
 
-    Layers are tried in order of the sensitivity ranking (computed if not given); a layer that does not reduce
-    the drop is put back to int8, so the result keeps only layers that paid for themselves.
+    Layers are tried in order of the sensitivity ranking (computed if not given); a layer that does not bring
+    the model closer to the budget is put back to int8, so the result keeps only layers that paid for themselves.
     """
+
+    def deficit(st: FallbackStep) -> tuple[float, float]:
+        return max(0.0, st.drop - max_drop) + 100.0 * max(0.0, min_agreement - st.agreement), -st.agreement
+
     ref = backend.float_logits(pixels)
     float_acc = accuracy(ref, labels)
     if ranking is None:
@@ -220,18 +226,21 @@ def budget_search(backend: QuantBackend, pixels: np.ndarray, labels: np.ndarray,
     steps, reasons = [current], {}
     tried = 0
     for row in ranking:
-        if current.drop <= max_drop or tried >= limit:
+        if deficit(current)[0] == 0.0 or tried >= limit:
             break
         tried += 1
         if progress:
             progress(row.name)
-        cand = _step(backend, (*current.float_layers, row.name), pixels, labels, ref, float_acc, timed)
+        cand = _step(backend, (*current.float_layers, row.name), pixels, labels, ref, float_acc, timed=False)
+        if deficit(cand) < deficit(current) and timed:
+            cand = replace(cand, latency_ms=backend.latency_ms(backend.build(cand.float_layers)))
         steps.append(cand)
-        if (cand.drop, -cand.agreement) < (current.drop, -current.agreement):
+        if deficit(cand) < deficit(current):
             reasons[row.name] = (f"alone adds {row.rel_error:.3f} relative logit error; keeping it float moves the "
-                                 f"drop {current.drop:.2f} -> {cand.drop:.2f} pt")
+                                 f"drop {current.drop:.2f} -> {cand.drop:.2f} pt, agreement "
+                                 f"{100 * current.agreement:.1f} -> {100 * cand.agreement:.1f} %")
             current = cand
-    return BudgetResult(backend.format, max_drop, float_acc, current.drop <= max_drop, current, tuple(steps),
+    return BudgetResult(backend.format, max_drop, float_acc, deficit(current)[0] == 0.0, current, tuple(steps),
                         reasons=reasons)
 
 

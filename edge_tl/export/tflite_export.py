@@ -2,7 +2,7 @@
 
 The float model takes NHWC normalised float32 (``litert_torch.to_channel_last_io``); full int8 takes and gives
 int8 (scale/zero point in the card and in the file). Every file carries its card in a metadata buffer named
-:data:`~edge_tl.card.CARD_KEY` and beside it (``model_int8.card.json``), and is written atomically.
+:data:`~edge_tl.card.CARD_KEY` and beside it (``model_int8.tflite.card.json``), and is written atomically.
 
 Public API: :func:`convert_float`, :func:`export_tflite` (standalone, used by the registered exporters and the
 benchmark), :func:`embed_metadata`, :func:`write_tflite`, :func:`write_tflite_card`, :func:`xnnpack_partitions`.

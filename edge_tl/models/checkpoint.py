@@ -35,6 +35,21 @@ VERSION = 1
 _HINT = "re-run `edge-tl train` to write a fresh checkpoint"
 
 
+def refusal(path: Path, exc: BaseException, what: str, hint: str) -> CheckpointError:
+    """The error for a file ``torch.load(weights_only=True)`` rejected. A pickle holding anything but tensors
+    and plain values is named as possibly malicious, and torch's own advice (to retry with
+    ``weights_only=False``, i.e. to run the pickle) is deliberately not repeated."""
+    text = str(exc)
+    if "Unsupported global" in text:  # the pickle names Python callables: refuse, and say why
+        return CheckpointError(f"refused to load {path}: it holds Python objects other than tensors and plain "
+                               "values, which can run code when unpickled (it may be malicious)",
+                               "never load it with weights_only=False; retrain, or get the file from a trusted source")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "weights_only" in text or "Weights only" in text:  # never relay torch's advice to unpickle unsafely
+        first = "not a tensor-only file torch.load(weights_only=True) can read"
+    return CheckpointError(f"{path} {what} ({first[:200]})", hint)
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The bare model inside a DistributedDataParallel / DataParallel / compiled wrapper."""
     import torch
@@ -87,8 +102,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable edge-tl checkpoint ({first[:200]})", _HINT) from None
+        raise refusal(path, exc, "is not a readable edge-tl checkpoint", _HINT) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edge-tl checkpoint (no '{FORMAT}' marker)", _HINT)
     version = payload.get("version")

@@ -1,8 +1,7 @@
 """The model card of each exported artefact, read from inside the file (without running it).
 
-``model.onnx`` and ``model.tflite`` share one sidecar name (``model.card.json``), so the sidecar can hold the
-card of the other format; the card embedded in the artefact is the authority, the sidecar is used only when
-it describes the same format. Imports ``onnx`` / the LiteRT flatbuffer schema only when called.
+The card embedded in the artefact is the authority; the sidecar (``model.onnx.card.json``) is used only when
+it describes the same format (a sidecar copied or renamed by hand may not). Imports ``onnx`` / the LiteRT flatbuffer schema only when called.
 """
 
 from __future__ import annotations

@@ -169,7 +169,10 @@ def read_tflite_metadata(data: bytes | bytearray | memoryview, name: str = CARD_
 
 def read_card(data: bytes | bytearray | memoryview, path: Path) -> ModelCard:
     """The card embedded in ``data`` (preferred), else the one in the sidecar, else :class:`CardError`."""
-    embedded = read_tflite_metadata(data, CARD_KEY)
+    try:
+        embedded = read_tflite_metadata(data, CARD_KEY)
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError) as exc:  # damaged offsets
+        raise ArtifactError(f"{path}: damaged metadata table ({type(exc).__name__})", _HINT) from None
     if embedded:
         return ModelCard.loads(embedded)
     side = sidecar_path(path)
@@ -180,6 +183,13 @@ def read_card(data: bytes | bytearray | memoryview, path: Path) -> ModelCard:
 
 
 def _check_input(interpreter: Any, card: ModelCard, path: Path) -> None:
+    try:
+        _check_io(interpreter, card, path)
+    except (UnicodeDecodeError, ValueError, IndexError, KeyError) as exc:  # damaged tensor names/shapes
+        raise ArtifactError(f"{path}: damaged tensor table ({type(exc).__name__})", _HINT) from None
+
+
+def _check_io(interpreter: Any, card: ModelCard, path: Path) -> None:
     d = interpreter.get_input_details()
     shape = [int(v) for v in d[0]["shape"]] if d else []
     if len(d) != 1 or len(shape) != 4 or shape[1:] != [card.input.size, card.input.size, 3]:

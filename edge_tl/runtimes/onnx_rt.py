@@ -163,6 +163,14 @@ def _check_input_shape(model: Any, card: ModelCard, path: Path) -> None:
 KEEP_FLOAT_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
+def _check_output_width(model: Any, card: ModelCard, path: Path) -> None:
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    width = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+    if width is not None and width != card.num_classes:
+        raise ArtifactError(f"{path}: the model outputs {width} logits but its card names {card.num_classes} classes",
+                            "re-export the model with edge-tl export")
+
+
 @register_runtime(".onnx", "onnxruntime")
 def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntime:
     """Open ``path`` with ONNX Runtime (CPU, ``ORT_ENABLE_ALL``, sequential, ``threads`` intra-op threads)."""
@@ -174,6 +182,7 @@ def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntim
     model = _read_model(path)
     card = _card_of(model, path)
     _check_input_shape(model, card, path)
+    _check_output_width(model, card, path)
     n = default_threads(threads)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = n

@@ -195,9 +195,12 @@ def train(cfg: TrainConfig, *, console: Console | None = None,
         return modes.finish(ctx, outcome)
     except KeyboardInterrupt:
         if dist.is_main:
-            out = str(ctx.run_dir) if ctx is not None else cfg.out or "runs/NAME"
-            console.print(f"[yellow]interrupted: the last finished epoch is saved; continue with "
-                          f"`edge-tl train --out {out} --resume`[/yellow]")
+            if ctx is not None and (ctx.run_dir / state.STATE_FILE).is_file():
+                console.print(f"[yellow]interrupted: the last finished epoch is saved; continue with "
+                              f"`edge-tl train --out {ctx.run_dir} --resume`[/yellow]")
+            else:
+                console.print("[yellow]interrupted before training started: run the same command again "
+                              "(features computed so far are cached)[/yellow]")
         raise
     finally:
         ddp.shutdown()

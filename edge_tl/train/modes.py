@@ -4,12 +4,13 @@ blocks unfrozen) and ``full``; plus the run set-up before them and the outputs a
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_tl.errors import CheckpointError
+from edge_tl.errors import CheckpointError, EdgeTLError
 from edge_tl.train import ddp
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ class Outcome:
 def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precision, console: Console,
           saved: dict[str, Any] | None, on_epoch: Callable[[int, dict[str, float]], None] | None) -> RunContext:
     """Run folder, data (scan + split, or the saved split on resume) and the model."""
-    import torch
 
-    from edge_tl.models import create_model
     from edge_tl.train import data, runs
 
     assert cfg.backbone is not None
@@ -66,10 +65,30 @@ def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precisi
     else:
         name = runs.default_run_name(cfg.backbone, data.dataset_name(cfg.data, cfg.data_root))
         run_dir = Path("runs") / ddp.broadcast_object(dist, name)
+    fresh = not run_dir.exists()
     if dist.is_main:
         run_dir = runs.prepare_run_dir(run_dir, cfg.resume, cfg.force)
     ddp.barrier(dist)
     run_dir = run_dir.resolve()
+    try:
+        prep, model = _data_and_model(cfg, dist, run_dir, saved, console)
+    except EdgeTLError:
+        if fresh and dist.is_main:  # a bad --data / --weights leaves no half-made run folder behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    console.print(f"[bold]{cfg.mode}[/bold] training of {cfg.backbone} on {prep.dataset}: {len(prep.classes)} "
+                  f"classes, {len(prep.train)} train / {len(prep.val)} val / {len(prep.test)} test images, "
+                  f"{input_spec(model).size} px -> {run_dir}")
+    return RunContext(cfg, dist, device, precision, console, run_dir, prep, model, saved, on_epoch)
+
+
+def _data_and_model(cfg: TrainConfig, dist: Dist, run_dir: Path, saved: dict[str, Any] | None,
+                    console: Console) -> tuple[Any, EdgeModel]:
+    import torch
+
+    from edge_tl.models import create_model
+    from edge_tl.train import data
+
     if cfg.resume:
         prep = data.load_split(run_dir)
         data.check_resume_classes(prep.manifest, cfg.data, cfg.data_root)
@@ -86,10 +105,7 @@ def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precisi
             prep = data.load_split(run_dir)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.backbone, num_classes=len(prep.classes), weights=cfg.weights, img_size=cfg.img_size)
-    console.print(f"[bold]{cfg.mode}[/bold] training of {cfg.backbone} on {prep.dataset}: {len(prep.classes)} "
-                  f"classes, {len(prep.train)} train / {len(prep.val)} val / {len(prep.test)} test images, "
-                  f"{input_spec(model).size} px -> {run_dir}")
-    return RunContext(cfg, dist, device, precision, console, run_dir, prep, model, saved, on_epoch)
+    return prep, model
 
 
 def input_spec(model: EdgeModel) -> InputSpec:

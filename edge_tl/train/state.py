@@ -76,8 +76,9 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as exc:
-        raise CheckpointError(f"{path} is corrupt ({str(exc).splitlines()[0][:160] if str(exc) else exc!r})",
-                              "delete it and train without --resume") from None
+        from edge_tl.models.checkpoint import refusal
+
+        raise refusal(path, exc, "is corrupt", "delete it and train without --resume") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("version"), int):
         raise CheckpointError(f"{path} is not an edge-tl training state", "delete it and train without --resume")
     if data["version"] > VERSION:
