@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check edge_tl tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf runs exported attacks .pytest_cache

@@ -25,17 +25,21 @@ RANK_IMAGES = 48  # the ranking compares a continuous error, so few images suffi
 MAX_TRIES = 16  # layers tried (in sensitivity order) before the search gives up and reports the excess
 
 
-def budget_images(manifest: Any, spec: Any, n: int = BUDGET_IMAGES) -> tuple[np.ndarray, np.ndarray, str]:
+def budget_images(manifest: Any, spec: Any, n: int = BUDGET_IMAGES,
+                  exclude: Any = ()) -> tuple[np.ndarray, np.ndarray, str]:
     """Validation images, topped up with train images when the validation split is small.
 
-    The drop is a difference between float and int8 on the *same* images, so train images measure it without
-    bias; the test split is never used here (the parity gate judges it afterwards).
+    The drop is a difference between float and int8 on the *same* images, so train images the model learned
+    from still measure it fairly; the calibration images (``exclude``) are left out, since the int8 ranges were
+    fitted to them. The test split is never used here (the parity gate judges it afterwards).
     """
     from edge_tl.data.preprocess import load_batch
 
     files, labels, used = list(manifest.files("val")), list(manifest.labels("val")), "val"
     if len(files) < n:
-        train_f, train_l = manifest.files("train"), manifest.labels("train")
+        skip = {str(p) for p in exclude}
+        pairs = [(f, y) for f, y in zip(manifest.files("train"), manifest.labels("train")) if str(f) not in skip]
+        train_f, train_l = [f for f, _ in pairs], [y for _, y in pairs]
         idx = np.random.default_rng(0).permutation(len(train_f))[: n - len(files)]
         files += [train_f[i] for i in idx]
         labels += [train_l[i] for i in idx]
@@ -79,7 +83,7 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
 
     if art.quantize != "int8" or float_path is None or calibration is None:
         return art
-    pixels, labels, split = budget_images(manifest, run_card.input)
+    pixels, labels, split = budget_images(manifest, run_card.input, exclude=getattr(calibration, "files", ()))
     ref = load(float_path, threads=threads)(pixels)
     int8 = load(art.path, threads=threads)(pixels)
     float_acc, int8_acc = accuracy(ref, labels), accuracy(int8, labels)
