@@ -35,6 +35,8 @@ def quant_report(run: str, fmt: str, calib_size: int, calib_method: str, compare
     from edge_tl.export.quant_report import quant_report as build
 
     console = Console()
+    if not console.is_terminal or console.width < 120:  # a wide table: do not squeeze it into 80 columns
+        console = Console(width=140)
     with console.status("quantising layer by layer") as status:
         report = build(run, fmt, calib_size=calib_size, calib_method=calib_method, n_eval=n_eval,
                        max_drop=max_drop, compare_methods=compare_methods,

@@ -35,7 +35,8 @@ def render(report: QuantReport, console: Any, top: int = 15) -> None:
                       f"{st.size_bytes / 1024:.0f}", f"{st.latency_ms:.2f}" if st.latency_ms else "-", speed)
     console.print(steps)
     verdict = "fits" if b.fits else f"does NOT fit (still {b.excess:.2f} pt over)"
-    kept = ", ".join(short_name(n, 40) for n in b.chosen.float_layers) or "none"
+    labels = {r.name: r.label for r in s.layers}
+    kept = ", ".join(labels.get(n) or short_name(n, 40) for n in b.chosen.float_layers) or "none"
     console.print(f"budget {b.max_drop:.2f} pt {verdict}; layers kept float: {kept}")
     if len(report.methods) > 1:
         m = Table(title="calibration methods (full int8)")
