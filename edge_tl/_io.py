@@ -24,7 +24,8 @@ def ensure_writable_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create output folder {path}: {exc.strerror}", "choose a writable output path") from None
+        raise ConfigError(f"cannot create output folder {path}: {exc.strerror}",
+                          "choose a writable output path") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"output folder {path} is not writable", "choose a writable output path")
     return path

@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("ai_edge_quantizer") is None, reason="ai_edge_quantizer not installed"),
-]
-
-
 from edge_tl.card import sidecar_path
 from edge_tl.errors import ConfigError, ParityError
 from edge_tl.export.registry import ExportOptions, get_exporter, valid_pairs
 from edge_tl.runtimes import load
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("ai_edge_quantizer") is None, reason="ai_edge_quantizer not installed"),
+]
 
 
 def test_registered_pairs() -> None:

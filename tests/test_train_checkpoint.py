@@ -82,7 +82,7 @@ class _Evil:
 def test_arbitrary_pickle_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "model.pt"
     torch.save({"format": FORMAT, "version": 1, "state_dict": {}, "card": {}, "x": _Evil()}, p)
-    with pytest.raises(CheckpointError, match="refused to load .*may be malicious"):
+    with pytest.raises(CheckpointError, match=r"refused to load .*may be malicious"):
         read_checkpoint(p)
     p.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(CheckpointError):

@@ -49,7 +49,8 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
 @json_option
 def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, calib_method: str, int8_output: str,
            opset: int, max_drop: float, no_fallback: bool, min_agreement: float, max_saturated: float,
-           max_ece_delta: float, no_verify: bool, out_dir: str, threads: int | None, force: bool, json_path: str | None) -> None:
+           max_ece_delta: float, no_verify: bool, out_dir: str, threads: int | None, force: bool,
+           json_path: str | None) -> None:
     """Export a trained run to edge artefacts and check each one against the PyTorch model.
 
     \b

@@ -106,7 +106,8 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
                                    min_agreement=min_agreement, progress=lambda n: say(f"  trying {n[-60:]}"))
             chosen = result.chosen
             record.update(fits=result.fits, drop=chosen.drop, int8_accuracy=chosen.accuracy,
-                          agreement=chosen.agreement, drop_before=drop, agreement_before=agree, fallback_layers=list(chosen.float_layers), reasons=result.reasons,
+                          agreement=chosen.agreement, drop_before=drop, agreement_before=agree,
+                          fallback_layers=list(chosen.float_layers), reasons=result.reasons,
                           steps=[{"float_layers": len(s.float_layers), "drop": s.drop, "agreement": s.agreement,
                                   "size_bytes": s.size_bytes, "latency_ms": s.latency_ms} for s in result.steps])
             if chosen.float_layers:

@@ -141,7 +141,8 @@ def backbone_predictor(name: str, weights: str = "default", threads: int | None 
     spec = get_spec(name)
     model = create_model(name, weights=weights)
     classes = imagenet_classes() if model.num_classes == 1000 else [str(i) for i in range(model.num_classes)]
-    return BackbonePredictor(name, model, model.input_spec or spec.input_spec(), classes, weights_label(spec, model.weights_info))
+    return BackbonePredictor(name, model, model.input_spec or spec.input_spec(), classes,
+                             weights_label(spec, model.weights_info))
 
 
 def runtime_predictor(path: str | Path, threads: int | None = None) -> RuntimePredictor:

@@ -1,7 +1,8 @@
 """The model card of each exported artefact, read from inside the file (without running it).
 
 The card embedded in the artefact is the authority; the sidecar (``model.onnx.card.json``) is used only when
-it describes the same format (a sidecar copied or renamed by hand may not). Imports ``onnx`` / the LiteRT flatbuffer schema only when called.
+it describes the same format (a sidecar copied or renamed by hand may not). Imports ``onnx`` / the LiteRT
+flatbuffer schema only when called.
 """
 
 from __future__ import annotations
