@@ -9,7 +9,6 @@ records which layers stayed float and why, with the accuracy, size and latency o
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,8 +97,8 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
         say(f"{art.path.name}: drop {drop:.2f} pt / agreement {100 * agree:.1f} % on {len(labels)} {split} images "
             f"misses --max-drop {max_drop} / --min-agreement {100 * min_agreement:.0f}; "
             "searching for layers to keep in float")
-        with tempfile.TemporaryDirectory(prefix="edge_tl_budget_"):
-            backend = _backend(art, run_card, float_path, calibration, method, threads, output)
+        backend = _backend(art, run_card, float_path, calibration, method, threads, output)
+        try:
             say(f"  ranking {len(backend.layers())} layers by the error each adds alone ({RANK_IMAGES} images)")
             ranking = layer_sensitivity(backend, pixels[:RANK_IMAGES], labels[:RANK_IMAGES]).layers
             result = budget_search(backend, pixels, labels, max_drop, ranking=ranking, max_float=MAX_TRIES,
@@ -120,6 +119,8 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
                     f"{drop:.2f} -> {chosen.drop:.2f} pt ({'fits' if result.fits else 'still over budget'})")
                 return Artifact(art.path, card, art.format, art.quantize, art.seconds,
                                 (*art.notes, _note(record)))
+        finally:
+            getattr(backend, "close", lambda: None)()
     quant["budget"] = record
     card = art.card.with_(quantization=quant)
     from edge_tl.export.registry import get_card_writer

@@ -31,26 +31,6 @@ METHODS = ("minmax", "entropy", "percentile")
 
 
 
-class _Reader:
-    def __init__(self, batches: Iterator[np.ndarray], spec: InputSpec, input_name: str, per_image: bool) -> None:
-        self._batches, self._spec, self._name, self._per_image = batches, spec, input_name, per_image
-        self._pending: list[np.ndarray] = []
-        self.images = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if not self._pending:
-            pixels = next(self._batches, None)
-            if pixels is None:
-                return None
-            self._pending = [pixels[i:i + 1] for i in range(len(pixels))] if self._per_image else [pixels]
-        pixels = self._pending.pop(0)
-        self.images += len(pixels)
-        return {self._name: normalize(pixels, self._spec, "NCHW")}
-
-    def rewind(self) -> None:
-        pass
-
-
 class OnnxQuantBackend:
     """Static int8 QDQ builds of one float ONNX model from a single calibration pass."""
 
@@ -171,10 +151,17 @@ class OnnxQuantBackend:
         self._tmp.cleanup()
 
 
-def _make_reader(batches: Iterator[np.ndarray], spec: InputSpec, input_name: str, per_image: bool) -> _Reader:
+def _make_reader(batches: Iterator[np.ndarray], spec: InputSpec, input_name: str, per_image: bool) -> Any:
+    """The exporter's own streaming calibration reader (edge-tl's float ONNX files name their input ``input``)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    return type("CalibrationReader", (_Reader, CalibrationDataReader), {})(batches, spec, input_name, per_image)
+    from edge_tl.export.onnx_export import INPUT_NAME
+    from edge_tl.export.onnx_quant import _Reader
+
+    if input_name != INPUT_NAME:
+        raise ExportError(f"the float model's input is '{input_name}', expected '{INPUT_NAME}'",
+                          "export the float model with edge-tl export")
+    return type("CalibrationReader", (_Reader, CalibrationDataReader), {})(batches, spec, per_image)
 
 
 def _as_array(v: Any) -> np.ndarray:
