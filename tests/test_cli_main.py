@@ -35,17 +35,13 @@ def test_root_help_imports_nothing_heavy():
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_command_help_imports_nothing_heavy(name):
-    import importlib.util
-
-    if importlib.util.find_spec(COMMANDS[name][0]) is None:
-        pytest.skip(f"command module {COMMANDS[name][0]} not present")
     assert _loaded_after([name, "--help"]) == []
 
 
 def test_every_command_is_listed():
     out = subprocess.run([sys.executable, "-m", "edge_tl.cli.main", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for name in ("train", "export", "bench", "attack", "predict", "data"):
+    for name in COMMANDS:
         assert name in out.stdout
 
 
