@@ -1,0 +1,152 @@
+"""Black-box attacks straight at an artefact: they only call its predict function (pixels -> logits), so they
+work on ONNX Runtime, LiteRT, int8 or float, exactly as shipped.
+
+* ``square``: the score-based Square attack (Andriushchenko et al. 2020, L-inf). Our own implementation because
+  none of the libraries fits a deployed artefact: torchattacks' needs a torch model, and ART's does not report
+  per-image queries. It works on the 8-bit grid (every query is a real uint8 image), batches every still-robust
+  image into one model call per iteration and counts queries per image. Tested against torchattacks' Square.
+* ``hopskipjump``: the decision-based HopSkipJump (Chen et al. 2020) from ART, through a
+  ``BlackBoxClassifier`` whose predict function quantises each query to uint8, counts queries, stops at the budget
+  and remembers the closest adversarial it has seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from edge_tl.attacks.pixels import Predict, batched, eps_levels
+from edge_tl.attacks.registry import AttackSettings, Crafted, register_attack
+
+
+def margin(logits: np.ndarray, labels: np.ndarray, targeted: bool) -> np.ndarray:
+    """Square's margin loss: negative once the image is adversarial.
+
+    Untargeted: ``z_y - max_{j != y} z_j``; targeted (labels = targets): ``max_{j != t} z_j - z_t``.
+    """
+    z = logits.astype(np.float64)
+    idx = np.arange(len(z))
+    own = z[idx, labels]
+    other = z.copy()
+    other[idx, labels] = -np.inf
+    best_other = other.max(axis=1)
+    return best_other - own if targeted else own - best_other
+
+
+def p_selection(p_init: float, it: int, n_iters: int) -> float:
+    """Square's schedule of the fraction of pixels changed per step (the original's, rescaled to n_iters)."""
+    it = int(it / n_iters * 10000)
+    for bound, div in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128),
+                       (8000, 256)):
+        if it <= bound:
+            return p_init / div
+    return p_init / 512
+
+
+@register_attack("square", "blackbox", description="Square attack (L-inf, score-based), own batched implementation.")
+def square(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float, settings: AttackSettings,
+           target: np.ndarray | None = None, p_init: float = 0.05) -> Crafted:
+    """Square attack on uint8 images ``x`` with at most ``settings.queries`` queries per image.
+
+    Perturbations are whole grey levels (``floor(eps * 255)`` of them), so what is queried is what is judged.
+    """
+    rng = np.random.default_rng(settings.seed)
+    n, h, w, c = x.shape
+    labels = np.asarray(target if target is not None else y, np.int64)
+    targeted = target is not None
+    queries = np.zeros(n, np.int64)
+    k = eps_levels(eps)
+    if n == 0 or k == 0:
+        return Crafted(x.copy(), queries)
+    xi = x.astype(np.int16)
+    delta = np.broadcast_to(k * rng.choice(np.array([-1, 1], np.int16), size=(n, 1, w, c)), x.shape).copy()
+    loss = margin(batched(predict, _apply(xi, delta), settings.batch_size), labels, targeted)
+    queries += 1
+    for it in range(1, settings.queries):
+        active = np.flatnonzero(loss >= 0)
+        if active.size == 0:
+            break
+        s = int(np.clip(round(np.sqrt(p_selection(p_init, it, settings.queries) * h * w)), 1, max(min(h, w) - 1, 1)))
+        r, col = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        d_new = delta[active]
+        d_new[:, r:r + s, col:col + s, :] = k * rng.choice(np.array([-1, 1], np.int16), size=(active.size, 1, 1, c))
+        l_new = margin(batched(predict, _apply(xi[active], d_new), settings.batch_size), labels[active], targeted)
+        queries[active] += 1
+        better = l_new < loss[active]
+        loss[active[better]] = l_new[better]
+        delta[active[better]] = d_new[better]
+    return Crafted(_apply(xi, delta), queries)
+
+
+def _apply(xi: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return np.clip(xi + delta, 0, 255).astype(np.uint8)
+
+
+class BudgetSpent(Exception):
+    """Raised inside ART's attack loop when an image has used its query budget."""
+
+
+class QueryOracle:
+    """Predict function for ART: quantises each query to uint8, counts queries, enforces the budget, and keeps
+    the adversarial closest (L-inf) to ``x0`` among everything it was asked about."""
+
+    def __init__(self, predict: Predict, x0: np.ndarray, label: int, targeted: bool, budget: int) -> None:
+        self.predict, self.x0, self.label, self.targeted, self.budget = predict, x0, label, targeted, budget
+        self.count = 0
+        self.best: np.ndarray | None = None
+        self.best_linf = np.inf
+
+    def __call__(self, xb: np.ndarray) -> np.ndarray:
+        if self.count + len(xb) > self.budget:
+            raise BudgetSpent
+        xq = np.clip(np.rint(np.asarray(xb, np.float32) * 255.0), 0, 255).astype(np.uint8)
+        logits = np.asarray(self.predict(xq), np.float32)
+        self.count += len(xb)
+        pred = logits.argmax(axis=1)
+        hit = np.flatnonzero(pred == self.label if self.targeted else pred != self.label)
+        if hit.size:
+            d = np.abs(xq[hit].astype(np.int16) - self.x0.astype(np.int16)).reshape(hit.size, -1).max(axis=1)
+            j = int(d.argmin())
+            if d[j] < self.best_linf:
+                self.best_linf, self.best = float(d[j]), xq[hit[j]].copy()
+        return logits
+
+
+@register_attack("hopskipjump", "blackbox", eps_bounded=False,
+                 description="HopSkipJump (L-inf, decision-based) from ART, budgeted and query-counted.")
+def hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float | None, settings: AttackSettings,
+                target: np.ndarray | None = None, init_images: np.ndarray | None = None,
+                progress: Callable[[int], None] | None = None) -> Crafted:
+    """Minimum-L-inf adversarials within ``settings.queries`` queries per image (one image at a time, each of
+    its gradient estimates batched into model calls). ``init_images[i]`` (uint8), an image already classified
+    as wanted (the target class, or any other class), seeds the search of image ``i``; images with no
+    adversarial found are returned unchanged."""
+    from art.attacks.evasion import HopSkipJump
+    from art.estimators.classification import BlackBoxClassifier
+
+    n, h, w, c = x.shape
+    nb = int(np.asarray(predict(x[:1]), np.float32).shape[1]) if n else 0
+    adv, queries = x.copy(), np.zeros(n, np.int64)
+    budget = settings.queries
+    np.random.seed(settings.seed)  # ART draws from numpy's global generator
+    for i in range(n):
+        label = int(target[i] if target is not None else y[i])
+        oracle = QueryOracle(predict, x[i], label, target is not None, budget)
+        clf = BlackBoxClassifier(oracle, (h, w, c), nb, clip_values=(0.0, 1.0))
+        atk = HopSkipJump(clf, batch_size=settings.batch_size, targeted=target is not None, norm=np.inf,
+                          max_iter=10_000, max_eval=max(budget // 4, 10), init_eval=max(min(100, budget // 10), 5),
+                          init_size=max(min(100, budget // 10), 5), verbose=False)
+        kwargs = {}
+        if init_images is not None:
+            kwargs["x_adv_init"] = init_images[i:i + 1].astype(np.float32) / 255.0
+        try:
+            atk.generate(x[i:i + 1].astype(np.float32) / 255.0, y=np.eye(nb, dtype=np.float32)[[label]], **kwargs)
+        except BudgetSpent:
+            pass
+        if oracle.best is not None:
+            adv[i] = oracle.best
+        queries[i] = oracle.count
+        if progress is not None:
+            progress(1)
+    return Crafted(adv, queries)

@@ -1,0 +1,103 @@
+"""Pixel-space helpers shared by every attack: a torch wrapper that puts normalisation inside the model, the
+8-bit quantisation that decides what an adversarial image really is, and perturbation norms.
+
+Convention: images are RGB NHWC, uint8 0..255 or float32 in [0, 1]; an L-inf budget ``eps`` is in [0, 1] units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge_tl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+Predict = Callable[[np.ndarray], np.ndarray]
+"""Pixels ``(N, H, W, 3)`` (uint8 or float [0, 1]) -> float logits ``(N, C)``."""
+
+
+def check_eps(eps: float) -> float:
+    """Return ``eps`` if it is in (0, 1], else raise :class:`ConfigError`."""
+    if not (0.0 < float(eps) <= 1.0):
+        raise ConfigError(f"eps {eps} is outside (0, 1]", "give L-inf budgets in pixel units, e.g. --eps 2/255,8/255")
+    return float(eps)
+
+
+def eps_levels(eps: float) -> int:
+    """The largest whole number of 8-bit grey levels within ``eps`` (``8/255`` -> 8, ``0.01`` -> 2)."""
+    return int(np.floor(eps * 255.0 + 1e-6))
+
+
+def quantize_adversarial(x: np.ndarray, adv: np.ndarray, eps: float | None) -> np.ndarray:
+    """The 8-bit image a uint8 pipeline would judge: ``adv`` projected into the L-inf ball of radius ``eps``
+    around the uint8 image ``x``, rounded to grey levels, clipped to [0, 255].
+
+    The per-pixel change is at most ``floor(eps * 255)`` levels, so the measured L-inf never exceeds ``eps``.
+    ``eps=None`` only rounds and clips.
+    """
+    if x.dtype != np.uint8:
+        raise TypeError("quantize_adversarial expects the clean images as uint8")
+    a = adv.astype(np.float32) * 255.0 if adv.dtype != np.uint8 else adv.astype(np.float32)
+    delta = np.rint(a - x.astype(np.float32))
+    if eps is not None:
+        k = eps_levels(eps)
+        delta = np.clip(delta, -k, k)
+    return np.clip(x.astype(np.int16) + delta.astype(np.int16), 0, 255).astype(np.uint8)
+
+
+def perturbation_norms(x: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image L-inf and L2 of ``adv - x`` in [0, 1] units (both uint8 or both float)."""
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    if len(x) == 0:
+        return np.zeros(0), np.zeros(0)
+    d = (adv.astype(np.float64) - x.astype(np.float64)).reshape(len(x), -1) / scale
+    if d.shape[1] == 0:
+        return np.zeros(len(x)), np.zeros(len(x))
+    return np.abs(d).max(axis=1), np.sqrt((d * d).sum(axis=1))
+
+
+def batched(predict: Predict, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """``predict`` over ``x`` in chunks of ``batch_size`` (float32 logits)."""
+    if len(x) == 0:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate([np.asarray(predict(x[i:i + batch_size]), np.float32)
+                           for i in range(0, len(x), batch_size)])
+
+
+def pixel_model(model: Any, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.nn.Module:
+    """Wrap a model that expects normalised NCHW input so it takes NCHW pixels in [0, 1] (eval mode)."""
+    import torch
+
+    class PixelModel(torch.nn.Module):
+        """``(x - mean) / std`` then the wrapped model; gradients flow to the [0, 1] pixels."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model((x - self.mean) / self.std)
+
+    return PixelModel().eval()
+
+
+def torch_predict(model: torch.nn.Module, batch_size: int = 64) -> Predict:
+    """A :data:`Predict` function for a pixel-space torch model (NCHW [0, 1] in, logits out)."""
+    import torch
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size].transpose(0, 3, 1, 2)))
+                outs.append(model(t).float().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    return predict
