@@ -99,6 +99,7 @@ class FallbackStep:
     agreement: float
     size_bytes: int
     latency_ms: float | None
+    rel_error: float = 0.0  # ||Δlogits|| / ||logits|| against the float model: moves even when top-1 does not
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def _step(backend: QuantBackend, float_layers: Sequence[str], pixels: np.ndarray
     logits = backend.run(content, pixels)
     acc = accuracy(logits, labels)
     return FallbackStep(tuple(float_layers), acc, 100.0 * (float_acc - acc), agreement(logits, ref), len(content),
-                        backend.latency_ms(content) if timed else None)
+                        backend.latency_ms(content) if timed else None, rel_error(logits, ref))
 
 
 def layer_sensitivity(backend: QuantBackend, pixels: np.ndarray, labels: np.ndarray,
@@ -210,12 +211,16 @@ def budget_search(backend: QuantBackend, pixels: np.ndarray, labels: np.ndarray,
     """Keep the most sensitive layers in float, one at a time, until the drop fits ``max_drop`` points (and
     top-1 agreement with the float model reaches ``min_agreement``, the parity gate's other int8 criterion).
 
-    Layers are tried in order of the sensitivity ranking (computed if not given); a layer that does not bring
-    the model closer to the budget is put back to int8, so the result keeps only layers that paid for themselves.
+    Layers are tried in order of the sensitivity ranking (computed if not given); a layer that brings the model
+    no closer to the budget (nor to the float model's logits, when the top-1 figures do not move) is put back to
+    int8, so the result keeps only layers that paid for themselves.
     """
 
-    def deficit(st: FallbackStep) -> tuple[float, float]:
-        return max(0.0, st.drop - max_drop) + 100.0 * max(0.0, min_agreement - st.agreement), -st.agreement
+    def deficit(st: FallbackStep) -> tuple[float, float, float]:
+        # budget first, then agreement, then the continuous logit error: a flip on a small validation set is one
+        # image, which no single layer may undo alone, while the logit error still shows which layers help.
+        return (max(0.0, st.drop - max_drop) + 100.0 * max(0.0, min_agreement - st.agreement), -st.agreement,
+                round(st.rel_error, 4))
 
     ref = backend.float_logits(pixels)
     float_acc = accuracy(ref, labels)
@@ -238,8 +243,11 @@ def budget_search(backend: QuantBackend, pixels: np.ndarray, labels: np.ndarray,
         if deficit(cand) < deficit(current):
             reasons[row.name] = (f"alone adds {row.rel_error:.3f} relative logit error; keeping it float moves the "
                                  f"drop {current.drop:.2f} -> {cand.drop:.2f} pt, agreement "
-                                 f"{100 * current.agreement:.1f} -> {100 * cand.agreement:.1f} %")
+                                 f"{100 * current.agreement:.1f} -> {100 * cand.agreement:.1f} %, logit error "
+                                 f"{current.rel_error:.3f} -> {cand.rel_error:.3f}")
             current = cand
+    if deficit(current)[0] > 0.0 and deficit(current)[:2] >= deficit(steps[0])[:2]:
+        current, reasons = steps[0], {}  # no top-1 gain at all: float layers would only cost speed
     return BudgetResult(backend.format, max_drop, float_acc, deficit(current)[0] == 0.0, current, tuple(steps),
                         reasons=reasons)
 
