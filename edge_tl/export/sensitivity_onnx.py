@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import numpy as np
 from edge_tl.card import InputSpec
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
-from edge_tl.export.sensitivity import LayerInfo, register_backend
+from edge_tl.export.sensitivity import LayerInfo, median_latency_ms, register_backend
 from edge_tl.runtimes.onnx_rt import KEEP_FLOAT_OPTIMIZERS
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
@@ -138,14 +136,7 @@ class OnnxQuantBackend:
         sess = ort.InferenceSession(content, so, providers=["CPUExecutionProvider"],
                                     disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
         x = np.zeros((1, 3, self.spec.size, self.spec.size), np.float32)
-        for _ in range(5):
-            sess.run(None, {self.input_name: x})
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            sess.run(None, {self.input_name: x})
-            times.append((time.perf_counter() - t) * 1e3)
-        return statistics.median(times)
+        return median_latency_ms(lambda: sess.run(None, {self.input_name: x}), runs)
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -9,8 +9,6 @@ a single op quantised.
 from __future__ import annotations
 
 import re
-import statistics
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,7 +17,7 @@ import numpy as np
 from edge_tl.card import InputSpec, ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
-from edge_tl.export.sensitivity import LayerInfo, register_backend
+from edge_tl.export.sensitivity import LayerInfo, median_latency_ms, register_backend
 
 COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "HARD_SWISH", "LOGISTIC", "MEAN",
                "AVERAGE_POOL_2D", "CONCATENATION", "BATCH_MATMUL", "SUB", "MAX_POOL_2D")
@@ -140,14 +138,7 @@ class TfliteQuantBackend:
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
         rt = self._runtime(content, threads=1)
         x = np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8)
-        for _ in range(5):
-            rt(x)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            rt(x)
-            times.append((time.perf_counter() - t) * 1e3)
-        return statistics.median(times)
+        return median_latency_ms(lambda: rt(x), runs)
 
 
 @register_backend("tflite")
