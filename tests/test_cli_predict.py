@@ -138,7 +138,7 @@ def test_saturated_int8_outputs_warn(images, tmp_path, capsys, key):
 
 
 def test_saturation_threshold():
-    from edge_tl.models.predict import saturation_warning
+    from edge_tl.runtimes.predict import saturation_warning
 
     assert saturation_warning(None) is None
     assert saturation_warning({"saturated_fraction": 0.001}) is None

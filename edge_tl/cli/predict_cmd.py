@@ -1,4 +1,4 @@
-"""``edge-tl predict``: top-k labels for image files. Thin: the work is in ``edge_tl.models.predict``."""
+"""``edge-tl predict``: top-k labels for image files. Thin: the work is in ``edge_tl.runtimes.predict``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import click
 from edge_tl.cli.options import emit_json, json_option, threads_option
 
 if TYPE_CHECKING:
-    from edge_tl.models.predict import Predictor, PredictResult
+    from edge_tl.runtimes import Runtime
+    from edge_tl.runtimes.predict import PredictResult
 
 DEFAULT_BACKBONE = "mobilenet_v2"
 
@@ -40,45 +41,51 @@ def predict(images: tuple[Path, ...], backbone: str | None, model_path: Path | N
       edge-tl predict cat.jpg --model exported/model_int8.tflite --json -
     """
     from edge_tl.errors import ConfigError
-    from edge_tl.models.predict import backbone_predictor, parity_warnings, runtime_predictor
+    from edge_tl.runtimes.predict import parity_warnings
 
     if model_path is not None and backbone is not None:
         raise ConfigError("--model and --backbone exclude each other", "give one of them")
     if model_path is not None and weights != "default":
         raise ConfigError("--weights applies to --backbone only", "a --model file carries its own weights")
     warnings: list[str] = []
-    predictor: Predictor
+    runtime: Runtime
     if model_path is not None:
-        rt_predictor = runtime_predictor(model_path, threads=threads)
-        predictor = rt_predictor
-        warnings.extend(parity_warnings(rt_predictor.rt.card.parity))
+        import warnings as _warnings
+
+        from edge_tl.runtimes import SaturationWarning, load
+
+        with _warnings.catch_warnings():  # the saturation warning is reported by parity_warnings(), once
+            _warnings.simplefilter("ignore", SaturationWarning)
+            runtime = load(model_path, threads=threads)
+        warnings.extend(parity_warnings(runtime.card.parity))
     else:
         from edge_tl.models import get_spec
+        from edge_tl.runtimes.torch_rt import from_backbone
 
         name = backbone or DEFAULT_BACKBONE
         get_spec(name)  # unknown name -> error with the closest match, before any heavy import
-        predictor = backbone_predictor(name, weights=weights, threads=threads)
-    result = _run(list(images), predictor, top, batch_size, warnings, quiet=json_path == "-")
+        runtime = from_backbone(name, weights=weights, threads=threads)
+    result = _run(list(images), runtime, top, batch_size, warnings, quiet=json_path == "-")
     if json_path != "-":
         _print(result)
     emit_json(result.to_json(), json_path)
 
 
-def _run(images: list[Path], predictor: Predictor, top: int, batch_size: int, warnings: list[str],
+def _run(images: list[Path], runtime: Runtime, top: int, batch_size: int, warnings: list[str],
          quiet: bool) -> PredictResult:
     from rich.console import Console
     from rich.progress import Progress
 
-    from edge_tl.models.predict import predict_files
+    from edge_tl.runtimes.predict import predict_files
 
     err = Console(stderr=True)
     for w in warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     if quiet or len(images) <= batch_size:
-        return predict_files(images, predictor, top, batch_size, warnings)
+        return predict_files(images, runtime, top, batch_size, warnings)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("predicting", total=len(images))
-        return predict_files(images, predictor, top, batch_size, warnings,
+        return predict_files(images, runtime, top, batch_size, warnings,
                              on_batch=lambda n: progress.advance(task, n))
 
 

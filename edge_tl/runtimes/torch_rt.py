@@ -64,3 +64,25 @@ def load_torch(path: Path, threads: int | None = None, **_: object) -> TorchRunt
     torch.set_num_threads(n)
     model, card = load_checkpoint(Path(path))
     return TorchRuntime(model.cpu(), card, Path(path), n)
+
+
+def from_backbone(name: str, weights: str = "default", threads: int | None = None) -> TorchRuntime:
+    """A registered backbone with its own pretrained head (ImageNet names for the real backbones) as a Runtime.
+
+    ``weights`` is as in :func:`edge_tl.models.create_model`. The card says format ``pytorch`` and carries the
+    backbone's own preprocessing, so predict, attack and visualise treat it like any loaded model file.
+    """
+    import torch
+
+    from edge_tl.card import library_versions, now_iso
+    from edge_tl.models import create_model, get_spec, imagenet_classes, weights_label
+
+    n = default_threads(threads)
+    torch.set_num_threads(n)
+    spec = get_spec(name)
+    model = create_model(name, weights=weights)
+    classes = imagenet_classes() if model.num_classes == 1000 else [str(i) for i in range(model.num_classes)]
+    card = ModelCard(classes=tuple(classes), input=model.input_spec or spec.input_spec(), backbone=name,
+                     weights=weights_label(spec, getattr(model, "weights_info", None)), format="pytorch",
+                     versions=library_versions("torch", "torchvision"), created=now_iso())
+    return TorchRuntime(model.cpu(), card, Path(name), n)
