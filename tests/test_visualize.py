@@ -38,8 +38,8 @@ def test_tv_penalty_makes_smoother_images_that_still_score(pixel_run_model) -> N
     from edge_tl.attacks.visualize import ideal_image
 
     module, card = pixel_run_model
-    rough = ideal_image(module, 0, 32, VisualizeSettings(steps=40, tv_weight=0.0, seed=1))
-    smooth = ideal_image(module, 0, 32, VisualizeSettings(steps=40, tv_weight=1.0, seed=1))
+    rough = ideal_image(module, 0, 32, VisualizeSettings.preset("pixel", steps=40, tv_weight=0.0, seed=1))
+    smooth = ideal_image(module, 0, 32, VisualizeSettings.preset("pixel", steps=40, tv_weight=1.0, seed=1))
     assert rough.image.shape == (32, 32, 3) and rough.image.dtype == np.uint8
     assert smooth.total_variation < 0.7 * rough.total_variation
     assert rough.probability > 1.0 / card.num_classes  # the ascent raised the class above chance
@@ -91,3 +91,30 @@ def test_visualize_bad_input(tiny_run, tmp_path, capsys, args, message) -> None:
 def test_visualize_needs_a_model_or_backbone(capsys) -> None:
     code, _, err = _cli(["visualize", "--class", "zebra"], capsys)
     assert code == 2 and "exactly one of" in err
+
+
+def test_visualize_judged_by_a_second_model_and_pixel_method(tiny_run, tmp_path, capsys) -> None:
+    classes = json.loads((tiny_run / "card.json").read_text())["classes"]
+    png = tmp_path / "ideal.png"
+    code, out, err = _cli(["visualize", "--model", str(tiny_run), "--class", classes[2], "--steps", "4",
+                           "--param", "pixel", "--judge", str(tiny_run), "--out", str(png), "--json", "-"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["settings"]["param"] == "pixel" and data["settings"]["steps"] == 4 and data["judge"] == tiny_run.name
+    im = data["images"][0]
+    assert im["judged"]["probability"] == pytest.approx(im["probability"])  # the same model, the same image
+    assert 1 <= im["judged"]["rank"] <= len(classes) and im["judged"]["top"] in classes
+    assert "rank" in err and png.exists()  # the table went to stderr with --json -
+
+
+def test_visualize_judge_must_share_the_classes(tiny_run) -> None:
+    from edge_tl.cli.visualize_cmd import _load_judge
+
+    with pytest.raises(ConfigError, match="other classes"):
+        _load_judge(str(tiny_run), ["zebra", "tabby"])
+
+
+def test_visualize_rejects_out_of_range_transforms(tiny_run, tmp_path, capsys) -> None:
+    code, _, err = _cli(["visualize", "--model", str(tiny_run), "--class", "x", "--scale", "0.9",
+                         "--out", str(tmp_path / "x.png")], capsys)
+    assert code == 2 and "--scale" in err

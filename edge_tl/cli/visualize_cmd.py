@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -20,15 +20,27 @@ from edge_tl.cli.options import emit_json, json_option, seed_option, threads_opt
               help="Backbone weights (pretrained, or a state dict file); --backbone only.")
 @click.option("--class", "class_names", required=True, metavar="NAME[,NAME...]",
               help="Class name(s), comma-separated (ImageNet classes may also be given by index).")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Gradient steps.")
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.3, show_default=True,
-              help="Total-variation penalty relative to the class score: higher is smoother (0 = none).")
-@click.option("--l2-weight", type=click.FloatRange(min=0), default=0.05, show_default=True,
-              help="Pull towards grey, relative to the class score.")
-@click.option("--jitter", type=click.IntRange(min=0), default=4, show_default=True,
-              help="Random shift per step, in pixels.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
-              help="Adam learning rate.")
+@click.option("--param", type=click.Choice(["fourier", "pixel"]), default="fourier", show_default=True,
+              help="Image parametrisation: 'fourier' (1/f spectrum, decorrelated colour, random shift/scale/rotate "
+                   "each step: readable images) or 'pixel' (free pixels, the plain gradient-ascent lesson).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Gradient steps.  [default: 128 fourier, 200 pixel]")
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=None,
+              help="Total-variation penalty relative to the class score: higher is smoother (0 = none).  "
+                   "[default: 0.05 fourier, 0.3 pixel]")
+@click.option("--l2-weight", type=click.FloatRange(min=0), default=None,
+              help="Pull towards grey, relative to the class score.  [default: 0 fourier, 0.05 pixel]")
+@click.option("--jitter", type=click.IntRange(min=0), default=None,
+              help="Random shift per step, in pixels.  [default: 8 fourier, 4 pixel]")
+@click.option("--scale", type=click.FloatRange(min=0, max=0.5, max_open=True), default=None,
+              help="Random zoom per step, by a factor in 1 +- SCALE.  [default: 0.1 fourier, 0 pixel]")
+@click.option("--rotate", type=click.FloatRange(min=0, max=90), default=None,
+              help="Random rotation per step, up to DEGREES.  [default: 10 fourier, 0 pixel]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam learning rate.  [default: 0.05]")
+@click.option("--judge", "judge_name", default=None, metavar="BACKBONE|RUN",
+              help="A second model with the same classes that rates each image (probability and rank): a "
+                   "backbone name for ImageNet classes (e.g. efficientnet_lite0), a run folder for a run's.")
 @click.option("--size", type=click.IntRange(min=16, max=1024), default=None,
               help="Image size.  [default: the model's input size]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -36,22 +48,26 @@ from edge_tl.cli.options import emit_json, json_option, seed_option, threads_opt
 @seed_option
 @json_option
 @threads_option()
-def visualize(model_path: Path | None, backbone: str | None, weights: str, class_names: str, steps: int,
-              tv_weight: float, l2_weight: float, jitter: int, lr: float, size: int | None, out: Path | None,
-              seed: int, json_path: str | None, threads: int | None) -> None:
-    """Start from noise and ascend a class logit, with a total-variation penalty, jitter and a small L2 term
-    so the image is smooth; print the probability reached. Several classes make a grid.
+def visualize(model_path: Path | None, backbone: str | None, weights: str, class_names: str, param: str,
+              steps: int | None, tv_weight: float | None, l2_weight: float | None, jitter: int | None,
+              scale: float | None, rotate: float | None, lr: float | None, judge_name: str | None,
+              size: int | None, out: Path | None, seed: int, json_path: str | None, threads: int | None) -> None:
+    """Start from noise and ascend a class logit until the image shows the class: by default through a Fourier,
+    colour-decorrelated parametrisation seen through random shifts, zooms and rotations, with a total-variation
+    penalty (--param pixel: the plain pixel method). Print the probability reached, and with --judge what a
+    second model makes of the image. Several classes make a grid.
 
     \b
     Examples:
-      edge-tl visualize --backbone mobilenet_v2 --class zebra,tabby --size 128
-      edge-tl visualize --model runs/latest --class cat
+      edge-tl visualize --backbone mobilenet_v2 --class zebra,tabby --judge efficientnet_lite0
+      edge-tl visualize --model runs/latest --class cat,dog
+      edge-tl visualize --backbone mobilenet_v2 --class zebra --param pixel --size 128
     """
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from edge_tl.attacks.visualize import VisualizeSettings, ideal_image, resolve_classes, save_grid
+    from edge_tl.attacks.visualize import VisualizeSettings, ideal_image, judge, resolve_classes, save_grid
     from edge_tl.errors import ConfigError
 
     if (model_path is None) == (backbone is None):
@@ -62,52 +78,71 @@ def visualize(model_path: Path | None, backbone: str | None, weights: str, class
     names = [n.strip() for n in class_names.split(",") if n.strip()]
     if not names:
         raise ConfigError("--class is empty", "give one or more class names, comma-separated")
-    settings = VisualizeSettings(steps=steps, lr=lr, tv_weight=tv_weight, l2_weight=l2_weight, jitter=jitter,
-                                 seed=seed)
-    module, classes, default_size, label, default_out = _load(model_path, backbone, weights, threads)
-    indices = resolve_classes(names, classes)
-    size = size or default_size
-    out = out or default_out
+    settings = VisualizeSettings.preset(param, steps=steps, lr=lr, tv_weight=tv_weight, l2_weight=l2_weight,
+                                        jitter=jitter, scale=scale, rotate=rotate, seed=seed)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    loaded = _load(model_path, backbone, weights)
+    indices = resolve_classes(names, loaded.classes)
+    judged_by = _load_judge(judge_name, loaded.classes) if judge_name else None
+    size = size or loaded.size
+    out = out or loaded.out
     err = Console(stderr=True)
     images = []
     with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("optimising", total=len(indices))
+        task = progress.add_task("optimising", total=len(indices) * settings.steps)
         for i in indices:
-            progress.update(task, description=f"ideal '{classes[i]}'")
-            images.append(ideal_image(module, i, size, settings, name=classes[i]))
-            progress.advance(task)
-    save_grid(images, out, title=f"{label}: ideal class images ({steps} steps, TV {tv_weight:g})")
+            progress.update(task, description=f"ideal '{loaded.classes[i]}'")
+            im = ideal_image(loaded.module, i, size, settings, name=loaded.classes[i],
+                             progress=lambda step, total: progress.advance(task))
+            if judged_by is not None:
+                im = judge(im, judged_by.module, judged_by.classes, judged_by.label, judged_by.size)
+            images.append(im)
+    save_grid(images, out, title=f"{loaded.label}: ideal class images ({settings.param}, {settings.steps} steps)")
     console = Console(stderr=json_path == "-")
-    table = Table(title=f"ideal class images of {label} at {size} px")
-    for col in ("class", "index", "probability", "logit", "total variation"):
-        table.add_column(col, justify="left" if col == "class" else "right")
+    caption = f"judge: {judged_by.label}; rank 1 = its top class" if judged_by is not None else None
+    table = Table(title=f"ideal class images of {loaded.label} at {size} px ({settings.param})", caption=caption)
+    cols = ["class", "index", "p", "TV", "seconds"]
+    if judged_by is not None:
+        cols[3:3] = ["judge p", "rank", "judge's top class"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("class", "judge's top class") else "right")
     for im in images:
-        table.add_row(im.name, str(im.index), f"{im.probability:.4f}", f"{im.logit:.2f}",
-                      f"{im.total_variation:.4f}")
+        row = [im.name, str(im.index), f"{im.probability:.4f}", f"{im.total_variation:.4f}", f"{im.seconds:.1f}"]
+        if im.judged is not None:
+            row[3:3] = [f"{im.judged.probability:.4f}", str(im.judged.rank), im.judged.top]
+        table.add_row(*row)
     console.print(table)
     console.print(f"wrote {out}", highlight=False)
-    emit_json({"model": label, "size": size, "out": str(out), "settings": settings.__dict__,
+    emit_json({"model": loaded.label, "size": size, "out": str(out), "settings": settings.__dict__,
+               "judge": judged_by.label if judged_by else None,
                "images": [im.to_json() for im in images]}, json_path)
 
 
-def _load(model_path: Path | None, backbone: str | None, weights: str,
-          threads: int | None) -> tuple[Any, list[str], int, str, Path]:
-    """(pixel-space module, class names, default size, label, default output path)."""
-    import torch
+class _Loaded(NamedTuple):
+    """A pixel-space module with its class names, input size, label and default output path."""
 
+    module: Any
+    classes: list[str]
+    size: int
+    label: str
+    out: Path
+
+
+def _load(model_path: Path | None, backbone: str | None, weights: str) -> _Loaded:
+    """The model to visualise: a run's checkpoint, or a bare backbone with its ImageNet head."""
     from edge_tl.attacks.pixels import pixel_model
     from edge_tl.errors import ConfigError
 
-    if threads:
-        torch.set_num_threads(threads)
     if model_path is not None:
         from edge_tl.models.checkpoint import load_checkpoint
 
         ckpt = model_path / "model.pt" if model_path.is_dir() else model_path
         model, card = load_checkpoint(ckpt)
-        module = pixel_model(model, card.input.mean, card.input.std)
-        out = ckpt.parent / "ideal.png"
-        label, classes, size = ckpt.parent.name, list(card.classes), card.input.size
+        loaded = _Loaded(pixel_model(model, card.input.mean, card.input.std), list(card.classes), card.input.size,
+                         ckpt.parent.name, ckpt.parent / "ideal.png")
     else:
         from edge_tl.models import create_model, get_spec, imagenet_classes
 
@@ -115,9 +150,22 @@ def _load(model_path: Path | None, backbone: str | None, weights: str,
         model = create_model(backbone, weights=weights)
         if model.num_classes != 1000:
             raise ConfigError(f"{backbone} has no ImageNet head", "use --model with a trained run")
-        module = pixel_model(model, spec.mean, spec.std)
-        out = Path(f"ideal_{backbone}.png")
-        label, classes, size = backbone, imagenet_classes(), spec.input_size
-    for p in module.parameters():
+        loaded = _Loaded(pixel_model(model, spec.mean, spec.std), imagenet_classes(), spec.input_size, backbone,
+                         Path(f"ideal_{backbone}.png"))
+    for p in loaded.module.parameters():
         p.requires_grad_(False)
-    return module, classes, size, label, out
+    return loaded
+
+
+def _load_judge(name: str, classes: list[str]) -> _Loaded:
+    """The second model: a run folder / checkpoint if ``name`` is a path, else a pretrained backbone; its classes
+    must be the visualised model's, in the same order."""
+    from edge_tl.errors import ConfigError
+
+    path = Path(name)
+    judged = _load(path, None, "default") if path.exists() else _load(None, name, "default")
+    if judged.classes != classes:
+        raise ConfigError(f"--judge {name} has other classes than the visualised model",
+                          "judge ImageNet classes with a backbone (e.g. efficientnet_lite0), a run's with a run "
+                          "trained on the same classes")
+    return judged
