@@ -1,153 +1,140 @@
-"""Attack benchmark: white-box PGD speed on the surrogate and black-box query throughput on ONNX Runtime and
-LiteRT, batched (every still-robust image in one call) against one query per call.
+"""Attack benchmark: the ``edge-tl attack`` command's wall time and peak RSS, and black-box queries/s against
+the runtime's own batch throughput on the same file.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_attacks.py                      # PGD-10, 100 images, 224 px, mobilenet_v2
-    .venv/bin/python benchmarks/bench_attacks.py --images 20 --bb-images 8 --queries 20   # quick
+    .venv/bin/python benchmarks/bench_attacks.py --model exported/model.onnx          # the command at its defaults
+    .venv/bin/python benchmarks/bench_attacks.py --model exported/model.onnx --skip-command --images 8 --queries 200
+    .venv/bin/python benchmarks/bench_attacks.py --model exported/model.onnx -- --n 20 --queries 300   # other flags
 
-Model: ImageNet-pretrained ``mobilenet_v2`` (its 1000-class head; the "labels" are its own clean predictions,
-so every image is attacked). Images: ``../shared/data/catsdogs`` when present (said so), else uniform noise.
-Black-box: the Square attack (eps 4/255) through an ONNX Runtime session and a LiteRT interpreter of the same
-network (fp32), with the normalisation in front exactly as edge-tl's runtimes do it. Queries/s counts every
-image sent to the model. The machine is shared by several developers: absolute times are noisy; compare the
-ratios measured in one run.
+1. ``edge-tl attack --model M [flags after --]`` in a subprocess: wall time, peak RSS (``ru_maxrss`` of the
+   child), and the result's rows (robust accuracy per attack and eps, worst case included).
+2. In process, through the same :class:`~edge_tl.runtimes.base.Runtime` the command uses: its batch-32
+   throughput (images/s over repeated calls, as ``edge-tl bench`` measures a batch), then HopSkipJump and Square
+   on ``--images`` images of the model's test split with ``--queries`` each; queries/s counts every row sent to
+   the runtime, and the ratio to the batch throughput is the share of attack time spent in the runtime.
+
+The images are the model card's test split (the run folder the card names); the machine is often shared: say
+so next to any number, and compare ratios measured in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "catsdogs"
+
+def run_command(model: Path, extra: list[str], threads: int, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "edge_tl.cli.main", "attack", "--model", str(model), "--out", str(out / "attack"),
+           "--threads", str(threads), "--json", str(out / "attack.json"), *extra]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if proc.returncode != 0:
+        raise SystemExit(f"attack failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    return {"cmd": " ".join(cmd[2:]), "wall_s": wall, "peak_rss_mb": rss_mb,
+            "report": json.loads((out / "attack.json").read_text()), "log": proc.stderr}
 
 
-def load_images(n: int, spec) -> tuple[np.ndarray, str]:
-    from edge_tl.data.preprocess import load_batch
-
-    if SHARED.is_dir():
-        files = sorted(p for p in SHARED.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        pick = np.random.default_rng(0).permutation(len(files))[:n]
-        return load_batch([files[i] for i in pick], spec), f"{len(pick)} photos from {SHARED} (../shared data)"
-    return (np.random.default_rng(0).integers(0, 256, (n, spec.size, spec.size, 3), dtype=np.uint8),
-            f"{n} uniform-noise images (../shared data not found)")
+def throughput(rt, x: np.ndarray, seconds: float = 10.0) -> float:
+    rt(x)
+    t, k = time.perf_counter(), 0
+    while time.perf_counter() - t < seconds or k < 3:
+        rt(x)
+        k += 1
+    return len(x) * k / (time.perf_counter() - t)
 
 
-def onnx_predict(model, spec, threads: int, work: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
-    import torch
+def attack_rate(name: str, rt, x: np.ndarray, y: np.ndarray, queries: int, batch: int) -> dict:
+    from edge_tl.attacks.registry import AttackSettings, get_attack
 
-    from edge_tl.data.preprocess import normalize
-
-    path = work / "mobilenet_v2.onnx"
-    torch.onnx.export(model.eval(), (torch.zeros(1, 3, spec.size, spec.size),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "n"}}, dynamo=False)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return lambda px: sess.run(None, {"input": normalize(px, spec, "NCHW")})[0]
-
-
-def tflite_predict(model, spec, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edge_tl.data.preprocess import normalize
-    from edge_tl.export.tflite_export import convert_float
-
-    interp = Interpreter(model_content=convert_float(model, spec.size), num_threads=threads)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    shape: list[int] = []
-
-    def predict(px: np.ndarray) -> np.ndarray:
-        x = normalize(px, spec, "NHWC")
-        if list(x.shape) != shape:
-            interp.resize_tensor_input(inp["index"], list(x.shape))
-            interp.allocate_tensors()
-            shape[:] = list(x.shape)
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        return interp.get_tensor(out["index"]).copy()
-
-    return predict
-
-
-def queries_per_s(predict, x: np.ndarray, y: np.ndarray, queries: int, batch: int) -> tuple[float, int]:
-    from edge_tl.attacks.blackbox import square
-    from edge_tl.attacks.registry import AttackSettings
-
-    calls = []
+    rows: list[int] = []
 
     def counted(px: np.ndarray) -> np.ndarray:
-        calls.append(len(px))
-        return predict(px)
+        rows.append(len(px))
+        return rt(px)
 
+    pred = rt(x).argmax(1)
+    keep = pred == y
+    seeds = None
+    if name == "hopskipjump":  # as the command does: start each image from an image classified otherwise
+        pool = [np.flatnonzero(pred != y[i]) for i in np.flatnonzero(keep)]
+        seeds = None if any(p.size == 0 for p in pool) else np.stack([x[p[0]] for p in pool])
+    x, y = x[keep], y[keep]
+    settings = AttackSettings(queries=queries, batch_size=batch)
     t = time.perf_counter()
-    square(counted, x, y, 4 / 255, AttackSettings(queries=queries, batch_size=batch))
-    return sum(calls) / (time.perf_counter() - t), len(calls)
+    kw = {"init_images": seeds} if name == "hopskipjump" else {}
+    eps = None if name == "hopskipjump" else 4 / 255
+    crafted = get_attack(name).run(counted, x, y, eps, settings, None, **kw)
+    dt = time.perf_counter() - t
+    assert int(crafted.queries.sum()) == sum(rows)
+    return {"attack": name, "images": len(x), "queries": int(sum(rows)), "calls": len(rows), "seconds": dt,
+            "queries_per_s": sum(rows) / dt}
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=100, help="images for PGD")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--bb-images", type=int, default=16, help="images for the black-box throughput")
-    ap.add_argument("--queries", type=int, default=50, help="Square iterations (queries per image)")
+    ap.add_argument("--model", type=Path, required=True, help="an exported .onnx / .tflite (or a run folder)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip-tflite", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--images", type=int, default=8, help="images for the queries/s measurement")
+    ap.add_argument("--queries", type=int, default=300, help="query budget per image for queries/s")
+    ap.add_argument("--skip-command", action="store_true", help="only the in-process queries/s part")
+    ap.add_argument("--out", type=Path, default=None, help="folder for the command's outputs [default: a temp dir]")
+    args = ap.parse_args(argv)
 
-    import torch
     from rich.console import Console
     from rich.table import Table
 
-    from edge_tl.attacks.pixels import pixel_model, torch_predict
-    from edge_tl.attacks.registry import AttackSettings, get_attack
-    from edge_tl.models import create_model, get_spec
+    from edge_tl.attacks import inputs
+    from edge_tl.runtimes import load
 
-    torch.set_num_threads(args.threads)
-    spec = get_spec("mobilenet_v2").input_spec(args.size)
-    net = create_model("mobilenet_v2")
-    model = pixel_model(net, spec.mean, spec.std)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    x, source = load_images(args.images, spec)
     console = Console()
-    console.print(f"images: {source}; {args.threads} threads; machine shared, times are noisy")
-    y = torch_predict(model, 32)(x).argmax(1)
+    tmp = tempfile.TemporaryDirectory()
+    out = args.out or Path(tmp.name)
+    out.mkdir(parents=True, exist_ok=True)
+    console.print(f"model {args.model}; {args.threads} threads; machine load {Path('/proc/loadavg').read_text()[:14]}"
+                  "(a shared machine: times are noisy)")
+    if not args.skip_command:
+        res = run_command(args.model, extra, args.threads, out)
+        rep = res["report"]
+        console.print(f"[bold]edge-tl {res['cmd']}[/]: {res['wall_s']:.0f} s wall, peak RSS {res['peak_rss_mb']:.0f} MB,"
+                      f" {rep['n_images']} images, attacks {', '.join(rep['config']['attacks'])}, "
+                      f"eps {[round(e * 255, 2) for e in rep['config']['eps']]}/255, {rep['config']['queries']} queries")
+        table = Table(title="robust accuracy %")
+        for col in ("model", "attack", "eps", "robust%", "success%", "median queries", "queries/s"):
+            table.add_column(col)
+        for r in rep["results"]:
+            table.add_row(r["model"], r["attack"], f"{r['eps'] * 255:g}", f"{100 * r['robust_accuracy']:.1f}",
+                          f"{100 * r['success_rate']:.1f}", "-" if r["median_queries"] is None else
+                          f"{r['median_queries']:.0f}", "-" if r.get("queries_per_s") is None else
+                          f"{r['queries_per_s']:.1f}")
+        console.print(table)
 
-    rows = []
-    t = time.perf_counter()
-    crafted = get_attack("pgd").run(model, x, y, 4 / 255, AttackSettings(steps=args.steps, batch_size=32))
-    dt = time.perf_counter() - t
-    fooled = float((torch_predict(model, 32)(crafted.adv).argmax(1) != y).mean())
-    rows.append((f"PGD-{args.steps} on PyTorch (eps 4/255)", f"{len(x)} images, {args.size} px", f"{dt:.1f} s",
-                 f"{len(x) / dt:.2f} images/s, {1000 * dt / (len(x) * args.steps):.0f} ms per image-step; "
-                 f"{100 * fooled:.0f} % fooled"))
-
-    xb, yb = x[: args.bb_images], y[: args.bb_images]
-    with tempfile.TemporaryDirectory() as tmp:
-        runtimes = [("ONNX Runtime fp32", onnx_predict(net, spec, args.threads, Path(tmp)))]
-        if not args.skip_tflite:
-            runtimes.append(("LiteRT fp32", tflite_predict(net, spec, args.threads)))
-        for name, predict in runtimes:
-            for label, batch in (("batched", len(xb)), ("one per call", 1)):
-                qps, calls = queries_per_s(predict, xb, yb, args.queries, batch)
-                rows.append((f"Square on {name}, {label}", f"{len(xb)} images x <= {args.queries} queries",
-                             f"{calls} calls", f"{qps:.1f} queries/s"))
-
-    table = Table(title="edge-tl attack benchmark (mobilenet_v2)")
-    for col in ("measurement", "work", "time / calls", "throughput"):
+    rt = load(args.model, threads=args.threads)
+    data = inputs.load_data(rt.card, Path(rt.path), None, args.images, 0)
+    x32 = np.concatenate([data.images] * (32 // len(data.images) + 1))[:32]
+    tp = throughput(rt, x32)
+    table = Table(title=f"black-box queries/s on {rt.name} vs its batch-32 throughput ({tp:.1f} images/s)")
+    for col in ("attack", "images", "queries", "calls", "seconds", "queries/s", "% of batch-32 throughput"):
         table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
+    for name in ("hopskipjump", "square"):
+        r = attack_rate(name, rt, data.images, data.labels, args.queries, 32)
+        table.add_row(name, str(r["images"]), str(r["queries"]), str(r["calls"]), f"{r['seconds']:.1f}",
+                      f"{r['queries_per_s']:.1f}", f"{100 * r['queries_per_s'] / tp:.0f}")
     console.print(table)
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

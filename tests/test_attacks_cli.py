@@ -66,8 +66,8 @@ def test_attack_onnx_end_to_end(run_and_onnx, tmp_path, capsys) -> None:
     models = {r["model"] for r in data["results"]}
     assert models == {"model.onnx", "model.pt (surrogate)"}
     assert {r["attack"] for r in data["results"] if r["model"] == "model.onnx"} == {
-        "fgsm", "pgd", "square", "hopskipjump"}
-    assert {r["attack"] for r in data["results"] if "surrogate" in r["model"]} == {"fgsm", "pgd"}
+        "fgsm", "pgd", "square", "hopskipjump", "worst-case"}
+    assert {r["attack"] for r in data["results"] if "surrogate" in r["model"]} == {"fgsm", "pgd", "worst-case"}
     for r in data["results"]:
         assert r["max_linf"] is None or r["max_linf"] <= r["eps"] + 1e-9
         assert 0.0 <= r["robust_accuracy"] <= r["clean_accuracy"] <= 1.0
@@ -86,7 +86,7 @@ def test_no_surrogate_runs_blackbox_only(run_and_onnx, tmp_path, capsys) -> None
     assert code == 0, err
     assert "no surrogate" in err and "--surrogate" in err
     data = json.loads(out)
-    assert {r["attack"] for r in data["results"]} == {"square"}
+    assert {r["attack"] for r in data["results"]} == {"square", "worst-case"}
 
 
 def test_targeted_mode_reports_the_target(run_and_onnx, tmp_path, capsys) -> None:
@@ -135,3 +135,109 @@ def test_data_folder_instead_of_the_test_split(run_and_onnx, sample_dir, tmp_pat
         shutil.copy(next((sample_dir).rglob("*.jpg")), odd / name / "a.jpg")
     code, _, err = _cli(["attack", "--model", str(onnx), "--data", str(odd), "--out", str(tmp_path / "e")], capsys)
     assert code == 2 and "classes the model does not know" in err
+
+
+def _classes(run: Path) -> list[str]:
+    return json.loads((run / "card.json").read_text())["classes"]
+
+
+def test_source_class_attacks_only_that_class(run_and_onnx, tmp_path, capsys) -> None:
+    run, onnx = run_and_onnx
+    src, tgt = _classes(run)[:2]
+    out_dir = tmp_path / "s"
+    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "pgd", "--eps", "16/255,32/255",
+                           "--n", "1000", "--source-class", src, "--target-class", tgt, "--out", str(out_dir),
+                           "--json", "-"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    items = json.loads((run / "split.json").read_text())["items"]
+    n_src = sum(1 for it in items if it["split"] == "test" and it["label"] == 0)
+    assert data["config"]["source_class"] == src and f"class '{src}'" in data["config"]["data"]
+    assert 0 < data["n_images"] == n_src  # every test image of the source class, and no other
+    rows = [r for r in data["results"] if r["model"] == "model.onnx"]
+    assert rows and all(r["source_class"] == src and r["target_class"] == tgt for r in rows)
+    top = max((r for r in rows if r["attack"] == "pgd"), key=lambda r: r["eps"])
+    assert top["n_attacked"] == round(top["clean_accuracy"] * data["n_images"])  # every correct source image
+    if top["success_rate"] > 0:
+        assert top["median_confidence"] > 0.5 and 0 < top["median_linf"] <= top["eps"] + 1e-9
+    assert (out_dir / "examples.png").is_file()
+
+
+def test_interrupted_run_keeps_finished_cells_and_resume_completes_it(run_and_onnx, tmp_path, capsys,
+                                                                        monkeypatch) -> None:
+    from edge_tl.attacks import engine
+
+    _, onnx = run_and_onnx
+    args = ["attack", "--model", str(onnx), "--attacks", "fgsm,square", "--eps", "4/255,16/255", "--n", "6",
+            "--queries", "15", "--steps", "2"]
+    code, _, err = _cli([*args, "--out", str(tmp_path / "full"), "--json", str(tmp_path / "full.json")], capsys)
+    assert code == 0, err
+    full = json.loads((tmp_path / "full.json").read_text())
+
+    real = engine._State.blackbox
+    calls = []
+
+    def stop_in_square(self, spec, t):  # Ctrl-C while the black-box attack runs, after the white-box cells
+        calls.append(spec.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine._State, "blackbox", stop_in_square)
+    part = tmp_path / "part"
+    code, _, err = _cli([*args, "--out", str(part)], capsys)
+    assert code == 130 and "--resume" in err and "Traceback" not in err
+    assert not (part / "attack.json").exists()
+    kept = sorted(p.name for p in (part / "cells").glob("*.npz"))
+    assert len(kept) == 4  # fgsm at two eps, judged on the artefact and on the surrogate
+
+    monkeypatch.setattr(engine._State, "blackbox", real)
+    code, _, err = _cli([*args, "--out", str(part), "--resume", "--json", str(tmp_path / "resumed.json")], capsys)
+    assert code == 0, err
+    assert "(resumed)" in err  # log lines (stderr is not a terminal here), resumed cells named
+    assert json.loads((tmp_path / "resumed.json").read_text()) == full
+
+    code, _, err = _cli([*args[:-4], "--queries", "16", "--out", str(part), "--resume"], capsys)
+    assert code == 2 and "other inputs" in err
+
+
+def test_worst_case_rows_in_json_and_never_above_any_attack(run_and_onnx, tmp_path, capsys) -> None:
+    _, onnx = run_and_onnx
+    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "fgsm,square,hopskipjump", "--eps",
+                           "8/255,32/255", "--n", "8", "--queries", "20", "--out", str(tmp_path / "w"), "--json",
+                           "-"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)["results"]
+    worst = [r for r in rows if r["attack"] == "worst-case" and r["model"] == "model.onnx"]
+    assert len(worst) == 2
+    for w in worst:
+        same = [r for r in rows if r["model"] == w["model"] and r["eps"] == w["eps"] and r["attack"] != "worst-case"]
+        assert len(same) == 3 and all(w["robust_accuracy"] <= r["robust_accuracy"] for r in same)
+
+
+def test_l2_threat_model(run_and_onnx, tmp_path, capsys) -> None:
+    _, onnx = run_and_onnx
+    code, out, err = _cli(["attack", "--model", str(onnx), "--norm", "l2", "--attacks", "fgsm,pgd,square",
+                           "--eps", "0.5,2", "--n", "1000", "--queries", "10", "--steps", "2",
+                           "--out", str(tmp_path / "l2"), "--json", "-"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["config"]["norm"] == "l2" and any("fgsm has no l2 variant" in n for n in data["notes"])
+    assert {r["attack"] for r in data["results"]} == {"pgd", "square", "worst-case"}
+    assert any(r["n_attacked"] > 0 for r in data["results"])
+    for r in data["results"]:
+        assert r["norm"] == "l2"
+        assert r["mean_l2"] is None or r["mean_l2"] <= r["eps"] + 1e-6
+
+
+def test_bad_files_in_data_are_skipped_and_listed(run_and_onnx, sample_dir, tmp_path, capsys) -> None:
+    _, onnx = run_and_onnx
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    first = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    (first / "empty.jpg").write_bytes(b"")
+    (first / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code, out, err = _cli(["attack", "--model", str(onnx), "--data", str(data), "--attacks", "square",
+                           "--eps", "8/255", "--n", "1000", "--queries", "3", "--out", str(tmp_path / "b"),
+                           "--json", "-"], capsys)
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert any("skipped 2 bad file(s)" in n and "empty.jpg" in n and "broken.jpg" in n for n in notes)

@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from edge_tl.attacks.blackbox import hopskipjump, margin, square  # noqa: E402
+from edge_tl.attacks.blackbox import art_hopskipjump, margin, square  # noqa: E402
 from edge_tl.attacks.engine import Target, run_attacks  # noqa: E402
+from edge_tl.attacks.hsj import batched_hopskipjump  # noqa: E402
 from edge_tl.attacks.pixels import eps_levels, perturbation_norms, pixel_model, quantize_adversarial, torch_predict  # noqa: E402
 from edge_tl.attacks.registry import AttackSettings, get_attack, list_attacks  # noqa: E402
 from edge_tl.errors import ConfigError, UnknownNameError  # noqa: E402
@@ -137,7 +138,7 @@ def test_robust_accuracy_falls_as_eps_grows_and_pgd_beats_fgsm(trained, test_set
     for r in report.results:
         assert r.max_linf <= r.eps + 1e-9  # judged on the 8-bit image, never above eps
         assert r.mean_linf is None or r.mean_linf <= r.eps + 1e-9
-        assert r.median_queries is None and r.kind == "whitebox"
+        assert r.median_queries is None and r.kind in ("whitebox", "worst-case")
     # the surrogate is reported too (here it is the same network, so the numbers agree)
     assert [r.robust_accuracy for r in report.select("surrogate", "pgd")] == \
         [r.robust_accuracy for r in report.select("model", "pgd")]
@@ -182,12 +183,25 @@ def test_square_matches_torchattacks_square(trained, test_set) -> None:
     assert (ours.queries[~fooled] == budget).all()  # unfinished images spent the whole budget
 
 
-def test_hopskipjump_respects_the_budget_and_finds_adversarials(trained, test_set) -> None:
+def _counting(predict):
+    rows: list[int] = []
+
+    def counted(images: np.ndarray) -> np.ndarray:
+        rows.append(len(images))
+        return predict(images)
+
+    return counted, rows
+
+
+def test_hopskipjump_respects_the_budget_and_counts_every_row(trained, test_set) -> None:
     x, y = test_set
     seeds = x[(np.arange(len(x)) + 8) % len(x)]  # an image of another class for each
-    out = hopskipjump(torch_predict(trained), x[::4], y[::4], None, AttackSettings(queries=300),
-                      init_images=seeds[::4])
+    predict, rows = _counting(torch_predict(trained))
+    out = get_attack("hopskipjump").run(predict, x[::4], y[::4], None, AttackSettings(queries=300, batch_size=16),
+                                        init_images=seeds[::4])
     assert out.queries.max() <= 300
+    assert int(out.queries.sum()) == sum(rows)  # per-image counts are exactly the rows sent to the model
+    assert max(rows) == 16  # queries of several images share a call
     pred = torch_predict(trained)(out.adv).argmax(1)
     assert (pred != y[::4]).all()  # starting from another class, every image ends adversarial
     linf = perturbation_norms(x[::4], out.adv)[0]
@@ -195,11 +209,47 @@ def test_hopskipjump_respects_the_budget_and_finds_adversarials(trained, test_se
     assert (linf < start).mean() >= 0.5  # and the search moved most of them closer
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_hopskipjump_stops_an_image_once_it_is_within_the_smallest_eps(trained, test_set, norm) -> None:
+    x, y = test_set
+    seeds = x[(np.arange(len(x)) + 8) % len(x)]
+    far = 1.0 if norm == "linf" else 60.0  # every start is already this close: nothing left to search
+    out, dist = batched_hopskipjump(torch_predict(trained), x[::4], y[::4], AttackSettings(queries=300, norm=norm),
+                                    init_images=seeds[::4], norm=norm, stop_at=far)
+    assert (dist <= far).all()
+    assert out.queries.max() <= 40  # the seed check and one binary search, not the whole budget
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_batched_hopskipjump_matches_art_within_the_same_budget(trained, test_set) -> None:
+    pytest.importorskip("art")
+    x, y = test_set
+    x, y = x[::2], y[::2]
+    seeds = x[(np.arange(len(x)) + 4) % len(x)]
+    budget = 250
+    settings = AttackSettings(queries=budget)
+    predict = torch_predict(trained)
+    ours, rows = _counting(predict)
+    mine = get_attack("hopskipjump").run(ours, x, y, None, settings, init_images=seeds)
+    ref = art_hopskipjump(predict, x, y, None, settings, init_images=seeds)  # queries rounded to 8 bits
+    assert mine.queries.max() <= budget and ref.queries.max() <= budget
+    assert int(mine.queries.sum()) == sum(rows)
+
+    def rates(adv: np.ndarray) -> np.ndarray:
+        fooled = predict(adv).argmax(1) != y
+        linf = perturbation_norms(x, adv)[0]
+        return np.array([(fooled & (linf <= k / 255 + 1e-9)).mean() for k in (16, 24, 32, 48)])
+
+    ours_r, art_r = rates(mine.adv), rates(ref.adv)
+    assert art_r.max() > 0
+    assert (ours_r >= art_r - 1 / len(x)).all() and ours_r.sum() >= art_r.sum(), (ours_r, art_r)
+
+
 def test_no_surrogate_skips_whitebox_with_a_note(trained, test_set) -> None:
     x, y = test_set
     report = run_attacks([Target("model", torch_predict(trained))], x[:6], y[:6], CLASSES, ["fgsm", "square"],
                          [8 / 255], AttackSettings(queries=20)).report
-    assert {r.attack for r in report.results} == {"square"}
+    assert {r.attack for r in report.results} == {"square", "worst-case"}
     assert any("white-box" in n and "fgsm" in n for n in report.notes)
 
 
@@ -290,8 +340,42 @@ def test_progress_reports_every_planned_step(trained, test_set) -> None:
     from edge_tl.attacks.engine import plan_steps
 
     x, y = test_set
-    seen: list[str] = []
+    seen = []
     run_attacks([Target("a", torch_predict(trained)), Target("b", torch_predict(trained))], x[:6], y[:6], CLASSES,
                 ["fgsm", "square", "hopskipjump"], [4 / 255, 8 / 255], AttackSettings(queries=5),
                 surrogate=trained, progress=seen.append)
-    assert len(seen) == plan_steps(2, ["fgsm", "square", "hopskipjump"], [4 / 255, 8 / 255], True) == 3 + 2 + 4 + 2
+    finished = [t for t in seen if t.finished]
+    assert len(finished) == plan_steps(2, ["fgsm", "square", "hopskipjump"], [4 / 255, 8 / 255], True) == 3 + 2 + 4 + 2
+    assert all(0.0 <= t.fraction <= 1.0 and t.images_done <= t.n_images for t in seen)
+
+
+def test_worst_case_is_never_above_any_single_attack(trained, test_set) -> None:
+    x, y = test_set
+    report = run_attacks([Target("model", torch_predict(trained))], x, y, CLASSES, ["fgsm", "pgd", "square"],
+                         [4 / 255, 16 / 255], AttackSettings(steps=3, queries=30), surrogate=trained,
+                         report_surrogate=False).report
+    worst = report.worst_case("model")
+    assert [w.eps for w in worst] == [4 / 255, 16 / 255]
+    for w in worst:
+        singles = [r for r in report.results if r.eps == w.eps and r.attack != "worst-case"]
+        assert len(singles) == 3
+        assert all(w.robust_accuracy <= r.robust_accuracy for r in singles)
+        assert w.success_rate >= max(r.success_rate for r in singles)
+    assert worst[-1].robust_accuracy < min(r.robust_accuracy for r in report.select("model", "square")) + 1e-9
+
+
+def test_cells_resume_gives_the_same_report(trained, test_set, tmp_path) -> None:
+    from edge_tl.attacks.cells import CellStore, fingerprint
+
+    x, y = test_set
+    args = ([Target("model", torch_predict(trained))], x[:9], y[:9], CLASSES, ["fgsm", "square"], [8 / 255])
+    settings = AttackSettings(queries=20)
+    fp = fingerprint(x[:9], y[:9], settings=repr(settings))
+    full = run_attacks(*args, settings, surrogate=trained, store=CellStore(tmp_path / "c", fp, False)).report
+    seen = []
+    again = run_attacks(*args, settings, surrogate=trained, store=CellStore(tmp_path / "c", fp, True),
+                        progress=seen.append).report
+    assert again.to_json() == full.to_json()
+    assert all(t.resumed for t in seen if t.finished and "clean" not in t.unit)
+    with pytest.raises(ConfigError, match="other inputs"):
+        CellStore(tmp_path / "c", fingerprint(x[:8], y[:8], settings=repr(settings)), True)

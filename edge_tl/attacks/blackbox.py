@@ -1,13 +1,15 @@
 """Black-box attacks straight at an artefact: they only call its predict function (pixels -> logits), so they
 work on ONNX Runtime, LiteRT, int8 or float, exactly as shipped.
 
-* ``square``: the score-based Square attack (Andriushchenko et al. 2020, L-inf). Our own implementation because
+* ``square``: the score-based Square attack (Andriushchenko et al. 2020). Our own implementation because
   none of the libraries fits a deployed artefact: torchattacks' needs a torch model, and ART's does not report
   per-image queries. It works on the 8-bit grid (every query is a real uint8 image), batches every still-robust
   image into one model call per iteration and counts queries per image. Tested against torchattacks' Square.
-* ``hopskipjump``: the decision-based HopSkipJump (Chen et al. 2020) from ART, through a
-  ``BlackBoxClassifier`` whose predict function quantises each query to uint8, counts queries, stops at the budget
-  and remembers the closest adversarial it has seen.
+  The L2 variant is a Square-style random search: square windows of random sign per channel, the whole change
+  rescaled onto the L2 sphere of radius eps, kept when the margin drops.
+* ``hopskipjump`` lives in :mod:`~edge_tl.attacks.hsj` (own, batched across images). :func:`art_hopskipjump`
+  runs ART's, one image at a time, as the reference it is tested against: a ``BlackBoxClassifier`` whose predict
+  function counts queries, stops at the budget and remembers the closest adversarial it has seen.
 """
 
 from __future__ import annotations
@@ -44,24 +46,31 @@ def p_selection(p_init: float, it: int, n_iters: int) -> float:
     return p_init / 512
 
 
-@register_attack("square", "blackbox", description="Square attack (L-inf, score-based), own batched implementation.")
+@register_attack("square", "blackbox", norms=("linf", "l2"),
+                 description="Square attack (score-based), own batched implementation.")
 def square(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float, settings: AttackSettings,
-           target: np.ndarray | None = None, p_init: float = 0.05) -> Crafted:
+           target: np.ndarray | None = None, p_init: float = 0.05,
+           progress: Callable[[int, float], None] | None = None) -> Crafted:
     """Square attack on uint8 images ``x`` with at most ``settings.queries`` queries per image.
 
-    Perturbations are whole grey levels (``floor(eps * 255)`` of them), so what is queried is what is judged.
+    L-inf perturbations are whole grey levels (``floor(eps * 255)`` of them); L2 ones are rounded inside the
+    ball. What is queried is what is judged.
     """
     rng = np.random.default_rng(settings.seed)
     n, h, w, c = x.shape
     labels = np.asarray(target if target is not None else y, np.int64)
     targeted = target is not None
     queries = np.zeros(n, np.int64)
-    k = eps_levels(eps)
+    l2 = settings.norm == "l2"
+    k = eps * 255.0 if l2 else eps_levels(eps)
     if n == 0 or k == 0:
         return Crafted(x.copy(), queries)
     xi = x.astype(np.int16)
-    delta = np.broadcast_to(k * rng.choice(np.array([-1, 1], np.int16), size=(n, 1, w, c)), x.shape).copy()
-    loss = margin(batched(predict, _apply(xi, delta), settings.batch_size), labels, targeted)
+    stripes = rng.choice(np.array([-1, 1], np.int16), size=(n, 1, w, c))
+    delta = _on_sphere(np.broadcast_to(stripes, x.shape).astype(np.float32), k) if l2 else \
+        np.broadcast_to(k * stripes, x.shape).copy()
+    apply = (lambda xs, d: _apply_l2(xs, d, k)) if l2 else _apply
+    loss = margin(batched(predict, apply(xi, delta), settings.batch_size), labels, targeted)
     queries += 1
     for it in range(1, settings.queries):
         active = np.flatnonzero(loss >= 0)
@@ -70,17 +79,36 @@ def square(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float, settings:
         s = int(np.clip(round(np.sqrt(p_selection(p_init, it, settings.queries) * h * w)), 1, max(min(h, w) - 1, 1)))
         r, col = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
         d_new = delta[active]
-        d_new[:, r:r + s, col:col + s, :] = k * rng.choice(np.array([-1, 1], np.int16), size=(active.size, 1, 1, c))
-        l_new = margin(batched(predict, _apply(xi[active], d_new), settings.batch_size), labels[active], targeted)
+        signs = rng.choice(np.array([-1, 1], np.int16), size=(active.size, 1, 1, c))
+        if l2:  # the window gets a share of the budget a few times its area's, then all is rescaled to the sphere
+            d_new[:, r:r + s, col:col + s, :] = signs * (2.0 * k / np.sqrt(h * w * c))
+            d_new = _on_sphere(d_new, k)
+        else:
+            d_new[:, r:r + s, col:col + s, :] = k * signs
+        l_new = margin(batched(predict, apply(xi[active], d_new), settings.batch_size), labels[active], targeted)
         queries[active] += 1
         better = l_new < loss[active]
         loss[active[better]] = l_new[better]
         delta[active[better]] = d_new[better]
-    return Crafted(_apply(xi, delta), queries)
+        if progress is not None and it % 10 == 0:
+            progress(n - active.size, float(queries.sum()) / (n * settings.queries))
+    return Crafted(apply(xi, delta), queries)
 
 
 def _apply(xi: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return np.clip(xi + delta, 0, 255).astype(np.uint8)
+
+
+def _on_sphere(delta: np.ndarray, radius: float) -> np.ndarray:
+    norms = np.sqrt((delta.astype(np.float32).reshape(len(delta), -1) ** 2).sum(axis=1))
+    return (delta * (radius / np.maximum(norms, 1e-12)).reshape(-1, 1, 1, 1)).astype(np.float32)
+
+
+def _apply_l2(xi: np.ndarray, delta: np.ndarray, radius: float) -> np.ndarray:
+    from edge_tl.attacks.pixels import quantize_adversarial
+
+    x = xi.astype(np.uint8)
+    return quantize_adversarial(x, np.clip(xi + delta, 0, 255).astype(np.float32) / 255.0, radius / 255.0, "l2")
 
 
 class BudgetSpent(Exception):
@@ -88,11 +116,14 @@ class BudgetSpent(Exception):
 
 
 class QueryOracle:
-    """Predict function for ART: quantises each query to uint8, counts queries, enforces the budget, and keeps
-    the adversarial closest (L-inf) to ``x0`` among everything it was asked about."""
+    """Predict function for ART: quantises each query to uint8 (unless ``quantize`` is False: float [0, 1]
+    queries, the best kept as float), counts queries, enforces the budget, and keeps the adversarial closest
+    (L-inf) to ``x0`` among everything it was asked about."""
 
-    def __init__(self, predict: Predict, x0: np.ndarray, label: int, targeted: bool, budget: int) -> None:
+    def __init__(self, predict: Predict, x0: np.ndarray, label: int, targeted: bool, budget: int,
+                 quantize: bool = True) -> None:
         self.predict, self.x0, self.label, self.targeted, self.budget = predict, x0, label, targeted, budget
+        self.quantize = quantize
         self.count = 0
         self.best: np.ndarray | None = None
         self.best_linf = np.inf
@@ -100,39 +131,38 @@ class QueryOracle:
     def __call__(self, xb: np.ndarray) -> np.ndarray:
         if self.count + len(xb) > self.budget:
             raise BudgetSpent
-        xq = np.clip(np.rint(np.asarray(xb, np.float32) * 255.0), 0, 255).astype(np.uint8)
+        xf = np.clip(np.asarray(xb, np.float32), 0.0, 1.0)
+        xq = np.rint(xf * 255.0).astype(np.uint8) if self.quantize else xf
         logits = np.asarray(self.predict(xq), np.float32)
         self.count += len(xb)
         pred = logits.argmax(axis=1)
         hit = np.flatnonzero(pred == self.label if self.targeted else pred != self.label)
         if hit.size:
-            d = np.abs(xq[hit].astype(np.int16) - self.x0.astype(np.int16)).reshape(hit.size, -1).max(axis=1)
+            d = np.abs(xf[hit] * 255.0 - self.x0.astype(np.float32)).reshape(hit.size, -1).max(axis=1)
             j = int(d.argmin())
             if d[j] < self.best_linf:
                 self.best_linf, self.best = float(d[j]), xq[hit[j]].copy()
         return logits
 
 
-@register_attack("hopskipjump", "blackbox", eps_bounded=False,
-                 description="HopSkipJump (L-inf, decision-based) from ART, budgeted and query-counted.")
-def hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float | None, settings: AttackSettings,
-                target: np.ndarray | None = None, init_images: np.ndarray | None = None,
-                progress: Callable[[int], None] | None = None) -> Crafted:
-    """Minimum-L-inf adversarials within ``settings.queries`` queries per image (one image at a time, each of
-    its gradient estimates batched into model calls). ``init_images[i]`` (uint8), an image already classified
-    as wanted (the target class, or any other class), seeds the search of image ``i``; images with no
-    adversarial found are returned unchanged."""
+def art_hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float | None, settings: AttackSettings,
+                    target: np.ndarray | None = None, init_images: np.ndarray | None = None,
+                    progress: Callable[[int], None] | None = None, quantize: bool = True) -> Crafted:
+    """ART's HopSkipJump (L-inf), the reference for :mod:`~edge_tl.attacks.hsj`: minimum-L-inf adversarials
+    within ``settings.queries`` queries per image, one image at a time (each of its gradient estimates batched
+    into model calls). ``init_images[i]`` (uint8), an image already classified as wanted, seeds the search of
+    image ``i``; images with no adversarial found are returned unchanged."""
     from art.attacks.evasion import HopSkipJump
     from art.estimators.classification import BlackBoxClassifier
 
     n, h, w, c = x.shape
     nb = int(np.asarray(predict(x[:1]), np.float32).shape[1]) if n else 0
-    adv, queries = x.copy(), np.zeros(n, np.int64)
+    adv, queries = (x.copy() if quantize else x.astype(np.float32) / 255.0), np.zeros(n, np.int64)
     budget = settings.queries
     np.random.seed(settings.seed)  # ART draws from numpy's global generator
     for i in range(n):
         label = int(target[i] if target is not None else y[i])
-        oracle = QueryOracle(predict, x[i], label, target is not None, budget)
+        oracle = QueryOracle(predict, x[i], label, target is not None, budget, quantize)
         clf = BlackBoxClassifier(oracle, (h, w, c), nb, clip_values=(0.0, 1.0))
         atk = HopSkipJump(clf, batch_size=settings.batch_size, targeted=target is not None, norm=np.inf,
                           max_iter=10_000, max_eval=max(budget // 4, 10), init_eval=max(min(100, budget // 10), 5),

@@ -1,27 +1,44 @@
 """Run registered attacks against several models and judge every adversarial honestly.
 
 Honest numbers: only images a model classified correctly are attacked (and, in targeted mode, only those whose
-class is not the target); every adversarial is projected into its eps ball, rounded to 8 bits and clipped before
-the model judges it, so the measured L-inf never exceeds eps; norms are measured on that 8-bit image.
-White-box attacks are crafted once per eps on the surrogate and transferred to every model (and judged on the
-surrogate itself); black-box attacks query each model directly.
+class is not the target); every adversarial is projected into its eps ball (L-inf or L2), rounded to 8 bits and
+clipped before the model judges it, so the measured norm never exceeds eps; norms are measured on that 8-bit
+image. White-box attacks are crafted once per eps on the surrogate and transferred to every model (and judged on
+the surrogate itself); black-box attacks query each model directly. Each finished (model, attack, eps) cell goes
+to an optional :class:`~edge_tl.attacks.cells.CellStore` at once (and is read back from it instead of being
+recomputed); the worst case over attacks per model and eps is added at the end.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from edge_tl.attacks.cells import Cell, CellKey, CellStore
 from edge_tl.attacks.pixels import Predict, batched, check_eps, perturbation_norms, quantize_adversarial, torch_predict
 from edge_tl.attacks.registry import AttackSettings, AttackSpec, get_attack
-from edge_tl.attacks.results import AttackReport, AttackResult
+from edge_tl.attacks.results import WORST_CASE, AttackReport, AttackResult
 from edge_tl.errors import ConfigError
 
-Progress = Callable[[str], None]
-"""Called once per finished unit of work with a short description."""
+
+@dataclass(frozen=True)
+class Tick:
+    """Progress of one unit of work (a clean pass, or the cells of one attack at one eps on one model):
+    ``finished`` once per unit, after its cells are stored; ``resumed`` when they were read back instead."""
+
+    unit: str
+    images_done: int
+    n_images: int
+    fraction: float
+    finished: bool = False
+    resumed: bool = False
+
+
+Progress = Callable[[Tick], None]
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class Example:
     clean_conf: float
     adv_pred: int
     adv_conf: float
+    norm: str = "linf"
 
 
 @dataclass(frozen=True)
@@ -56,10 +74,15 @@ class AttackRun:
     examples: tuple[Example, ...] = field(default_factory=tuple)
 
 
-def plan_steps(n_targets: int, attacks: Sequence[str], eps: Sequence[float], surrogate: bool) -> int:
-    """Units of work :func:`run_attacks` reports through its progress callback (``n_targets`` models, plus the
+def _runnable(specs: Sequence[AttackSpec], norm: str) -> list[AttackSpec]:
+    return [s for s in specs if norm in s.norms]
+
+
+def plan_steps(n_targets: int, attacks: Sequence[str], eps: Sequence[float], surrogate: bool,
+               norm: str = "linf") -> int:
+    """Finished units :func:`run_attacks` reports through its progress callback (``n_targets`` models, plus the
     surrogate when given and a white-box attack is asked for)."""
-    specs = [get_attack(a) for a in attacks]
+    specs = _runnable([get_attack(a) for a in attacks], norm)
     steps = n_targets + int(bool(surrogate) and any(s.kind == "whitebox" for s in specs))  # clean accuracy
     for spec in specs:
         if spec.kind == "whitebox":
@@ -72,22 +95,24 @@ def plan_steps(n_targets: int, attacks: Sequence[str], eps: Sequence[float], sur
 def run_attacks(targets: Sequence[Target], images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
                 attacks: Sequence[str], eps: Sequence[float], settings: AttackSettings | None = None, *,
                 surrogate: Any = None, surrogate_name: str = "surrogate", target_class: int | None = None,
-                progress: Progress | None = None, n_examples: int = 2, report_surrogate: bool = True) -> AttackRun:
+                progress: Progress | None = None, n_examples: int = 2, report_surrogate: bool = True,
+                store: CellStore | None = None, source_class: int | None = None) -> AttackRun:
     """Attack every target with every attack at every eps; ``surrogate`` is a pixel-space torch module
     (NCHW [0, 1] in) used to craft white-box attacks, or None (white-box attacks are then skipped, with a note).
     ``n_examples`` images per attack on the first target, at the largest eps, are kept for the image grid.
     White-box attacks are also judged on the surrogate itself unless ``report_surrogate`` is False (when the
-    surrogate is one of the targets already)."""
+    surrogate is one of the targets already). ``source_class`` only labels the results (the caller chose the
+    images); ``store`` keeps finished cells and supplies them on a resumed run."""
     settings = settings or AttackSettings()
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ConfigError("attack images must be uint8 (N, H, W, 3)")
-    eps = sorted(check_eps(e) for e in eps)
-    specs = [get_attack(a) for a in attacks]
+    eps = sorted(check_eps(e, settings.norm) for e in eps)
+    asked = [get_attack(a) for a in attacks]
+    specs = _runnable(asked, settings.norm)
     if target_class is not None and not (0 <= target_class < len(classes)):
         raise ConfigError(f"target class index {target_class} out of range")
     labels = np.asarray(labels, np.int64)
-    tick = progress or (lambda _d: None)
-    notes: list[str] = []
+    notes: list[str] = [f"{s.name} has no {settings.norm} variant: skipped" for s in asked if s not in specs]
     if surrogate is None and any(s.kind == "whitebox" for s in specs):
         notes.append("no surrogate checkpoint: white-box attacks (" + ", ".join(
             s.name for s in specs if s.kind == "whitebox") + ") skipped")
@@ -95,25 +120,25 @@ def run_attacks(targets: Sequence[Target], images: np.ndarray, labels: np.ndarra
     if report_surrogate and surrogate is not None and any(s.kind == "whitebox" for s in specs):
         all_targets.append(Target(surrogate_name, torch_predict(surrogate, settings.batch_size)))
     state = _State(images, labels, classes, target_class, settings, eps, n_examples,
-                   all_targets[0].name if all_targets else "")
+                   all_targets[0].name if all_targets else "", progress, store, source_class)
     for t in all_targets:
         state.clean(t)
-        tick(f"clean accuracy of {t.name}")
     for spec in specs:
         if spec.kind == "whitebox":
             if surrogate is not None:
                 for e in eps:
                     state.whitebox(spec, surrogate, all_targets, e, surrogate_name)
-                    tick(f"{spec.name} eps={e * 255:g}/255")
             continue
         for t in targets:
-            state.blackbox(spec, t, tick)
+            state.blackbox(spec, t)
+    results = state.results + state.worst_cases([t.name for t in all_targets])
     report = AttackReport(
-        results=tuple(state.results), clean_accuracy={t.name: state.clean_acc[t.name] for t in all_targets},
+        results=tuple(results), clean_accuracy={t.name: state.clean_acc[t.name] for t in all_targets},
         n_images=len(images), classes=tuple(classes), notes=tuple(notes),
-        config={"attacks": [s.name for s in specs], "eps": eps, "steps": settings.steps,
+        config={"attacks": [s.name for s in specs], "eps": eps, "norm": settings.norm, "steps": settings.steps,
                 "step_size": settings.step_size, "queries": settings.queries, "seed": settings.seed,
-                "target_class": classes[target_class] if target_class is not None else None})
+                "target_class": classes[target_class] if target_class is not None else None,
+                "source_class": classes[source_class] if source_class is not None else None})
     return AttackRun(report, tuple(state.examples))
 
 
@@ -121,97 +146,183 @@ class _State:
     """Book-keeping shared by the loops of :func:`run_attacks`."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, classes: Sequence[str], target_class: int | None,
-                 settings: AttackSettings, eps: list[float], n_examples: int, example_model: str) -> None:
+                 settings: AttackSettings, eps: list[float], n_examples: int, example_model: str,
+                 progress: Progress | None, store: CellStore | None, source_class: int | None) -> None:
         self.x, self.y, self.classes, self.settings, self.eps = x, y, list(classes), settings, eps
         self.target_class, self.n_examples, self.example_model = target_class, n_examples, example_model
+        self.tick, self.store, self.source_class = progress or (lambda _t: None), store, source_class
         self.tl = None if target_class is None else np.full(len(y), target_class, np.int64)
         self.clean_acc: dict[str, float] = {}
         self.clean_probs: dict[str, np.ndarray] = {}
+        self.correct: dict[str, np.ndarray] = {}
         self.eligible: dict[str, np.ndarray] = {}
-        self.n_correct: dict[str, int] = {}
         self.results: list[AttackResult] = []
+        self.cells: dict[CellKey, Cell] = {}
         self.examples: list[Example] = []
 
     def clean(self, t: Target) -> None:
         logits = batched(t.predict, self.x, self.settings.batch_size)
-        pred = logits.argmax(axis=1)
+        pred = logits.argmax(axis=1) if len(logits) else np.zeros(0, np.int64)
         correct = pred == self.y
         self.clean_acc[t.name] = float(correct.mean()) if len(correct) else 0.0
         self.clean_probs[t.name] = _softmax(logits)
-        self.n_correct[t.name] = int(correct.sum())
+        self.correct[t.name] = correct
         ok = correct if self.tl is None else correct & (self.y != self.tl)
         self.eligible[t.name] = np.flatnonzero(ok)
+        self.tick(Tick(f"clean accuracy of {t.name}", len(self.x), len(self.x), 1.0, finished=True))
+
+    def _resume(self, keys: list[CellKey], unit: str) -> bool:
+        """Adopt stored cells for every key, if all are there."""
+        if self.store is None:
+            return False
+        cells = [self.store.get(k) for k in keys]
+        if any(c is None for c in cells):
+            return False
+        for k, c in zip(keys, cells):
+            self._add(k, c, store=False)
+        self.tick(Tick(unit, len(self.x), len(self.x), 1.0, finished=True, resumed=True))
+        return True
+
+    def _add(self, key: CellKey, cell: Cell, store: bool = True) -> None:
+        if store and self.store is not None:
+            self.store.put(key, cell)
+        self.cells[key] = cell
+        self.results.append(cell.result)
+        self.examples.extend(cell.examples)
+
+    def _progress(self, unit: str, n: int) -> Callable[[int, float], None]:
+        return lambda done, frac: self.tick(Tick(unit, int(done), n, float(frac)))
 
     def whitebox(self, spec: AttackSpec, surrogate: Any, targets: list[Target], eps: float, sur_name: str) -> None:
+        unit = f"{spec.name} eps={_fmt(eps, self.settings.norm)}"
+        keys = [(t.name, spec.name, eps) for t in targets]
+        if self._resume(keys, unit):
+            return
         union = np.flatnonzero(np.isin(np.arange(len(self.x)), np.concatenate(
             [self.eligible[t.name] for t in targets])))
-        adv = np.empty_like(self.x)
+        adv = self.x.copy()
         if union.size:
             tl = None if self.tl is None else self.tl[union]
-            crafted = spec.run(surrogate, self.x[union], self.y[union], eps, self.settings, tl)
-            adv[union] = quantize_adversarial(self.x[union], crafted.adv, eps)
-        for t in targets:
+            crafted = spec.run(surrogate, self.x[union], self.y[union], eps, self.settings, tl,
+                               progress=self._progress(unit, union.size))
+            adv[union] = quantize_adversarial(self.x[union], crafted.adv, eps, self.settings.norm)
+        for key, t in zip(keys, targets):
             idx = self.eligible[t.name]
-            self.judge(t, spec, eps, idx, adv[idx], None, crafted_on=sur_name)
+            self._add(key, self.judge(t, spec, eps, idx, adv[idx], None, crafted_on=sur_name))
+        self.tick(Tick(unit, union.size, union.size, 1.0, finished=True))
 
-    def blackbox(self, spec: AttackSpec, t: Target, tick: Progress) -> None:
+    def blackbox(self, spec: AttackSpec, t: Target) -> None:
         idx = self.eligible[t.name]
         tl = None if self.tl is None else self.tl[idx]
+        norm = self.settings.norm
         if spec.eps_bounded:
             for e in self.eps:
-                crafted = spec.run(t.predict, self.x[idx], self.y[idx], e, self.settings, tl)
-                self.judge(t, spec, e, idx, quantize_adversarial(self.x[idx], crafted.adv, e), crafted.queries)
-                tick(f"{spec.name} on {t.name} eps={e * 255:g}/255")
+                unit = f"{spec.name} on {t.name} eps={_fmt(e, norm)}"
+                key = (t.name, spec.name, e)
+                if self._resume([key], unit):
+                    continue
+                t0 = time.perf_counter()
+                crafted = spec.run(t.predict, self.x[idx], self.y[idx], e, self.settings, tl,
+                                   progress=self._progress(unit, idx.size))
+                qps = _rate(crafted.queries, time.perf_counter() - t0)
+                adv = quantize_adversarial(self.x[idx], crafted.adv, e, norm)
+                self._add(key, self.judge(t, spec, e, idx, adv, crafted.queries, qps=qps))
+                self.tick(Tick(unit, idx.size, idx.size, 1.0, finished=True))
             return
-        crafted = spec.run(t.predict, self.x[idx], self.y[idx], None, self.settings, tl,
-                           init_images=self._seeds(t, idx))
-        for e in self.eps:
-            self.judge(t, spec, e, idx, quantize_adversarial(self.x[idx], crafted.adv, e), crafted.queries)
-        tick(f"{spec.name} on {t.name}")
+        unit = f"{spec.name} on {t.name}"
+        keys = [(t.name, spec.name, e) for e in self.eps]
+        if self._resume(keys, unit):
+            return
+        seeds = self._seeds(t, idx)
+        t0 = time.perf_counter()
+        crafted = spec.run(t.predict, self.x[idx], self.y[idx], None, self.settings, tl, init_images=seeds,
+                           stop_at=self.eps[0], progress=self._progress(unit, idx.size))
+        qps = _rate(crafted.queries, time.perf_counter() - t0)
+        for key, e in zip(keys, self.eps):
+            adv = quantize_adversarial(self.x[idx], crafted.adv, e, norm)
+            self._add(key, self.judge(t, spec, e, idx, adv, crafted.queries, qps=qps))
+        self.tick(Tick(unit, idx.size, idx.size, 1.0, finished=True))
 
     def _seeds(self, t: Target, idx: np.ndarray) -> np.ndarray | None:
         """Starting points for a decision-based search: for each attacked image, another image the model
         already puts in the target class (targeted) or in a class other than the image's own (untargeted), the
         closest in L2. None when no such image exists (the attack then starts from random noise)."""
         pred = self.clean_probs[t.name].argmax(axis=1)
-        flat = self.x.reshape(len(self.x), -1).astype(np.float32)
         seeds = np.empty((len(idx), *self.x.shape[1:]), np.uint8)
         for j, i in enumerate(idx):
             pool = np.flatnonzero(pred == self.target_class if self.tl is not None else pred != self.y[i])
             if pool.size == 0:
                 return None
-            seeds[j] = self.x[pool[((flat[pool] - flat[i]) ** 2).sum(axis=1).argmin()]]
+            d = [float(((self.x[p].astype(np.float32) - self.x[i]) ** 2).sum()) for p in pool]
+            seeds[j] = self.x[pool[int(np.argmin(d))]]
         return seeds
 
     def judge(self, t: Target, spec: AttackSpec, eps: float, idx: np.ndarray, adv: np.ndarray,
-              queries: np.ndarray | None, crafted_on: str | None = None) -> None:
+              queries: np.ndarray | None, crafted_on: str | None = None, qps: float | None = None) -> Cell:
         n = len(self.x)
         probs = _softmax(batched(t.predict, adv, self.settings.batch_size)) if len(idx) else np.zeros((0, 1))
         pred = probs.argmax(axis=1)
         y = self.y[idx]
-        success = pred == self.tl[idx] if self.tl is not None else pred != y
-        broken = int((pred != y).sum())
+        s = pred == self.tl[idx] if self.tl is not None else pred != y
+        robust = self.correct[t.name].copy()
+        robust[idx[pred != y]] = False
+        success = np.zeros(n, bool)
+        success[idx[s]] = True
         linf, l2 = perturbation_norms(self.x[idx], adv)
-        s = success
-        self.results.append(AttackResult(
+        conf = probs[np.arange(len(pred)), pred]
+        result = AttackResult(
             model=t.name, attack=spec.name, eps=eps, kind=spec.kind, n_images=n, n_attacked=len(idx),
-            clean_accuracy=self.clean_acc[t.name],
-            robust_accuracy=(self.n_correct[t.name] - broken) / n if n else 0.0,
+            clean_accuracy=self.clean_acc[t.name], robust_accuracy=float(robust.mean()) if n else 0.0,
             success_rate=float(s.mean()) if len(idx) else 0.0,
             median_queries=float(np.median(queries[s])) if queries is not None and s.any() else None,
             mean_linf=float(linf[s].mean()) if s.any() else None,
             mean_l2=float(l2[s].mean()) if s.any() else None,
             max_linf=float(linf.max()) if len(idx) else None,
             target_class=self.classes[self.target_class] if self.target_class is not None else None,
-            crafted_on=crafted_on))
+            crafted_on=crafted_on, norm=self.settings.norm,
+            median_linf=float(np.median(linf[s])) if s.any() else None,
+            median_l2=float(np.median(l2[s])) if s.any() else None,
+            median_confidence=float(np.median(conf[s])) if s.any() else None,
+            source_class=self.classes[self.source_class] if self.source_class is not None else None,
+            queries_per_s=qps)
+        examples: list[Example] = []
         if eps == self.eps[-1] and t.name == self.example_model:
             order = np.concatenate([np.flatnonzero(s), np.flatnonzero(~s)])[: self.n_examples]
             cp = self.clean_probs[t.name]
             for j in order:
                 i = idx[j]
-                self.examples.append(Example(
+                examples.append(Example(
                     t.name, spec.name, eps, self.x[i], adv[j], int(self.y[i]), int(cp[i].argmax()),
-                    float(cp[i].max()), int(pred[j]), float(probs[j].max())))
+                    float(cp[i].max()), int(pred[j]), float(probs[j].max()), self.settings.norm))
+        return Cell(result, robust, success, tuple(examples))
+
+    def worst_cases(self, models: list[str]) -> list[AttackResult]:
+        """Per model and eps, an image is robust only if it survived every attack run there."""
+        rows = []
+        for m in models:
+            for e in self.eps:
+                cells = [c for (cm, _a, ce), c in self.cells.items() if cm == m and ce == e]
+                if not cells:
+                    continue
+                robust = np.logical_and.reduce([c.robust for c in cells])
+                success = np.logical_or.reduce([c.success for c in cells])
+                idx = self.eligible[m]
+                rows.append(AttackResult(
+                    model=m, attack=WORST_CASE, eps=e, kind=WORST_CASE, n_images=len(self.x), n_attacked=len(idx),
+                    clean_accuracy=self.clean_acc[m], robust_accuracy=float(robust.mean()) if len(robust) else 0.0,
+                    success_rate=float(success[idx].mean()) if len(idx) else 0.0, median_queries=None,
+                    mean_linf=None, mean_l2=None, max_linf=max((c.result.max_linf or 0.0) for c in cells),
+                    target_class=cells[0].result.target_class, norm=self.settings.norm,
+                    source_class=cells[0].result.source_class))
+        return rows
+
+
+def _rate(queries: np.ndarray | None, seconds: float) -> float | None:
+    return float(queries.sum()) / seconds if queries is not None and seconds > 0 and queries.sum() else None
+
+
+def _fmt(eps: float, norm: str) -> str:
+    return f"{eps * 255:g}/255" if norm == "linf" else f"{eps:g}"
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

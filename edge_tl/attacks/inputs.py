@@ -102,21 +102,50 @@ def resolve_target(name: str | None, classes: Sequence[str]) -> int | None:
     return list(classes).index(name)
 
 
-def load_data(card: ModelCard, model_path: Path, data: str | None, n: int, seed: int) -> AttackData:
+def file_identity(path: Path) -> str:
+    """A cheap identity of a model file for resume checks: resolved path, size and modification time."""
+    p = Path(path)
+    st = p.stat()
+    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def load_data(card: ModelCard, model_path: Path, data: str | None, n: int, seed: int,
+              only_class: int | None = None) -> AttackData:
     """``n`` images (seeded random choice) of the card's test split, or of ``data`` (a class-folder dataset
-    whose class names are the model's); all of them, with a note, if fewer exist."""
+    whose class names are the model's); all of them, with a note, if fewer exist. ``only_class`` keeps the
+    images of that class only. Files the hygiene scan refuses (empty, not an image, truncated, corrupt) are
+    skipped and listed in a note, and others are drawn in their place."""
+    from edge_tl.data.hygiene import check_file
     from edge_tl.data.preprocess import load_batch
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     files, labels, source = _files(card, model_path, data)
+    if only_class is not None:
+        keep = [i for i, lab in enumerate(labels) if lab == only_class]
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+        source = f"{source}, class '{card.classes[only_class]}'"
     notes: list[str] = []
     if not files:
         raise DataError(f"no images in {source}", "pass --data with a folder of class subfolders")
-    if n > len(files):
-        notes.append(f"--n {n} is more than the {len(files)} images of {source}: using all {len(files)}")
-        n = len(files)
-    pick = np.sort(np.random.default_rng(seed).permutation(len(files))[:n])
+    chosen: list[int] = []
+    bad: list[str] = []
+    for i in np.random.default_rng(seed).permutation(len(files)):
+        if len(chosen) == n:
+            break
+        res = check_file(files[i], labels[i])
+        if res.bad is None:
+            chosen.append(int(i))
+        else:
+            bad.append(f"{files[i]} ({res.bad.reason})")
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        notes.append(f"skipped {len(bad)} bad file(s): {'; '.join(bad[:5])}{more}")
+    if not chosen:
+        raise DataError(f"no readable images in {source}", "run edge-tl data check on the folder")
+    if n > len(chosen):
+        notes.append(f"--n {n} is more than the {len(chosen)} usable images of {source}: using all {len(chosen)}")
+    pick = sorted(chosen)
     images = load_batch([files[i] for i in pick], card.input)
     return AttackData(images, np.asarray([labels[i] for i in pick], np.int64), source, tuple(notes))
 

@@ -1,7 +1,8 @@
 """Pixel-space helpers shared by every attack: a torch wrapper that puts normalisation inside the model, the
 8-bit quantisation that decides what an adversarial image really is, and perturbation norms.
 
-Convention: images are RGB NHWC, uint8 0..255 or float32 in [0, 1]; an L-inf budget ``eps`` is in [0, 1] units.
+Convention: images are RGB NHWC, uint8 0..255 or float32 in [0, 1]; a budget ``eps`` (L-inf or L2) is in [0, 1]
+units.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ Predict = Callable[[np.ndarray], np.ndarray]
 """Pixels ``(N, H, W, 3)`` (uint8 or float [0, 1]) -> float logits ``(N, C)``."""
 
 
-def check_eps(eps: float) -> float:
-    """Return ``eps`` if it is in (0, 1], else raise :class:`ConfigError`."""
-    if not (0.0 < float(eps) <= 1.0):
+def check_eps(eps: float, norm: str = "linf") -> float:
+    """Return ``eps`` if it is in (0, 1] (L-inf) or positive (L2), else raise :class:`ConfigError`."""
+    if norm == "linf" and not (0.0 < float(eps) <= 1.0):
         raise ConfigError(f"eps {eps} is outside (0, 1]", "give L-inf budgets in pixel units, e.g. --eps 2/255,8/255")
+    if not float(eps) > 0.0:
+        raise ConfigError(f"eps {eps} must be positive", "give L2 budgets in [0, 1] pixel units, e.g. --eps 0.5,1")
     return float(eps)
 
 
@@ -32,20 +35,32 @@ def eps_levels(eps: float) -> int:
     return int(np.floor(eps * 255.0 + 1e-6))
 
 
-def quantize_adversarial(x: np.ndarray, adv: np.ndarray, eps: float | None) -> np.ndarray:
-    """The 8-bit image a uint8 pipeline would judge: ``adv`` projected into the L-inf ball of radius ``eps``
+def quantize_adversarial(x: np.ndarray, adv: np.ndarray, eps: float | None, norm: str = "linf") -> np.ndarray:
+    """The 8-bit image a uint8 pipeline would judge: ``adv`` projected into the ``norm`` ball of radius ``eps``
     around the uint8 image ``x``, rounded to grey levels, clipped to [0, 255].
 
-    The per-pixel change is at most ``floor(eps * 255)`` levels, so the measured L-inf never exceeds ``eps``.
-    ``eps=None`` only rounds and clips.
+    L-inf: the per-pixel change is at most ``floor(eps * 255)`` levels. L2: a change whose rounded norm exceeds
+    ``eps`` is scaled onto the sphere and rounded towards zero. Either way the measured norm never exceeds
+    ``eps``. ``eps=None`` only rounds and clips.
     """
     if x.dtype != np.uint8:
         raise TypeError("quantize_adversarial expects the clean images as uint8")
+    if len(x) == 0:
+        return x.copy()
     a = adv.astype(np.float32) * 255.0 if adv.dtype != np.uint8 else adv.astype(np.float32)
-    delta = np.rint(a - x.astype(np.float32))
-    if eps is not None:
+    raw = a - x.astype(np.float32)
+    delta = np.rint(raw)
+    if eps is not None and norm == "linf":
         k = eps_levels(eps)
         delta = np.clip(delta, -k, k)
+    elif eps is not None:
+        radius = float(eps) * 255.0
+        flat = np.clip(x.astype(np.float32) + delta, 0, 255) - x.astype(np.float32)
+        over = np.sqrt((flat.reshape(len(x), -1) ** 2).sum(axis=1)) > radius
+        if over.any():
+            r = raw[over]
+            scale = radius / np.maximum(np.sqrt((r.reshape(len(r), -1) ** 2).sum(axis=1)), 1e-12)
+            delta[over] = np.trunc(r * scale.reshape(-1, *([1] * (r.ndim - 1))))
     return np.clip(x.astype(np.int16) + delta.astype(np.int16), 0, 255).astype(np.uint8)
 
 

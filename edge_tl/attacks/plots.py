@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_tl._io import atomic_path
 from edge_tl.attacks.engine import Example
-from edge_tl.attacks.results import AttackReport
+from edge_tl.attacks.results import WORST_CASE, AttackReport
 
 
 def _pyplot():
@@ -22,10 +22,12 @@ def _pyplot():
 
 
 def robustness_curve(report: AttackReport, path: Path) -> Path:
-    """Robust accuracy against eps (in /255 units), one panel per attack, one line per model; eps 0 is the
-    clean accuracy."""
+    """Robust accuracy against eps (L-inf in /255 units, or L2), one panel per attack and one for the worst
+    case over attacks, one line per model; eps 0 is the clean accuracy."""
     plt = _pyplot()
-    attacks = list(dict.fromkeys(r.attack for r in report.results))
+    attacks = sorted(dict.fromkeys(r.attack for r in report.results), key=lambda a: a == WORST_CASE)
+    l2 = report.config.get("norm") == "l2"
+    scale = 1.0 if l2 else 255.0
     if not attacks:
         attacks = ["(none)"]
     fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False, sharey=True)
@@ -34,11 +36,11 @@ def robustness_curve(report: AttackReport, path: Path) -> Path:
             rows = report.select(model, attack)
             if not rows:
                 continue
-            xs = [0.0] + [r.eps * 255 for r in rows]
+            xs = [0.0] + [r.eps * scale for r in rows]
             ys = [100 * report.clean_accuracy[model]] + [100 * r.robust_accuracy for r in rows]
             ax.plot(xs, ys, marker="o", label=model)
         ax.set_title(attack)
-        ax.set_xlabel("eps (L-inf, /255)")
+        ax.set_xlabel("eps (L2, [0, 1] pixels)" if l2 else "eps (L-inf, /255)")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("robust accuracy (%)")
@@ -56,8 +58,9 @@ def robustness_curve(report: AttackReport, path: Path) -> Path:
 
 
 def image_grid(examples: Sequence[Example], classes: Sequence[str], path: Path, magnify: float | None = None) -> Path:
-    """One row per example: original, perturbation (magnified around grey), adversarial; titles give the
-    predicted class and confidence (the true class for the original)."""
+    """One row per example: source image, perturbation (magnified around grey), result; titles give the
+    predicted class and confidence of each (the true class for the source, the source's class for the
+    result)."""
     plt = _pyplot()
     rows = max(len(examples), 1)
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows), squeeze=False)
@@ -68,10 +71,12 @@ def image_grid(examples: Sequence[Example], classes: Sequence[str], path: Path, 
         ax_row[0].imshow(ex.original)
         ax_row[0].set_title(f"{classes[ex.clean_pred]} {ex.clean_conf:.0%}\n(true {classes[ex.label]})", fontsize=8)
         ax_row[1].imshow(np.clip(127.5 + gain * delta, 0, 255).astype(np.uint8))
-        ax_row[1].set_title(f"{ex.model} / {ex.attack}\neps {ex.eps * 255:g}/255, x{gain:.0f}", fontsize=8)
+        budget = f"L2 {ex.eps:g}" if ex.norm == "l2" else f"eps {ex.eps * 255:g}/255"
+        ax_row[1].set_title(f"{ex.model} / {ex.attack}\n{budget}, perturbation x{gain:.0f}", fontsize=8)
         ax_row[2].imshow(ex.adversarial)
         colour = "red" if ex.adv_pred != ex.label else "black"
-        ax_row[2].set_title(f"{classes[ex.adv_pred]} {ex.adv_conf:.0%}", fontsize=8, color=colour)
+        ax_row[2].set_title(f"{classes[ex.adv_pred]} {ex.adv_conf:.0%}\n(was {classes[ex.clean_pred]} "
+                            f"{ex.clean_conf:.0%})", fontsize=8, color=colour)
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()

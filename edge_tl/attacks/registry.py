@@ -17,12 +17,14 @@ import numpy as np
 from edge_tl.errors import ConfigError, UnknownNameError
 
 KINDS = ("whitebox", "blackbox")
+NORMS = ("linf", "l2")
 
 
 @dataclass(frozen=True)
 class AttackSettings:
     """Knobs shared by the attacks. ``step_size`` is a fraction of eps per PGD step (None: 2.5 / steps);
-    ``queries`` is the per-image query budget of black-box attacks; ``batch_size`` images go per model call."""
+    ``queries`` is the per-image query budget of black-box attacks; ``batch_size`` images go per model call;
+    ``norm`` is the threat model (``linf`` or ``l2``), and eps budgets are in its units (pixels in [0, 1])."""
 
     steps: int = 10
     step_size: float | None = None
@@ -30,8 +32,11 @@ class AttackSettings:
     queries: int = 1000
     batch_size: int = 32
     seed: int = 0
+    norm: str = "linf"
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm '{self.norm}' is not one of {', '.join(NORMS)}")
         if self.steps < 1 or self.queries < 1 or self.batch_size < 1:
             raise ConfigError("steps, queries and batch size must be >= 1")
         if self.step_size is not None and not (0 < self.step_size <= 1):
@@ -65,28 +70,31 @@ class AttackSpec:
     run: AttackFn
     eps_bounded: bool = True
     description: str = ""
+    norms: tuple[str, ...] = ("linf",)
 
 
 _REGISTRY: dict[str, AttackSpec] = {}
 
 
-def register_attack(name: str, kind: str, *, eps_bounded: bool = True,
-                    description: str = "") -> Callable[[AttackFn], AttackFn]:
-    """Decorator registering ``fn`` as attack ``name``; duplicates and unknown kinds raise."""
+def register_attack(name: str, kind: str, *, eps_bounded: bool = True, description: str = "",
+                    norms: tuple[str, ...] = ("linf",)) -> Callable[[AttackFn], AttackFn]:
+    """Decorator registering ``fn`` as attack ``name`` for the threat models ``norms``; duplicates and unknown
+    kinds raise."""
     if kind not in KINDS:
         raise ConfigError(f"attack kind '{kind}' is not one of {', '.join(KINDS)}")
 
     def deco(fn: AttackFn) -> AttackFn:
         if name in _REGISTRY:
             raise ConfigError(f"attack '{name}' is already registered")
-        _REGISTRY[name] = AttackSpec(name, kind, fn, eps_bounded, description or (fn.__doc__ or "").split("\n")[0])
+        _REGISTRY[name] = AttackSpec(name, kind, fn, eps_bounded, description or (fn.__doc__ or "").split("\n")[0],
+                                     tuple(norms))
         return fn
 
     return deco
 
 
 def _ensure_loaded() -> None:
-    from edge_tl.attacks import blackbox, whitebox  # noqa: F401
+    from edge_tl.attacks import blackbox, hsj, whitebox  # noqa: F401
 
 
 def list_attacks(kind: str | None = None) -> list[str]:
@@ -106,4 +114,5 @@ def get_attack(name: str) -> AttackSpec:
 def describe() -> list[dict[str, Any]]:
     """Name, kind and one-line description of every attack (for help text and docs)."""
     _ensure_loaded()
-    return [{"name": s.name, "kind": s.kind, "description": s.description} for s in _REGISTRY.values()]
+    return [{"name": s.name, "kind": s.kind, "norms": list(s.norms), "description": s.description}
+            for s in _REGISTRY.values()]

@@ -6,15 +6,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+WORST_CASE = "worst-case"
+"""The attack name of the rows that take, per image, the worst over every attack at an eps."""
+
 
 @dataclass(frozen=True)
 class AttackResult:
-    """Robustness of one model against one attack at one L-inf budget ``eps`` (pixels in [0, 1]).
+    """Robustness of one model against one attack at one budget ``eps`` (``norm``: L-inf or L2, pixels in [0, 1]).
 
     ``robust_accuracy`` is over all ``n_images`` (images misclassified before the attack count as wrong);
     ``success_rate`` is over the ``n_attacked`` images the model got right to begin with (and, in targeted
     mode, whose class is not the target). Perturbation norms and queries are over successful adversarials,
     measured on the 8-bit image that was judged. ``queries`` is ``None`` for transfer (white-box) attacks.
+    ``median_confidence`` is the model's median probability of the class it was pushed to (the target class in
+    targeted mode), over successes. The ``worst-case`` attack (kind ``worst-case``) counts an image as robust only
+    if it survived every attack run at that eps (AutoAttack's rule); ``source_class`` names the only class
+    attacked, when one was chosen. ``queries_per_s`` is a black-box attack's rows sent to the model per second
+    of its wall time (for a minimum-distance attack, its one run serves every eps).
     """
 
     model: str
@@ -32,6 +40,12 @@ class AttackResult:
     max_linf: float | None
     target_class: str | None = None
     crafted_on: str | None = None
+    norm: str = "linf"
+    median_linf: float | None = None
+    median_l2: float | None = None
+    median_confidence: float | None = None
+    source_class: str | None = None
+    queries_per_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict."""
@@ -58,6 +72,10 @@ class AttackReport:
         rows = [r for r in self.results
                 if (model is None or r.model == model) and (attack is None or r.attack == attack)]
         return sorted(rows, key=lambda r: r.eps)
+
+    def worst_case(self, model: str) -> list[AttackResult]:
+        """The worst-case rows of ``model``, ordered by eps."""
+        return [r for r in self.select(model, WORST_CASE)]
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict."""

@@ -1,0 +1,238 @@
+"""HopSkipJump (Chen, Jordan and Wainwright 2020), decision-based, batched across images on the 8-bit grid.
+
+Every query is a real uint8 image, so what the search sees is what is judged. All images advance in lockstep
+through the algorithm's phases (binary search to the boundary, gradient-direction estimate from random probes,
+geometric step-size search); each phase sends the rows of every still-active image through the model in calls
+of ``settings.batch_size`` rows, never one image at a time. Queries are counted per image as the rows sent for
+it, and no image ever gets more than ``settings.queries``. An image stops early once its distance is at or below
+``stop_at`` (the smallest eps asked about: more queries could not change any result). L-inf and L2 variants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from edge_tl.attacks.pixels import Predict
+from edge_tl.attacks.registry import AttackSettings, Crafted, register_attack
+
+_PROBE = 0.1  # L-inf probe size as a fraction of the distance (at least one grey level)
+_GAIN = 1.5  # probe-size adaptation factor
+AttackProgress = Callable[[int, float], None]
+"""``progress(images_done, fraction_of_work_done)``, called after each phase."""
+
+
+class _Oracle:
+    """Asks the model about rows owned by images, in calls of ``batch`` rows, and counts rows per image."""
+
+    def __init__(self, predict: Predict, labels: np.ndarray, targeted: bool, batch: int, n: int) -> None:
+        self.predict, self.labels, self.targeted, self.batch = predict, labels, targeted, batch
+        self.used = np.zeros(n, np.int64)
+
+    def decide(self, rows: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """True where the row is adversarial for its owner (uint8 rows, one owner index per row)."""
+        out = np.empty(len(rows), bool)
+        for s in range(0, len(rows), self.batch):
+            pred = np.asarray(self.predict(rows[s:s + self.batch])).argmax(axis=1)
+            lab = self.labels[owners[s:s + self.batch]]
+            out[s:s + self.batch] = pred == lab if self.targeted else pred != lab
+        np.add.at(self.used, owners, 1)
+        return out
+
+
+def _dist(a: np.ndarray, b: np.ndarray, norm: str) -> np.ndarray:
+    """Per-image distance in grey levels (L-inf: max |d|; L2: sqrt(sum d^2))."""
+    d = (a.astype(np.float32) - b.astype(np.float32)).reshape(len(a), -1)
+    return np.abs(d).max(axis=1) if norm == "linf" else np.sqrt((d * d).sum(axis=1))
+
+
+def _u8(a: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _between(x0: np.ndarray, cand: np.ndarray, alpha: np.ndarray, norm: str) -> np.ndarray:
+    """The point ``alpha`` of the way from ``x0`` to ``cand``: L-inf clips ``cand`` to ``x0 +- alpha`` grey
+    levels; L2 interpolates linearly (``alpha`` in [0, 1])."""
+    a = alpha.reshape(-1, 1, 1, 1)
+    if norm == "linf":
+        x = x0.astype(np.float32)
+        return _u8(np.clip(cand.astype(np.float32), x - a, x + a))
+    return _u8((1 - a) * x0.astype(np.float32) + a * cand.astype(np.float32))
+
+
+class _Search:
+    """State of the batched search; arrays are indexed by image."""
+
+    def __init__(self, oracle: _Oracle, x: np.ndarray, settings: AttackSettings, norm: str, stop_at: float) -> None:
+        self.o, self.x, self.norm, self.budget = oracle, x, norm, settings.queries
+        self.rng = np.random.default_rng(settings.seed)
+        self.stop_at = stop_at
+        n = len(x)
+        self.cur = x.copy()
+        self.dist = np.full(n, np.inf)
+        self.best = x.copy()
+        self.best_dist = np.full(n, np.inf)
+        self.alive = np.zeros(n, bool)
+        self.gain = np.ones(n)  # probe size, adapted so that about half the probes stay adversarial
+        self.init_eval = max(min(100, self.budget // 10), 5)
+        self.max_eval = max(self.budget // 4, 10)
+
+    def left(self, idx: np.ndarray) -> np.ndarray:
+        return self.budget - self.o.used[idx]
+
+    def start(self, init_images: np.ndarray | None, tries: int = 10) -> None:
+        """A first adversarial per image: its seed, else uniform noise (up to ``tries`` draws)."""
+        n = len(self.x)
+        found = np.zeros(n, bool)
+        cand = np.empty_like(self.x)
+        if init_images is not None:
+            ok = self.o.decide(init_images, np.arange(n))
+            cand[ok], found = init_images[ok], ok
+        for _ in range(tries):
+            todo = np.flatnonzero(~found & (self.left(np.arange(n)) > 0))
+            if todo.size == 0:
+                break
+            noise = self.rng.integers(0, 256, (todo.size, *self.x.shape[1:]), dtype=np.uint8)
+            ok = self.o.decide(noise, todo)
+            cand[todo[ok]], found[todo[ok]] = noise[ok], True
+        self.alive = found.copy()
+        self.cand = cand
+        self._keep(np.flatnonzero(found), cand[found])
+
+    def _keep(self, idx: np.ndarray, pts: np.ndarray) -> None:
+        """Adopt verified adversarial points as current, and as best where closer."""
+        d = _dist(pts, self.x[idx], self.norm)
+        self.cur[idx], self.dist[idx] = pts, d
+        better = d < self.best_dist[idx]
+        self.best[idx[better]], self.best_dist[idx[better]] = pts[better], d[better]
+        done = idx[(d <= self.stop_at) | (self.left(idx) <= 0)]
+        self.alive[done] = False
+
+    def binary_search(self) -> None:
+        """From each adversarial candidate towards its image, to the boundary (within one grey level)."""
+        idx = np.flatnonzero(self.alive)
+        if idx.size == 0:
+            return
+        cand, x0 = self.cand[idx], self.x[idx]
+        span = _dist(cand, x0, self.norm)
+        lo = np.zeros(idx.size)
+        hi = span.copy() if self.norm == "linf" else np.ones(idx.size)
+        tol = np.ones(idx.size) if self.norm == "linf" else 1.0 / np.maximum(span, 1.0)
+        while True:
+            act = np.flatnonzero((hi - lo > tol) & (self.left(idx) > 0))
+            if act.size == 0:
+                break
+            mid = (lo[act] + hi[act]) / 2
+            if self.norm == "linf":
+                mid = np.floor(mid)
+            ok = self.o.decide(_between(x0[act], cand[act], mid, self.norm), idx[act])
+            hi[act[ok]], lo[act[~ok]] = mid[ok], mid[~ok]
+        self._keep(idx, _between(x0, cand, hi, self.norm))
+
+    def gradient(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The boundary's normal at each current point, estimated from random probes (HopSkipJump's
+        baseline-corrected Monte Carlo estimate); returns the active indices and the update directions."""
+        idx = np.flatnonzero(self.alive)
+        n_ev = np.minimum(int(self.init_eval * np.sqrt(t + 1)), self.max_eval)
+        counts = np.minimum(n_ev, self.left(idx) - 1)  # keep one query for the step
+        idx, counts = idx[counts >= 2], counts[counts >= 2]
+        shape = self.x.shape[1:]
+        d = int(np.prod(shape))
+        su = np.zeros((idx.size, *shape), np.float32)
+        sfu = np.zeros_like(su)
+        sf = np.zeros(idx.size)
+        owners = np.repeat(np.arange(idx.size), counts)
+        bs = self.o.batch
+        for s in range(0, owners.size, bs):
+            own = owners[s:s + bs]
+            base = self.cur[idx[own]].astype(np.float32)
+            if self.norm == "linf":
+                delta = (np.maximum(1.0, _PROBE * self.dist[idx[own]]) * self.gain[idx[own]]).reshape(-1, 1, 1, 1)
+                noise = self.rng.uniform(-1, 1, base.shape).astype(np.float32) * delta
+            else:
+                delta = (np.maximum(np.sqrt(d), 0.1 * self.dist[idx[own]]) * self.gain[idx[own]]).reshape(-1, 1, 1, 1)
+                g = self.rng.standard_normal(base.shape).astype(np.float32)
+                noise = g / np.sqrt((g * g).reshape(len(g), -1).sum(axis=1)).reshape(-1, 1, 1, 1) * delta
+            probe = _u8(base + noise)
+            u = probe.astype(np.float32) - base
+            f = np.where(self.o.decide(probe, idx[own]), 1.0, -1.0).astype(np.float32)
+            first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are sorted: sum runs
+            who = own[first]
+            su[who] += np.add.reduceat(u, first, axis=0)
+            sfu[who] += np.add.reduceat(u * f.reshape(-1, 1, 1, 1), first, axis=0)
+            sf[who] += np.add.reduceat(f, first)
+        mean_f = (sf / np.maximum(counts, 1)).reshape(-1, 1, 1, 1)
+        frac = (mean_f.ravel() + 1) / 2
+        self.gain[idx] = np.clip(self.gain[idx] * np.where(frac > 0.8, _GAIN, np.where(frac < 0.2, 1 / _GAIN, 1.0)),
+                                 1 / 16, 16)
+        grad = np.where(np.abs(mean_f) == 1.0, mean_f * su, sfu - mean_f * su)
+        if self.norm == "linf":
+            upd = np.sign(grad)
+        else:
+            upd = grad / np.maximum(np.sqrt((grad * grad).reshape(len(grad), -1).sum(axis=1)), 1e-12).reshape(
+                -1, 1, 1, 1)
+        return idx, upd
+
+    def step(self, idx: np.ndarray, upd: np.ndarray, t: int) -> None:
+        """Geometric step-size search along each update: halve until the moved point is adversarial."""
+        size = 2.0 * self.dist[idx] / np.sqrt(t + 1)
+        moved = np.zeros(idx.size, bool)
+        self.cand[idx] = self.cur[idx]
+        floor = 0.5 if self.norm == "linf" else 1.0  # below it the move rounds away
+        while True:
+            size = size / 2
+            act = np.flatnonzero(~moved & (size >= floor) & (self.left(idx) > 0))
+            if act.size == 0:
+                break
+            pts = _u8(self.cur[idx[act]].astype(np.float32) + size[act].reshape(-1, 1, 1, 1) * upd[act])
+            ok = self.o.decide(pts, idx[act])
+            self.cand[idx[act[ok]]] = pts[ok]
+            moved[act[ok]] = True
+        stuck = idx[~moved]
+        self.alive[stuck[self.left(stuck) <= 0]] = False
+
+    def images_done(self) -> int:
+        return int((~self.alive).sum())
+
+
+def batched_hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, settings: AttackSettings,
+                        target: np.ndarray | None = None, init_images: np.ndarray | None = None, *,
+                        norm: str = "linf", stop_at: float = 0.0,
+                        progress: AttackProgress | None = None) -> tuple[Crafted, np.ndarray]:
+    """Minimum-distance adversarials of uint8 images ``x`` within ``settings.queries`` queries each; returns
+    the crafted images (unchanged where none was found) and their distances in [0, 1] units (inf: none).
+    ``init_images[i]``, an image already classified as wanted, seeds image ``i``; ``stop_at`` ([0, 1] units)
+    ends an image's search once it is that close."""
+    n = len(x)
+    labels = np.asarray(target if target is not None else y, np.int64)
+    oracle = _Oracle(predict, labels, target is not None, settings.batch_size, n)
+    if n == 0:
+        return Crafted(x.copy(), oracle.used), np.zeros(0)
+    s = _Search(oracle, x, settings, norm, stop_at * 255.0)
+    s.start(init_images)
+    s.binary_search()
+    t = 0
+    total = float(n * settings.queries)
+    while s.alive.any():
+        idx, upd = s.gradient(t)
+        s.alive[np.setdiff1d(np.flatnonzero(s.alive), idx)] = False  # too few queries left for an estimate
+        if idx.size:
+            s.step(idx, upd, t)
+            s.binary_search()
+        t += 1
+        if progress is not None:
+            progress(s.images_done(), float(np.minimum(oracle.used, settings.queries).sum()) / total)
+    return Crafted(s.best, oracle.used.copy()), s.best_dist / 255.0
+
+
+def _hsj(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float | None, settings: AttackSettings,
+         target: np.ndarray | None = None, init_images: np.ndarray | None = None, stop_at: float = 0.0,
+         progress: AttackProgress | None = None) -> Crafted:
+    return batched_hopskipjump(predict, x, y, settings, target, init_images, norm=settings.norm, stop_at=stop_at,
+                               progress=progress)[0]
+
+
+register_attack("hopskipjump", "blackbox", eps_bounded=False, norms=("linf", "l2"),
+                description="HopSkipJump (decision-based), own batched implementation, budgeted and "
+                            "query-counted.")(_hsj)
