@@ -2,8 +2,9 @@
 
     python scripts/browser_check.py runs/latest/report.html [--screenshot report.png]
 
-Exits 0 when the page renders every report section, logs nothing to the console (no script errors, no blocked
-requests) and its screenshot is not blank; prints what it saw either way. Needs `apt-get install -y chromium`.
+Exits 0 when the page renders the verdict and every report section, logs nothing to the console (no script
+errors, no blocked requests), its screenshot is not blank, nothing needs a horizontal scroll at 1280 px, the
+verdict is on the first screen and every image decodes; prints what it saw either way. Needs `apt-get install -y chromium`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from edge_tl.errors import EdgeTLError
-from edge_tl.report.browser import check_page, headings, is_blank
+from edge_tl.report.browser import check_page, headings, is_blank, measure_layout
 from edge_tl.report.collect import SECTIONS
 
 
@@ -35,14 +36,24 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         found = headings(seen.dom)
         blank = is_blank(seen.screenshot)
-    expected = [title for _, title, _ in SECTIONS]
+        try:
+            box = measure_layout(args.report)
+        except EdgeTLError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    expected = ["Verdict", *(title for _, title, _ in SECTIONS)]
     missing = [t for t in expected if t not in found]
     print(f"sections: {len(found)} found, missing: {', '.join(missing) or 'none'}")
     print(f"images: {seen.dom.count('<img ')}; screenshot: {'BLANK' if blank else 'ok'}")
     print(f"console messages: {len(seen.console)}")
     for line in seen.console:
         print(f"  {line}")
-    return 1 if missing or blank or seen.console else 0
+    wide = box["scroll_width"] > box["viewport"] or box["widest"] > box["viewport"]
+    first = box["pick"] is not None and box["pick"]["bottom"] <= box["height"]
+    print(f"layout at {box['viewport']} px: widest {box['widest']:.0f} px ({box['widest_el']}), page "
+          f"{box['scroll_width']} px; verdict on the first screen: {'yes' if first else 'NO'}; "
+          f"broken images: {box['broken']}")
+    return 1 if missing or blank or seen.console or wide or not first or box["broken"] else 0
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ _PATH = click.Path(path_type=Path)
 @click.command(help="""One self-contained HTML report of a run (RUN, default runs/latest).
 
 \b
-Sections: model card, training curves + confusion matrix + history, parity of the run's exported
-artefacts, bench table + Pareto plot, robustness table + curves + adversarial grid, ideal-class image.
-Plots are inlined; the file needs no network and no JavaScript. Inputs not produced yet are
-reported as "not run yet" with the command that makes them.""")
+It opens with the verdict: the file to ship (format, runtime, threads) with its size,
+latency, accuracy and drop, and every artefact in one decision table with its parity
+PASS/FAIL badge. Then one section per stage: data, training, export and parity,
+benchmark, robustness, ideal images, each with its plots and its raw tables folded away.
+Plots are inlined; the file needs no network and no JavaScript. Inputs not produced yet
+are reported as "not run yet" with the command that makes them. --md FILE also writes
+the summary as Markdown for CI logs and pull requests.""")
 @click.argument("run", type=_PATH, default=Path("runs/latest"), required=False)
 @click.option("--exported", type=_PATH, default=None,
               help="Folder of exported artefacts and their .card.json sidecars.  [default: exported/]")
@@ -26,15 +29,18 @@ reported as "not run yet" with the command that makes them.""")
               help="Attack results JSON (PNG plots read from the folder of the same name).  "
                    "[default: RUN/attack.json]")
 @click.option("--out", type=_PATH, default=None, help="HTML file to write.  [default: RUN/report.html]")
+@click.option("--md", "md_path", type=_PATH, default=None,
+              help="Also write the summary (verdict, decision table, one line per stage) as Markdown here.")
 @json_option
 def report(run: Path, exported: Path | None, bench: Path | None, attack: Path | None, out: Path | None,
-           json_path: str | None) -> None:
+           md_path: Path | None, json_path: str | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from edge_tl.report import build_report
 
-    result = build_report(run, exported=exported, bench=bench, attack=attack, out=out)
+    result = build_report(run, exported=exported, bench=bench, attack=attack, out=out, md=md_path)
     table = Table(title=f"report: {result.path}")
     table.add_column("section")
     table.add_column("status")
@@ -42,5 +48,14 @@ def report(run: Path, exported: Path | None, bench: Path | None, attack: Path | 
         table.add_row(title, "[green]included[/]" if present else "[yellow]not run yet[/]")
     console = Console(stderr=json_path == "-")
     console.print(table)
+    if result.recommended:
+        where = f" at {result.threads} thread(s)" if result.threads else ""
+        console.print(f"recommended: [bold]{escape(result.recommended)}[/]{where}")
+    else:
+        console.print("[yellow]no file recommended yet[/] (see the verdict in the report)")
+    for name in result.failed:
+        console.print(f"[red]FAIL[/] {escape(name)}")
     console.print(f"wrote {result.path} ({result.bytes / 1024:.0f} KiB)")
+    if result.markdown:
+        console.print(f"wrote {result.markdown}")
     emit_json(result.to_json(), json_path)

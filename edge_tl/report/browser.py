@@ -8,6 +8,7 @@ The browser runs with networking features off and a throw-away profile; as root 
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -75,6 +76,50 @@ def check_page(html_path: Path, screenshot: Path, width: int = 1280, height: int
                               "check the chromium install")
     return BrowserCheck(dom=dom.stdout, console=tuple(console_lines(dom.stderr) + console_lines(shot.stderr)),
                         screenshot=Path(screenshot))
+
+
+_PROBE = """<script>
+addEventListener("load", () => {
+  const de = document.documentElement, out = {viewport: de.clientWidth, height: innerHeight,
+    scroll_width: de.scrollWidth, images: document.images.length, broken: 0, widest: 0, widest_el: ""};
+  for (const img of document.images) if (!(img.complete && img.naturalWidth > 0)) out.broken++;
+  const box = (sel) => { const el = document.querySelector(sel); return el ? el.getBoundingClientRect() : null; };
+  for (const el of document.querySelectorAll("#verdict, #verdict *, header, nav")) {
+    const r = el.getBoundingClientRect();
+    if (r.right > out.widest) { out.widest = r.right; out.widest_el = el.tagName + "." + el.className; }
+  }
+  for (const [k, sel] of [["verdict", "#verdict"], ["pick", "#verdict .pick"], ["table", "#verdict table"]]) {
+    const r = box(sel); out[k] = r ? {top: r.top, bottom: r.bottom} : null;
+  }
+  const pre = document.createElement("pre"); pre.id = "edge-tl-layout"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def measure_layout(html_path: Path, width: int = 1280, height: int = 800, timeout: float = 90.0) -> dict:
+    """Lay the page out at ``width`` x ``height`` and return what a person would see: the page's scroll width,
+    the right edge of the widest element of the header and verdict, where the verdict's boxes sit, and how many
+    images failed to load.
+
+    The report itself runs no script; this renders a throw-away copy whose CSP also allows one inline probe
+    script, so the measurement cannot weaken the real page.
+    """
+    browser = find_chromium()
+    if browser is None:
+        raise ConfigError("no chromium found", "apt-get install -y chromium")
+    text = Path(html_path).read_text(encoding="utf-8")
+    text = text.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+    text = text.replace("</body>", _PROBE + "</body>", 1)
+    with tempfile.TemporaryDirectory(prefix="edge-tl-layout-") as tmp:
+        probe = Path(tmp) / "probe.html"
+        probe.write_text(text, encoding="utf-8")
+        proc = _run(browser, str(Path(tmp) / "profile"), ["--dump-dom", f"--window-size={width},{height}",
+                                                          "--virtual-time-budget=5000"], probe.as_uri(), timeout)
+    found = re.search(r'<pre id="edge-tl-layout">(.*?)</pre>', proc.stdout, flags=re.DOTALL)
+    if proc.returncode != 0 or found is None:
+        raise ConfigError(f"{browser} did not lay out the page (status {proc.returncode})", "check the chromium install")
+    return json.loads(html.unescape(found.group(1)))
 
 
 def headings(dom: str) -> list[str]:

@@ -1,6 +1,6 @@
-"""Gather what the other commands wrote about one run into report sections.
+"""Gather what the other commands wrote about one run into the verdict and one section per stage.
 
-Inputs (all read from disk, all untrusted): the run folder of ``edge-tl train`` (``card.json``,
+Inputs (all read from disk, all untrusted): the run folder of ``edge-tl train`` (``card.json``, ``split.json``,
 ``history.json``, ``curves.png``, ``confusion.png``), the cards embedded in the artefacts of ``edge-tl export``
 (their ``parity`` dicts), ``bench.json`` + ``bench.png``, ``attack.json`` + the PNGs in ``attack/``, and
 ``ideal.png`` of ``edge-tl visualize``. An input that is absent gives a section that says which command makes
@@ -16,18 +16,9 @@ from typing import Any
 
 from edge_tl.card import ModelCard
 from edge_tl.errors import CardError, ConfigError, DataError
-from edge_tl.report.tables import (
-    Block,
-    Note,
-    Table,
-    figure,
-    read_json,
-    table_from_mapping,
-    table_from_rows,
-    tables_from_json,
-)
-
-MAX_FIGURES = 24
+from edge_tl.report import stages
+from edge_tl.report.tables import Block, Note, Table, read_json
+from edge_tl.report.verdict import Verdict, decide
 
 
 @dataclass(frozen=True)
@@ -73,21 +64,23 @@ def _named_or_default(given: Path | None, default: Path, flag: str, want_dir: bo
 
 @dataclass(frozen=True)
 class Section:
-    """One part of the report; ``present`` says whether its inputs were found."""
+    """One part of the report: what it shows in a sentence or two, its blocks, and whether its inputs were found."""
 
     key: str
     title: str
     blocks: tuple[Block, ...]
     present: bool
+    intro: str = ""
 
 
 @dataclass(frozen=True)
 class Report:
-    """Everything the HTML page shows."""
+    """Everything the HTML page and the Markdown summary show."""
 
     title: str
     run: Path
     card: ModelCard
+    verdict: Verdict
     sections: tuple[Section, ...]
 
 
@@ -95,33 +88,6 @@ def load_run_card(run: Path) -> tuple[ModelCard, dict[str, Any]]:
     """The validated card of a run and its raw JSON dict."""
     raw = read_json(run / "card.json", "model card", "edge-tl train")
     return ModelCard.from_json(raw), raw
-
-
-def _card_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bool]:
-    d = card.to_json()
-    overview = {"backbone": d["backbone"], "weights": d["weights"], "format": d["format"],
-                "classes": f"{card.num_classes}: " + ", ".join(card.classes), "created": d["created"],
-                "source_sha256": d["source_sha256"], "manifest": d["manifest"], "run_dir": d["run_dir"]}
-    blocks: list[Block] = [table_from_mapping(overview, "overview"), table_from_mapping(d["input"], "input spec")]
-    if d["quantization"]:
-        blocks.append(table_from_mapping(d["quantization"], "quantization"))
-    blocks.append(table_from_mapping(d["metrics"], "metrics") if d["metrics"] else Note("no metrics recorded."))
-    if d["versions"]:
-        blocks.append(table_from_mapping(d["versions"], "versions"))
-    return blocks, True
-
-
-def _training_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bool]:
-    blocks: list[Block] = []
-    for name, caption in (("curves.png", "training curves"), ("confusion.png", "confusion matrix")):
-        if (inp.run / name).is_file():
-            blocks.append(figure(inp.run / name, caption))
-    history = inp.run / "history.json"
-    if history.is_file():
-        blocks.extend(tables_from_json(read_json(history, "training history", "edge-tl train"), "history"))
-    if not blocks:
-        return [Note("not run yet (no curves.png, confusion.png or history.json): run", "edge-tl train")], False
-    return blocks, True
 
 
 def _same_run(meta: dict[str, Any], run: Path, run_sha: str | None) -> bool:
@@ -137,20 +103,17 @@ def _same_run(meta: dict[str, Any], run: Path, run_sha: str | None) -> bool:
 
 def _parity_row(artefact: Path, meta: dict[str, Any]) -> dict[str, Any]:
     quant = meta.get("quantization")
-    row: dict[str, Any] = {
-        "artefact": artefact.name,
-        "format": meta.get("format"),
-        "quantization": quant.get("mode", "?") if isinstance(quant, dict) else "float",
-        "MiB": round(artefact.stat().st_size / 2**20, 3),
-    }
-    parity = meta.get("parity")
-    row.update(parity if isinstance(parity, dict) else {"parity": "not checked"})
-    return row
+    return {"artefact": artefact.name, "format": meta.get("format"),
+            "quantization": quant.get("mode", "?") if isinstance(quant, dict) else "float",
+            "size_mb": artefact.stat().st_size / 1e6,
+            "parity": meta.get("parity") if isinstance(meta.get("parity"), dict) else None}
 
 
-def _parity_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bool]:
+def exported_rows(inp: ReportInputs) -> tuple[list[dict[str, Any]], list[Note]]:
+    """One row per artefact of this run in the exported folder (matched by run folder or checkpoint hash),
+    and a note per file whose card could not be read."""
     if inp.exported is None:
-        return [Note("not run yet (no exported/ folder): run", "edge-tl export --format all --quantize int8")], False
+        return [], []
     from edge_tl._io import sha256_file
     from edge_tl.report.artefacts import UnreadableArtefact, artefact_card, artefacts
 
@@ -161,93 +124,47 @@ def _parity_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bo
         try:
             meta = artefact_card(path)
         except UnreadableArtefact as exc:
-            notes.append(Note(f"skipped {path.name}: {exc}."))
+            notes.append(Note(f"Skipped {path.name}: {exc}."))
             continue
         if _same_run(meta, inp.run, run_sha):
             rows.append(_parity_row(path, meta))
-    if not rows:
-        return [Note(f"no artefacts of this run in {inp.exported}: run", "edge-tl export"), *notes], False
-    first = ("artefact", "format", "quantization", "MiB")
-    return [table_from_rows(rows, f"artefacts in {inp.exported}", first=first), *notes], True
+    return rows, notes
 
 
-def _figures(paths: list[Path], caption: str) -> list[Block]:
-    blocks: list[Block] = [figure(p, f"{caption}: {p.name}") for p in paths[:MAX_FIGURES]]
-    if len(paths) > MAX_FIGURES:
-        blocks.append(Note(f"{len(paths) - MAX_FIGURES} more images not shown."))
-    return blocks
+SectionBuilder = Callable[[ReportInputs, ModelCard], "stages.Built"]
 
-
-def _result_images(path: Path, run: Path, image_dir: bool) -> list[Path]:
-    """``X.png`` beside ``X.json``; for attacks also the PNGs in ``X/`` and, when the JSON lives in its own
-    output folder (``attacks/NAME/attack.json``), the PNGs beside it."""
-    images = [path.with_suffix(".png")] if path.with_suffix(".png").is_file() else []
-    if image_dir:
-        folders = [path.with_suffix("")]
-        if path.parent.resolve() != run.resolve():
-            folders.append(path.parent)
-        for folder in folders:
-            if folder.is_dir():
-                images += sorted(p for p in folder.glob("*.png") if p.is_file() and p not in images)
-    return images
-
-
-def _result_section(path: Path | None, run: Path, what: str, producer: str,
-                    image_dir: bool) -> tuple[list[Block], bool]:
-    if path is None:
-        return [Note(f"not run yet (no {what} results): run", producer)], False
-    blocks: list[Block] = list(tables_from_json(read_json(path, f"{what} results", producer), what))
-    if not blocks:
-        blocks.append(Note(f"{path} holds no results."))
-    return blocks + _figures(_result_images(path, run, image_dir), what), True
-
-
-def _bench_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bool]:
-    producer = "edge-tl bench --json RUN/bench.json --plot RUN/bench.png"
-    return _result_section(inp.bench, inp.run, "bench", producer, False)
-
-
-def _attack_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bool]:
-    producer = "edge-tl attack --model exported/model.onnx --json RUN/attack.json --out RUN/attack/"
-    return _result_section(inp.attack, inp.run, "attack", producer, True)
-
-
-def _ideal_section(inp: ReportInputs, card: ModelCard) -> tuple[list[Block], bool]:
-    images = sorted(p for p in inp.run.glob("ideal*.png") if p.is_file())
-    if not images:
-        return [Note("not run yet (no ideal.png): run", "edge-tl visualize")], False
-    return _figures(images, "ideal class image"), True
-
-
-SectionBuilder = Callable[[ReportInputs, ModelCard], "tuple[list[Block], bool]"]
-
-# key, heading, builder: the order of the page.
+# key, heading, builder: the order of the page after the verdict.
 SECTIONS: tuple[tuple[str, str, SectionBuilder], ...] = (
-    ("card", "Model card", _card_section),
-    ("training", "Training", _training_section),
-    ("parity", "Exported artefacts and parity", _parity_section),
-    ("bench", "Latency benchmark", _bench_section),
-    ("robustness", "Adversarial robustness", _attack_section),
-    ("ideal", "Ideal class image", _ideal_section),
+    ("data", "Data", stages.data_section),
+    ("training", "Training", stages.training_section),
+    ("parity", "Export and parity", lambda inp, card: stages.parity_section(inp, card, *exported_rows(inp))),
+    ("bench", "Benchmark", stages.bench_section),
+    ("robustness", "Robustness", stages.attack_section),
+    ("ideal", "Ideal class images", stages.ideal_section),
 )
 
 
 def collect(inputs: ReportInputs) -> Report:
-    """Build every section of the report for ``inputs``."""
+    """Build the verdict and every section of the report for ``inputs``."""
     card, _ = load_run_card(inputs.run)
     sections = []
     for key, title, build in SECTIONS:
-        blocks, present = build(inputs, card)
-        sections.append(Section(key=key, title=title, blocks=tuple(blocks), present=present))
+        intro, blocks, present = build(inputs, card)
+        sections.append(Section(key=key, title=title, blocks=tuple(blocks), present=present, intro=intro))
+    rows, _ = exported_rows(inputs)
+    bench = read_json(inputs.bench, "bench results", "edge-tl bench") if inputs.bench else None
     name = inputs.run.resolve().name
-    return Report(title=f"edge-tl report: {name}", run=inputs.run, card=card, sections=tuple(sections))
+    return Report(title=f"edge-tl report: {name}", run=inputs.run, card=card, verdict=decide(rows, bench),
+                  sections=tuple(sections))
 
 
-def check_out(out: Path) -> Path:
+def check_out(out: Path, flag: str = "--out") -> Path:
     """Refuse an output path that is a folder before any work is done."""
     if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder", "give a file name such as report.html")
+        example = "summary.md" if flag == "--md" else "report.html"
+        raise ConfigError(f"{flag} {out} is a folder", f"give a file name such as {example}")
     return out
 
 
-__all__ = ["SECTIONS", "Report", "ReportInputs", "Section", "Table", "check_out", "collect", "load_run_card"]
+__all__ = ["SECTIONS", "Report", "ReportInputs", "Section", "Table", "check_out", "collect", "exported_rows",
+           "load_run_card"]

@@ -10,19 +10,19 @@ in :mod:`edge_tl.report.html`.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from edge_tl.errors import DataError
+from edge_tl.report.human import fmt, label
+from edge_tl.report.human import value as human_value
 
 MAX_JSON_BYTES = 64 << 20
 MAX_IMAGE_BYTES = 25 << 20
 MAX_ROWS = 500
 MAX_COLUMNS = 40
-MAX_CELL = 300
 LONG_CELL = 40
 
 _MAGIC = (
@@ -64,24 +64,6 @@ class Note:
 Block = Table | Figure | Note
 
 
-def fmt(value: Any) -> str:
-    """One cell's text: floats to 4 significant digits, containers as compact JSON, everything truncated."""
-    if value is None:
-        text = "-"
-    elif isinstance(value, bool):
-        text = "yes" if value else "no"
-    elif isinstance(value, float):
-        text = f"{value:.4g}" if math.isfinite(value) else str(value)
-    elif isinstance(value, (int, str)):
-        text = str(value)
-    else:
-        try:
-            text = json.dumps(value, separators=(",", ":"), default=str)
-        except (TypeError, ValueError, RecursionError):
-            text = repr(value)
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 3] + "..."
-
-
 def flatten(obj: Mapping[str, Any], prefix: str = "", depth: int = 2) -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` down to ``depth`` levels; deeper values stay as they are."""
     out: dict[str, Any] = {}
@@ -112,7 +94,7 @@ def table_from_rows(rows: Iterable[Any], caption: str = "", first: Iterable[str]
         columns.update((str(k), None) for k in row)
     # a column that is empty in every row (an unused optional field) only costs width
     used = [c for c in columns if c in first or any(row.get(c) not in (None, "") for row in flat)]
-    text = {c: [fmt(row.get(c)) if c in row else "" for row in flat] for c in used}
+    text = {c: [human_value(c, row.get(c)) if c in row else "" for row in flat] for c in used}
     # long free-text columns (paths, messages) go last so the short numeric ones stay in view
     cols = tuple(sorted(used, key=lambda c: c not in first and max(map(len, text[c]), default=0) > LONG_CELL))
     cols = cols[:MAX_COLUMNS]
@@ -124,7 +106,8 @@ def table_from_mapping(obj: Mapping[str, Any], caption: str = "") -> Table:
     """A two-column key/value table (nested objects flattened)."""
     items = list(flatten(obj).items())
     kept = items[:MAX_ROWS]
-    return Table(columns=("field", "value"), rows=tuple((str(k), fmt(v)) for k, v in kept), caption=caption,
+    return Table(columns=("field", "value"), rows=tuple((label(str(k)), human_value(str(k), v)) for k, v in kept),
+                 caption=caption,
                  omitted=len(items) - len(kept))
 
 
