@@ -21,7 +21,8 @@ from edge_tl.errors import CardError
 
 SCHEMA_VERSION = 1
 CARD_KEY = "edge_tl.card"
-FORMATS = ("pytorch", "onnx", "tflite")
+FORMATS = ("pytorch", "onnx", "tflite", "openvino")
+PRECISIONS = ("f32", "bf16", "f16", "int8")  # the arithmetic a runtime executes the model in
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float16", "int8", "uint8")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -45,6 +46,9 @@ class InputSpec:
     dtype: str = "float32"
     scale: float | None = None
     zero_point: int | None = None
+    # Normalisation folded into the artefact's graph (the file then takes pixels in [0, 1]: mean 0, std 1 above).
+    graph_mean: tuple[float, float, float] | None = None
+    graph_std: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class ModelCard:
     parity: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    precision: str | None = None  # inference precision the artefact was verified at (None: implied by its dtype)
     schema: int = SCHEMA_VERSION
 
     @property
@@ -90,6 +95,9 @@ class ModelCard:
         d["classes"] = list(self.classes)
         d["input"]["mean"] = list(self.input.mean)
         d["input"]["std"] = list(self.input.std)
+        for key in ("graph_mean", "graph_std"):
+            if d["input"][key] is not None:
+                d["input"][key] = list(d["input"][key])
         return d
 
     def dumps(self) -> str:
@@ -188,7 +196,7 @@ def _triple(d: dict, key: str) -> tuple[float, float, float]:
     if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
         raise CardError(f"model card field 'input.{key}' must be three numbers", "re-export the model")
     t = tuple(float(x) for x in v)
-    if not all(math.isfinite(x) for x in t) or (key == "std" and min(t) <= 0):
+    if not all(math.isfinite(x) for x in t) or (key in ("std", "graph_std") and min(t) <= 0):
         raise CardError(f"model card field 'input.{key}' is out of range", "re-export the model")
     return t  # type: ignore[return-value]
 
@@ -221,6 +229,8 @@ def _parse_card(data: Any) -> ModelCard:
         layout=_choice(_opt(i, "layout", str, "NCHW"), LAYOUTS, "input.layout"),
         dtype=_choice(_opt(i, "dtype", str, "float32"), DTYPES, "input.dtype"),
         scale=_opt(i, "scale", (int, float)), zero_point=_opt(i, "zero_point", int),
+        graph_mean=_triple(i, "graph_mean") if i.get("graph_mean") is not None else None,
+        graph_std=_triple(i, "graph_std") if i.get("graph_std") is not None else None,
     )
     o = _opt(data, "output", dict, {})
     out = OutputSpec(dtype=_choice(_opt(o, "dtype", str, "float32"), DTYPES, "output.dtype"),
@@ -233,5 +243,6 @@ def _parse_card(data: Any) -> ModelCard:
         manifest=_opt(data, "manifest", str), run_dir=_opt(data, "run_dir", str),
         metrics=_opt(data, "metrics", dict, {}), parity=_opt(data, "parity", dict),
         versions={str(k): str(v) for k, v in versions.items()}, created=_opt(data, "created", str, ""),
-        schema=schema,
+        schema=schema, precision=None if (prec := _opt(data, "precision", str)) is None
+        else _choice(prec, PRECISIONS, "precision"),
     )

@@ -77,9 +77,10 @@ def cnn() -> dict:
 def exported(cnn: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("tflite")
     paths = {}
-    for q in FILENAMES:
+    for q in FILENAMES:  # as the exporter does: the float file first, every variant from its bytes
+        float_content = paths["none"].read_bytes() if paths else None
         res = export_tflite(cnn["model"], cnn["card"], out / FILENAMES[q], q, cnn["calib"],
-                            float_content=cnn["float"], source_sha256="ab" * 32)
+                            float_content=float_content, source_sha256="ab" * 32)
         assert res.path == out / FILENAMES[q] and res.path.exists() and sidecar_path(res.path).exists()
         paths[q] = res.path
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
@@ -108,11 +109,14 @@ def test_card_embedded_without_sidecar(exported: dict[str, Path]) -> None:
     finally:
         side_card.save(side)
     assert card == side_card
-    assert card.format == "tflite" and card.input.layout == "NHWC" and card.input.dtype == "int8"
+    assert card.format == "tflite" and card.input.layout == "NHWC" and card.input.dtype == "uint8"
+    # the normalisation is in the graph: the file takes pixels, the card says so and keeps the model's values
+    assert card.input.mean == (0.0, 0.0, 0.0) and card.input.std == (1.0, 1.0, 1.0)
+    assert card.input.graph_mean == (0.485, 0.456, 0.406) and card.input.graph_std == (0.229, 0.224, 0.225)
     assert card.source_sha256 == "ab" * 32 and card.run_dir == "/nonexistent/run"
     assert card.quantization["mode"] == "int8" and card.quantization["recipe"] == "static_wi8_ai8"
     assert card.quantization["calibration"] == {"images": 40, "method": "minmax", "output": "quantized",
-                                                "output_margin": 0.25, "split": "train"}
+                                                "io_type": "uint8", "output_margin": 0.25, "split": "train"}
     assert "ai-edge-quantizer" in card.versions and "litert-torch" in card.versions
 
 
@@ -139,16 +143,28 @@ def test_int8_io_quantised_at_the_boundary(cnn: dict, exported: dict[str, Path])
     rt = load(exported["int8"])
     d_in = rt.interpreter.get_input_details()[0]
     d_out = rt.interpreter.get_output_details()[0]
-    assert d_in["dtype"] == np.int8 and d_out["dtype"] == np.int8
+    assert d_in["dtype"] == np.uint8 and d_out["dtype"] == np.uint8
+    assert d_in["quantization"] == (pytest.approx(1 / 255), 0)  # the uint8 input is the pixel itself
     assert rt.card.input.scale == pytest.approx(d_in["quantization"][0])
     assert rt.card.input.zero_point == d_in["quantization"][1]
-    assert rt.card.output.dtype == "int8" and rt.card.output.scale == pytest.approx(d_out["quantization"][0])
+    assert rt.card.output.dtype == "uint8" and rt.card.output.scale == pytest.approx(d_out["quantization"][0])
     raw = rt.raw(cnn["test"])
-    assert raw.dtype == np.int8
+    assert raw.dtype == np.uint8
     scale, zp = d_out["quantization"]
     np.testing.assert_allclose(rt(cnn["test"]), scale * (raw.astype(np.float32) - zp), rtol=1e-6)
     x = rt.input_tensor(cnn["test"][:2])
-    assert x.dtype == np.int8 and x.shape == (2, SIZE, SIZE, 3)
+    assert x.dtype == np.uint8 and x.shape == (2, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(x, cnn["test"][:2])
+
+
+def test_int8_input_kept_behind_an_option(cnn: dict, exported: dict[str, Path], tmp_path: Path) -> None:
+    """io_type="int8" keeps ai-edge-quantizer's int8 input and output; same real values as the uint8 file."""
+    res = export_tflite(None, cnn["card"], tmp_path / "model_int8.tflite", "int8", cnn["calib"],
+                        float_content=exported["none"].read_bytes(), io_type="int8")
+    rt, ref = load(res.path), load(exported["int8"])
+    assert rt.interpreter.get_input_details()[0]["dtype"] == np.int8 and rt.raw(cnn["test"]).dtype == np.int8
+    assert rt.card.input.dtype == "int8" and rt.card.input.zero_point == -128
+    np.testing.assert_allclose(rt(cnn["test"]), ref(cnn["test"]), atol=1e-6)
 
 
 def test_batches_equal_single_images(cnn: dict, exported: dict[str, Path]) -> None:
@@ -195,8 +211,9 @@ def test_saturation_fixed_vs_naive(tmp_path: Path) -> None:
                             calib_method=method, float_content=content)
         rt = load(res.path)
         raw, out = rt.raw(test), rt(test)
+        lim = np.iinfo(raw.dtype)
         lo, hi = next(iter(res.card.quantization["output_range"].values()))
-        stats[method] = {"sat": float(np.isin(raw, (-128, 127)).mean()), "lo": lo, "hi": hi,
+        stats[method] = {"sat": float(np.isin(raw, (lim.min, lim.max)).mean()), "lo": lo, "hi": hi,
                          "dprob": float(np.abs(softmax(out) - softmax(ref)).max()),
                          "agree": float((out.argmax(1) == ref.argmax(1)).mean())}
     ema, fixed = stats["ema"], stats["minmax"]
@@ -263,7 +280,7 @@ def test_mobilenet_v2_real_architecture(tmp_path: Path) -> None:
     q = export_tflite(model, card, tmp_path / "model_int8.tflite", "int8", pix[:16], float_content=content)
     rt = load(q.path)
     out, raw = rt(pix), rt.raw(pix)
-    assert out.shape == (24, 3) and raw.dtype == np.int8
+    assert out.shape == (24, 3) and raw.dtype == np.uint8
     # random-init MobileNetV2 on noise quantises poorly (0.76-0.87 measured); trained-model fidelity: benchmarks/
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.6
-    assert np.isin(raw[:16], (-128, 127)).mean() == 0.0  # calibration images: never clipped
+    assert np.isin(raw[:16], (0, 255)).mean() == 0.0  # calibration images: never clipped

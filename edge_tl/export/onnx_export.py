@@ -2,7 +2,9 @@
 
 The float file: opset >= 17, input ``input`` (normalised float NCHW) with a dynamic batch axis, output
 ``logits``, weights embedded (the exported program's ``model_proto`` is saved directly, so no ``.onnx.data``),
-simplified with onnxslim, the card in ``metadata_props[CARD_KEY]`` and beside it as ``<file name>.card.json``.
+simplified with onnxslim, the card in ``metadata_props[CARD_KEY]`` (with plain ``names``/``imgsz``/``mean``/``std``
+keys other tools display) and beside it as ``<file name>.card.json``. Every file gives the same predictions in a
+plain ``onnxruntime.InferenceSession(path)`` (see :func:`keep_float_weights`).
 fp16 uses ONNX Runtime's own converter (``onnxruntime.transformers.float16``, ``keep_io_types=True``): inputs and
 outputs stay float32, so callers never see half precision.
 """
@@ -28,20 +30,81 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
+def plain_metadata(card: ModelCard) -> dict[str, str]:
+    """The keys other tools display (Netron, Ultralytics-style readers): class names, input size, normalisation."""
+    names = "{" + ", ".join(f"{i}: {name!r}" for i, name in enumerate(card.classes)) + "}"
+    return {"names": names, "imgsz": f"[{card.input.size}, {card.input.size}]",
+            "mean": str(list(card.input.mean)), "std": str(list(card.input.std)), "layout": card.input.layout}
+
+
 def set_card(proto: Any, card: ModelCard) -> Any:
-    """Put ``card`` into ``proto.metadata_props[CARD_KEY]`` (replacing any previous one); return ``proto``."""
-    keep = [(p.key, p.value) for p in proto.metadata_props if p.key != CARD_KEY]
+    """Put ``card`` into ``proto.metadata_props[CARD_KEY]`` and :func:`plain_metadata` beside it (replacing any
+    previous ones); return ``proto``."""
+    plain = plain_metadata(card)
+    keep = [(p.key, p.value) for p in proto.metadata_props if p.key != CARD_KEY and p.key not in plain]
     del proto.metadata_props[:]
-    for k, v in [*keep, (CARD_KEY, card.dumps())]:
+    for k, v in [*keep, *plain.items(), (CARD_KEY, card.dumps())]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     return proto
 
 
+_FLOAT_WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm")
+
+
+def _channels(node: Any, weight: Any) -> tuple[int, int]:
+    """(axis, length) of the channel axis of ``node``'s first input, from its weight's shape."""
+    attrs = {a.name: a.i for a in node.attribute}
+    dims = list(weight.dims)
+    if node.op_type == "Conv":
+        return 1, dims[1] * attrs.get("group", 1)
+    if node.op_type == "ConvTranspose":
+        return 1, dims[0]
+    return (0 if attrs.get("transA", 0) else 1), (dims[1] if attrs.get("transB", 0) else dims[0])
+
+
+def keep_float_weights(proto: Any) -> Any:
+    """Give every Conv/ConvTranspose/Gemm that keeps float weights behind a quantised input (the float logits
+    layer, float-fallback layers) its own per-channel ``DequantizeLinear`` (same values, one per channel).
+
+    ONNX Runtime's default ``WeightBiasQuantization`` pass re-quantises, per tensor, the float weights of exactly
+    these layers when their input comes from a per-tensor ``DequantizeLinear``; the per-channel one leaves them
+    alone, so a plain ``InferenceSession(path)`` computes them in float as the file says. Returns ``proto``.
+    """
+    from onnx import helper, numpy_helper
+
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+    for node in list(g.node):
+        if node.op_type not in _FLOAT_WEIGHT_OPS or len(node.input) < 2:
+            continue
+        dq, weight = producers.get(node.input[0]), inits.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or weight is None or weight.data_type != 1:
+            continue
+        scale = inits.get(dq.input[1])
+        zp = inits.get(dq.input[2]) if len(dq.input) > 2 else None
+        if scale is None or len(scale.dims) != 0 or (len(dq.input) > 2 and zp is None):
+            continue
+        axis, n = _channels(node, weight)
+        base = f"{node.name or node.output[0]}_input"
+        new_inputs = [dq.input[0], f"{base}_scale"]
+        g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(scale).repeat(n), f"{base}_scale"))
+        if zp is not None:
+            g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(zp).repeat(n), f"{base}_zp"))
+            new_inputs.append(f"{base}_zp")
+        g.node.insert(list(g.node).index(node), helper.make_node(
+            "DequantizeLinear", new_inputs, [f"{base}_dq"], name=f"{base}_dq", axis=axis))
+        node.input[0] = f"{base}_dq"
+    return proto
+
+
 def save_onnx(proto: Any, path: Path, card: ModelCard) -> Path:
-    """Embed ``card`` and write ``proto`` to ``path`` as one file (atomic), plus the sidecar card."""
+    """Embed ``card``, protect float layers (:func:`keep_float_weights`) and write ``proto`` to ``path`` as one
+    file (atomic), plus the sidecar card."""
     import onnx
 
+    keep_float_weights(proto)
     set_card(proto, card)
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp), save_as_external_data=False)

@@ -1,8 +1,12 @@
 """TFLite (LiteRT) export: litert-torch for the float model, ai-edge-quantizer for fp16 / dynamic / full int8.
 
-The float model takes NHWC normalised float32 (``litert_torch.to_channel_last_io``); full int8 takes and gives
-int8 (scale/zero point in the card and in the file). Every file carries its card in a metadata buffer named
-:data:`~edge_tl.card.CARD_KEY` and beside it (``model_int8.tflite.card.json``), and is written atomically.
+Every file takes NHWC RGB pixels with the model's normalisation folded into the graph
+(``InputSpec.graph_mean``/``graph_std`` in the card): float variants take float32 pixels in [0, 1], full int8
+takes uint8 pixels 0..255 (scale 1/255, zero point 0; ``io_type="int8"`` keeps ai-edge-quantizer's int8 input)
+and gives float32 logits or, with ``output="quantized"``, uint8. MediaPipe and the TFLite Task Library normalise
+with one mean/std for all channels only, so per-channel normalisation outside the graph would classify wrongly.
+Every file carries the standard TFLite Model Metadata with ``labels.txt`` (:mod:`edge_tl.export.tflite_metadata`),
+its edge-tl card in a metadata buffer :data:`~edge_tl.card.CARD_KEY` and beside it, and is written atomically.
 
 Public API: :func:`convert_float`, :func:`export_tflite` (standalone, used by the registered exporters and the
 benchmark), :func:`embed_metadata`, :func:`write_tflite`, :func:`write_tflite_card`, :func:`xnnpack_partitions`.
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_tl._io import atomic_path
-from edge_tl.card import CARD_KEY, ModelCard, OutputSpec, library_versions, now_iso, sidecar_path
+from edge_tl.card import CARD_KEY, InputSpec, ModelCard, OutputSpec, library_versions, now_iso, sidecar_path
 from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError
 from edge_tl.export.registry import Artifact, ExportRequest, register_card_writer, register_exporter
 from edge_tl.export.tflite_quant import OUTPUT_MARGIN, QUANT_MODES, QuantizedTflite, quantize_tflite
@@ -69,21 +73,42 @@ def _quiet_litert_torch() -> Iterator[None]:
             os.environ[key] = old
 
 
-def convert_float(model: torch.nn.Module, size: int) -> bytes:
+def _normalised(model: torch.nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.nn.Module:
+    """``model`` behind ``x * (1 / std) - mean / std``: pixels in [0, 1] in, same logits out."""
+    import torch
+
+    class Normalised(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+            self.register_buffer("scale", torch.tensor([1.0 / s for s in std]).view(1, 3, 1, 1))
+            self.register_buffer("shift", torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x * self.scale + self.shift)
+
+    return Normalised().eval()
+
+
+def convert_float(model: torch.nn.Module, size: int,
+                  normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> bytes:
     """Convert ``model`` (normalised NCHW float in) to a float32 TFLite flatbuffer taking NHWC ``(1, size, size,
-    3)``; the runtime resizes the batch. Raises :class:`ExportError` naming the failing operator."""
+    3)``; the runtime resizes the batch. With ``normalization`` (mean, std) it is folded into the graph, which
+    then takes pixels in [0, 1]. Raises :class:`ExportError` naming the failing operator."""
     try:
         import litert_torch
         import torch
     except ImportError:
         raise BackendMissingError("litert-torch", "export TFLite models") from None
+    name = getattr(model, "backbone_name", type(model).__name__)
+    if normalization is not None:
+        model = _normalised(model.eval(), *normalization)
     wrapped = litert_torch.to_channel_last_io(model.eval(), args=[0]).eval()
     sample = torch.zeros(1, size, size, 3)
     try:
         with _quiet_litert_torch(), torch.no_grad():
             return bytes(litert_torch.convert(wrapped, (sample,)).model_content())
     except Exception as exc:  # noqa: BLE001 - the converter raises anything from torch.export, MLIR or the TFLite converter
-        name = getattr(model, "backbone_name", type(model).__name__)
         raise ExportError(f"litert-torch could not convert {name}: {_first_line(exc)}",
                           "export ONNX instead (--format onnx), or report the operator named above") from None
 
@@ -94,11 +119,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def embed_metadata(content: bytes, name: str, payload: bytes) -> bytes:
-    """``content`` with a metadata buffer ``name`` holding ``payload`` (an existing one of that name replaced)."""
+    """``content`` with a metadata buffer ``name`` holding ``payload`` (an existing one of that name replaced);
+    the associated files packed after the flatbuffer (``labels.txt``) are kept."""
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    from edge_tl.export.tflite_metadata import append_files, packed_files, strip_associated_files
+
+    files = packed_files(content)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(strip_associated_files(content)))
     model.metadata = [m for m in (model.metadata or []) if _md_name(m) != name]
     buf = fb.BufferT()
     buf.data = np.frombuffer(payload, dtype=np.uint8).copy()
@@ -107,7 +136,8 @@ def embed_metadata(content: bytes, name: str, payload: bytes) -> bytes:
     md.name = name
     md.buffer = len(model.buffers) - 1
     model.metadata.append(md)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    out = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return append_files(out, files) if files else out
 
 
 def _md_name(md: Any) -> str:
@@ -115,9 +145,17 @@ def _md_name(md: Any) -> str:
     return n.decode() if isinstance(n, bytes) else str(n)
 
 
+def with_metadata(content: bytes, card: ModelCard) -> bytes:
+    """``content`` with ``card`` embedded and the standard TFLite Model Metadata (labels.txt packed) written."""
+    from edge_tl.export.tflite_metadata import add_standard_metadata
+
+    return add_standard_metadata(embed_metadata(content, CARD_KEY, card.dumps().encode("utf-8")), card)
+
+
 def write_tflite(content: bytes, card: ModelCard, path: Path) -> Path:
-    """Write ``content`` with ``card`` embedded to ``path`` and the card to its sidecar, each atomically."""
-    data = embed_metadata(content, CARD_KEY, card.dumps().encode("utf-8"))
+    """Write ``content`` with ``card`` and the standard metadata to ``path``, and the card to its sidecar, each
+    atomically."""
+    data = with_metadata(content, card)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)
     card.save(sidecar_path(path))
@@ -182,15 +220,31 @@ def partition_note(float_content: bytes, q_content: bytes, size: int) -> str | N
             f"{ms_q:.2f} ms int8 vs {ms_f:.2f} ms float ({ms_q / ms_f:.1f}x){advice}")
 
 
+def folded_input(spec: InputSpec) -> InputSpec:
+    """``spec`` for a graph with the normalisation folded in: pixels in [0, 1] (mean 0, std 1) go in."""
+    if spec.graph_mean is not None:
+        return spec
+    return replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), graph_mean=spec.mean, graph_std=spec.std)
+
+
+def _is_folded(content: bytes) -> bool:
+    """Whether a flatbuffer's embedded card says the normalisation is in the graph (False without a card)."""
+    from edge_tl.runtimes.litert_rt import read_tflite_metadata
+
+    embedded = read_tflite_metadata(content, CARD_KEY)
+    return bool(embedded) and ModelCard.loads(embedded).input.graph_mean is not None
+
+
 def _artefact_card(run_card: ModelCard, content: bytes, quantization: dict[str, Any] | None,
-                   source_sha256: str | None) -> ModelCard:
+                   source_sha256: str | None, folded: bool = True) -> ModelCard:
     """The card of a TFLite file: the run's card with the file's own input/output tensors described."""
     from edge_tl.runtimes.litert_rt import make_interpreter
 
     it = make_interpreter(content, 1)
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     iq, oq = np.dtype(i["dtype"]).kind in "iu", np.dtype(o["dtype"]).kind in "iu"
-    inp = replace(run_card.input, layout="NHWC", dtype=np.dtype(i["dtype"]).name,
+    base = folded_input(run_card.input) if folded else run_card.input
+    inp = replace(base, layout="NHWC", dtype=np.dtype(i["dtype"]).name,
                   scale=float(i["quantization"][0]) if iq else None,
                   zero_point=int(i["quantization"][1]) if iq else None)
     out = OutputSpec(dtype=np.dtype(o["dtype"]).name, scale=float(o["quantization"][0]) if oq else None,
@@ -205,7 +259,8 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
                   calib_split: str = "train", percentile: float = 99.99, output_margin: float = OUTPUT_MARGIN,
                   output: str = "quantized", float_content: bytes | None = None,
                   source_sha256: str | None = None, threads: int = 2,
-                  progress: Callable[[int], None] | None = None) -> TfliteExport:
+                  progress: Callable[[int], None] | None = None, io_type: str = "uint8",
+                  fold: bool | None = None) -> TfliteExport:
     """Export ``model`` (or quantise ``float_content``) as ``quantize`` to ``out_path`` with ``card`` inside.
 
     Args:
@@ -216,9 +271,13 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
         calib_method: ``minmax`` (default), ``percentile``, ``absmax`` or ``ema`` (ai-edge-quantizer's own,
             saturates; for measurement only); see :mod:`edge_tl.export.tflite_quant`.
         output_margin: headroom added to the calibrated logit range (a fraction of its extremes).
-        output: full int8 only: ``quantized`` (int8 input and output) or ``float`` (the logits layer in float,
+        output: full int8 only: ``quantized`` (integer output) or ``float`` (the logits layer in float,
             float32 output).
         float_content: the float flatbuffer if already converted (saves a conversion per variant).
+        io_type: full int8 only: ``uint8`` (default; MediaPipe, Model Maker's layout) or ``int8`` input, and the
+            same type for a quantised output.
+        fold: fold the normalisation into the graph (default when converting ``model``); with ``float_content``
+            the default is what its embedded card says (not folded without a card).
     """
     if quantize not in FILENAMES:
         raise ConfigError(f"unknown TFLite quantisation '{quantize}'", f"use one of: {', '.join(FILENAMES)}")
@@ -226,14 +285,21 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
     if float_content is None:
         if model is None:
             raise ConfigError("export_tflite needs a model or float_content")
-        float_content = convert_float(model, card.input.size)
+        fold = True if fold is None else fold
+        src = card.input
+        norm = ((src.graph_mean or src.mean, src.graph_std or src.std) if fold else None)
+        float_content = convert_float(model, card.input.size, norm)
+    elif fold is None:
+        fold = _is_folded(float_content)
     notes: list[str] = []
     quantization = None
     content = float_content
     if quantize != "none":
-        calib = _calib_inputs(calib_pixels, card) if QUANT_MODES[quantize].calibrated else None
+        spec = folded_input(card.input) if fold else card.input
+        calib = _calib_inputs(calib_pixels, spec) if QUANT_MODES[quantize].calibrated else None
         q = quantize_tflite(float_content, quantize, calib, method=calib_method, percentile=percentile,
-                            threads=threads, output_margin=output_margin, output=output, progress=progress)
+                            threads=threads, output_margin=output_margin, output=output, progress=progress,
+                            io_type=io_type, input_range=(0.0, 1.0) if fold else None)
         content = q.content
         quantization = _quantization_dict(q, calib_split)
         if q.calibration is not None:
@@ -247,18 +313,18 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
             notes.append("dynamic-range int8 quantises activations at run time: smaller file, usually slower "
                          "than fp32 with XNNPACK on x86")
     seconds = time.perf_counter() - t0
-    final = _artefact_card(card, content, quantization, source_sha256)
+    final = _artefact_card(card, content, quantization, source_sha256, fold)
     path = write_tflite(content, final, Path(out_path))
     return TfliteExport(path, final, quantize, seconds, tuple(notes))
 
 
-def _calib_inputs(pixels: np.ndarray | None, card: ModelCard) -> np.ndarray:
+def _calib_inputs(pixels: np.ndarray | None, spec: InputSpec) -> np.ndarray:
     from edge_tl.data.preprocess import normalize
 
     if pixels is None or len(pixels) == 0:
         raise ExportError("full int8 needs calibration images and none were given",
                           "pass images from the run's train split (--calib-size > 0)")
-    return normalize(np.asarray(pixels), card.input, layout="NHWC")
+    return normalize(np.asarray(pixels), spec, layout="NHWC")
 
 
 def _quantization_dict(q: QuantizedTflite, split: str) -> dict[str, Any]:
@@ -330,5 +396,5 @@ def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
 for _q, _name in FILENAMES.items():
     register_exporter("tflite", _q, filename=_name, needs_calibration=_q == "int8")(_exporter(_q))
 
-__all__ = ["FILENAMES", "TfliteExport", "convert_float", "embed_metadata", "export_tflite", "partition_note",
-           "write_tflite", "write_tflite_card", "xnnpack_partitions"]
+__all__ = ["FILENAMES", "TfliteExport", "convert_float", "embed_metadata", "export_tflite", "folded_input",
+           "partition_note", "with_metadata", "write_tflite", "write_tflite_card", "xnnpack_partitions"]

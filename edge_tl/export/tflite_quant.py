@@ -143,9 +143,13 @@ def io_tensor_names(content: bytes) -> tuple[list[str], list[str]]:
 
 def calibrate(float_content: bytes, inputs: np.ndarray, recipe: Any, method: str = "minmax",
               percentile: float = 99.99, threads: int = 2, output_margin: float = OUTPUT_MARGIN,
-              progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Run the float model on ``inputs`` (normalised NHWC float32, one image at a time) and return the
-    activation ranges ai-edge-quantizer needs, reduced with ``method`` (see the module docstring)."""
+              progress: Callable[[int], None] | None = None,
+              input_range: tuple[float, float] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Run the float model on ``inputs`` (the float model's NHWC input, one image at a time) and return the
+    activation ranges ai-edge-quantizer needs, reduced with ``method`` (see the module docstring).
+
+    ``input_range`` fixes the input's range instead of calibrating it: ``(0, 1)`` for a graph that takes pixels
+    in [0, 1] makes the int8 input step exactly one pixel level (scale 1/255)."""
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, recipe_manager
 
@@ -170,6 +174,10 @@ def calibrate(float_content: bytes, inputs: np.ndarray, recipe: Any, method: str
               for name, qsv in calib.get_model_qsvs().items() if qsv}
     if method != "ema":
         ranges.update({n: _widen(ranges[n], output_margin) for n in outs if n in ranges})
+    if input_range is not None:
+        lo, hi = input_range
+        ranges.update({n: {"min": np.full_like(ranges[n]["min"], lo), "max": np.full_like(ranges[n]["max"], hi)}
+                       for n in ins if n in ranges})
     return ranges
 
 
@@ -208,11 +216,14 @@ def float_output_recipe(recipe: Any, output_names: list[str]) -> Any:
 def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | None = None, *,
                     method: str = "minmax", percentile: float = 99.99, threads: int = 2,
                     output_margin: float = OUTPUT_MARGIN, output: str = "quantized",
-                    progress: Callable[[int], None] | None = None) -> QuantizedTflite:
+                    progress: Callable[[int], None] | None = None, io_type: str = "int8",
+                    input_range: tuple[float, float] | None = None) -> QuantizedTflite:
     """Quantise a float flatbuffer to ``mode`` (one of :data:`QUANT_MODES`).
 
-    ``calib_inputs`` (normalised NHWC float32) are required for ``int8``. ``output`` (int8 only): ``quantized``
-    gives int8 input and output; ``float`` keeps the logits layer in float (int8 input, float32 output).
+    ``calib_inputs`` (the float model's NHWC input) are required for ``int8``. ``output`` (int8 only):
+    ``quantized`` gives an integer output; ``float`` keeps the logits layer in float (float32 output).
+    ``io_type`` (int8 only): ``int8`` (ai-edge-quantizer's own) or ``uint8`` input and integer output
+    (:func:`uint8_io`). ``input_range``: see :func:`calibrate`.
     """
     from ai_edge_quantizer import quantizer
 
@@ -221,6 +232,8 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
         raise ConfigError(f"unknown TFLite quantisation '{mode}'", f"use one of: {', '.join(QUANT_MODES)}")
     if output not in OUTPUTS:
         raise ConfigError(f"unknown int8 output '{output}'", f"use one of: {', '.join(OUTPUTS)}")
+    if io_type not in IO_TYPES:
+        raise ConfigError(f"unknown int8 input type '{io_type}'", f"use one of: {', '.join(IO_TYPES)}")
     recipe = spec.build()
     _, outs = io_tensor_names(float_content)
     if spec.calibrated and output == "float":
@@ -231,8 +244,9 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
         if calib_inputs is None or len(calib_inputs) == 0:
             raise ExportError("full int8 needs calibration images and none were given",
                               "pass images from the run's train split (--calib-size > 0)")
-        qsvs = calibrate(float_content, calib_inputs, recipe, method, percentile, threads, output_margin, progress)
-        calibration = {"images": len(calib_inputs), "method": method, "output": output}
+        qsvs = calibrate(float_content, calib_inputs, recipe, method, percentile, threads, output_margin, progress,
+                         input_range)
+        calibration = {"images": len(calib_inputs), "method": method, "output": output, "io_type": io_type}
         if method != "ema" and output == "quantized":
             calibration["output_margin"] = output_margin
         if method == "percentile":
@@ -245,6 +259,8 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
         raise ExportError(f"ai-edge-quantizer failed to make the {mode} model: {str(exc).splitlines()[0][:200]}",
                           "keep the float model, or try another --quantize") from None
     content = bytes(result.quantized_model)
+    if spec.calibrated and io_type == "uint8":
+        content = uint8_io(content)
     ranges = {n: (float(np.min(qsvs[n]["min"])), float(np.max(qsvs[n]["max"])))
               for n in outs if qsvs and n in qsvs and output == "quantized"}
     recipe_name = spec.recipe + ("+float_logits" if spec.calibrated and output == "float" else "")
@@ -268,3 +284,75 @@ def float_ops(content: bytes) -> tuple[str, ...]:
         if tensor is not None and tensor.Type() == fb.TensorType.FLOAT32:
             out.append(f"{names.get(builtin, str(builtin))}:{tensor.Name().decode()}")
     return tuple(out)
+
+
+# ---- uint8 input/output for full int8 (the layout TFLite Model Maker ships and MediaPipe requires) -----------
+IO_TYPES = ("uint8", "int8")
+
+
+def _quantize_opcode(model: Any, fb: Any) -> int:
+    """Index of a QUANTIZE operator code in ``model`` (added when missing)."""
+    code = fb.BuiltinOperator.QUANTIZE
+    for i, oc in enumerate(model.operatorCodes):
+        if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == code:
+            oc.version = max(int(oc.version), 2)
+            return i
+    oc = fb.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 2
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _uint8_twin(fb: Any, t: Any, name: str) -> Any:
+    """A uint8 tensor with ``t``'s shape and real values (zero point shifted by 128)."""
+    import copy
+
+    twin = copy.deepcopy(t)
+    twin.name, twin.type, twin.buffer = name.encode(), fb.TensorType.UINT8, 0
+    twin.quantization.zeroPoint = [int(z) + 128 for z in t.quantization.zeroPoint]
+    return twin
+
+
+def _requantize_op(fb: Any, opcode: int, src: int, dst: int) -> Any:
+    op = fb.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = opcode, [src], [dst]
+    op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.QuantizeOptions, fb.QuantizeOptionsT()
+    return op
+
+
+def uint8_io(content: bytes, output: bool = True) -> bytes:
+    """Give a full-int8 flatbuffer a uint8 input (and, with ``output``, a uint8 output where it is int8).
+
+    A QUANTIZE operator (uint8 -> int8, same scale, zero point - 128) is put in front of the graph, and one
+    (int8 -> uint8) after an int8 output; the new tensors take the old names (and the signature's), the int8
+    ones get an ``_int8`` suffix. Real values are unchanged, so the calibration still applies exactly.
+    """
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    sub = model.subgraphs[0]
+    opcode = _quantize_opcode(model, fb)
+    renamed: dict[int, int] = {}
+    old_in = sub.inputs[0]
+    if sub.tensors[old_in].type == fb.TensorType.INT8:
+        t = sub.tensors[old_in]
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        sub.tensors.append(_uint8_twin(fb, t, name))
+        t.name = f"{name}_int8".encode()
+        new = len(sub.tensors) - 1
+        sub.operators.insert(0, _requantize_op(fb, opcode, new, old_in))
+        sub.inputs[0] = renamed[old_in] = new
+    old_out = sub.outputs[0]
+    if output and sub.tensors[old_out].type == fb.TensorType.INT8:
+        t = sub.tensors[old_out]
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        sub.tensors.append(_uint8_twin(fb, t, name))
+        t.name = f"{name}_int8".encode()
+        new = len(sub.tensors) - 1
+        sub.operators.append(_requantize_op(fb, opcode, old_out, new))
+        sub.outputs[0] = renamed[old_out] = new
+    for sig in model.signatureDefs or []:
+        for item in [*(sig.inputs or []), *(sig.outputs or [])]:
+            item.tensorIndex = renamed.get(item.tensorIndex, item.tensorIndex)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

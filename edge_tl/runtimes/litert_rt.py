@@ -25,6 +25,7 @@ from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax
 from edge_tl.runtimes.base import register_runtime
 
 TFLITE_IDENTIFIER = b"TFL3"
+STANDARD_METADATA = "TFLITE_METADATA"  # the metadata buffer MediaPipe and the TFLite Task Library read
 _HINT = "re-export it with edge-tl export --format tflite"
 
 
@@ -142,6 +143,28 @@ def check_tflite_bytes(data: bytes | bytearray | memoryview, path: Path | str) -
         raise ArtifactError(f"{path} is a damaged TFLite model (no subgraph)", _HINT)
     if ends and max(ends) > len(data):
         raise ArtifactError(f"{path} is truncated ({len(data)} bytes, its weights reach byte {max(ends)})", _HINT)
+    _check_packed_files(data, path)
+
+
+def _check_packed_files(data: bytes | bytearray | memoryview, path: Path | str) -> None:
+    """A file whose standard metadata names ``labels.txt`` must end with the zip archive that packs it."""
+    import io
+    import zipfile
+
+    try:
+        standard = read_tflite_metadata(data, STANDARD_METADATA)
+    except (IndexError, ValueError, TypeError, AttributeError, struct.error):
+        raise ArtifactError(f"{path}: damaged metadata table", _HINT) from None
+    if not standard or b"labels.txt" not in standard:
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+            ok = "labels.txt" in zf.namelist()
+    except zipfile.BadZipFile:
+        ok = False
+    if not ok:
+        raise ArtifactError(f"{path} is truncated or damaged ({len(data)} bytes): the labels.txt its metadata "
+                            "names is not packed at its end", _HINT)
 
 
 def _buffer_end(buf: Any) -> int:

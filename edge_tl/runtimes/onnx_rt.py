@@ -158,8 +158,10 @@ def _check_input_shape(model: Any, card: ModelCard, path: Path) -> None:
 
 
 # ORT >= 1.21's WeightBiasQuantization pass re-quantises, per tensor, the float weights of any Conv/Gemm fed by a
-# DequantizeLinear: exactly the layers an accuracy-budgeted int8 export keeps in float (and the float logits layer).
-# Measured on a model with one fragile conv: with the pass, the "float" layer's weights all round to 0.
+# per-tensor DequantizeLinear: exactly the layers an accuracy-budgeted int8 export keeps in float (and the float
+# logits layer). edge-tl's files now feed those layers through a per-channel DequantizeLinear, which the pass leaves
+# alone (edge_tl.export.onnx_export.keep_float_weights), so sessions here use ORT's defaults as any other app does.
+# Disabling the pass is only needed for int8 files written before that; kept for code that still passes it.
 KEEP_FLOAT_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
@@ -191,8 +193,7 @@ def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntim
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"],
-                                       disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises bare pybind errors for any defect in the file
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"ONNX Runtime cannot load {path}: {first}", "re-export it with edge-tl export") from None

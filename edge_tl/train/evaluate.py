@@ -1,8 +1,10 @@
-"""``edge-tl eval``: accuracy, per-class accuracy and confusion matrix of a trained run on its own held-out
-split or on another dataset with the same classes.
+"""``edge-tl eval``: accuracy, per-class accuracy and confusion matrix of a trained run or of any exported
+artefact (``.onnx``, ``.tflite``, ``.xml``) on its run's held-out split or on another dataset with the same classes.
 
-Images go through the same fast path as training (ONNX Runtime backbone + feature cache, checked equal to the
-PyTorch backbone), then the run's head; the numbers are those of ``model.pt``.
+For a run, images go through the same fast path as training (ONNX Runtime backbone + feature cache, checked equal
+to the PyTorch backbone), then the run's head; the numbers are those of ``model.pt``. For an artefact they go
+through its :class:`~edge_tl.runtimes.base.Runtime`: the numbers are those of the file that ships. Unreadable
+images of another dataset are skipped and counted (the hygiene scan), never a crash on the first one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class EvalData:
     shas: list[str]
     source: str
     bad_files: int = 0
+    skipped: tuple[dict[str, str], ...] = ()  # the bad files: path, kind, reason
 
 
 @dataclass(frozen=True)
@@ -43,20 +46,85 @@ class EvalResult:
     seconds: float
     bad_files: int = 0
     plot: str | None = None
+    runtime: str | None = None
+    skipped: tuple[dict[str, str], ...] = ()
 
     @property
     def accuracy(self) -> float:
         return self.report.accuracy
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "data": self.source, "seconds": round(self.seconds, 3),
-                "bad_files": self.bad_files, "plot": self.plot, **self.report.to_json()}
+        return {"model": self.model, "runtime": self.runtime, "data": self.source, "seconds": round(self.seconds, 3),
+                "bad_files": self.bad_files, "skipped": list(self.skipped), "plot": self.plot,
+                **self.report.to_json()}
+
+
+BATCH = 64
 
 
 def checkpoint_path(model: str | Path) -> Path:
     """A run folder (or ``runs/latest``) or a ``model.pt`` -> the checkpoint file."""
     p = Path(model).expanduser()
     return p / "model.pt" if p.is_dir() else p
+
+
+def is_artefact(model: str | Path) -> bool:
+    """Whether ``model`` names an exported file (anything but a run folder or a ``.pt`` checkpoint)."""
+    p = Path(model).expanduser()
+    return not p.is_dir() and p.suffix.lower() not in ("", ".pt")
+
+
+def artefact_data(card: ModelCard, path: Path, data: str | None, data_root: str | None, split: str,
+                  progress: bool) -> EvalData:
+    """``data`` if given, else the split of the run the artefact was exported from (its card's ``run_dir``)."""
+    if data:
+        return data_from_dataset(card, data, data_root, progress)
+    run = Path(card.run_dir) if card.run_dir else None
+    if run is None or not (run / "card.json").exists():
+        raise DataError(f"{path.name} was exported from a run that is not here ({card.run_dir or 'unknown'})",
+                        "pass --data with a folder of class subfolders")
+    return data_from_run(card, run / "model.pt", split)
+
+
+def predict_artefact(rt: Any, files: list[Path], tick: Any = None) -> Any:
+    """Logits ``(N, C)`` (numpy) of ``files`` through the runtime ``rt``, decoded in batches of :data:`BATCH`."""
+    import numpy as np
+
+    from edge_tl.data.preprocess import load_batch
+
+    out = []
+    for i in range(0, len(files), BATCH):
+        chunk = files[i:i + BATCH]
+        out.append(rt(load_batch(chunk, rt.card.input)))
+        if tick is not None:
+            tick(len(chunk))
+    return np.concatenate(out) if out else np.zeros((0, rt.card.num_classes), np.float32)
+
+
+def evaluate_artefact(model: str | Path, data: str | None = None, data_root: str | None = None,
+                      split: str = "test", plot: str | Path | None = None, progress: bool = True,
+                      threads: int | None = None) -> EvalResult:
+    """Evaluate an exported file with its runtime on ``data`` (or its run's ``split``); write the confusion PNG
+    (default: ``<file>.eval_confusion.png`` beside it)."""
+    from rich.console import Console
+
+    from edge_tl.runtimes import load
+    from edge_tl.train.metrics import class_report
+    from edge_tl.train.plots import plot_confusion
+    from edge_tl.train.runs import make_progress, ticker
+
+    path = Path(model).expanduser()
+    rt = load(path, threads=threads)
+    ed = artefact_data(rt.card, path, data, data_root, split, progress)
+    t0 = time.perf_counter()
+    with make_progress(Console(stderr=True), progress) as prog:
+        logits = predict_artefact(rt, ed.files, ticker(prog, f"evaluating {path.name}", len(ed.files)))
+    report = class_report(rt.card.classes, ed.labels, logits.argmax(1).tolist())
+    seconds = time.perf_counter() - t0
+    png = Path(plot) if plot else path.with_name(path.name + ".eval_confusion.png")
+    plot_confusion(report.matrix, rt.card.classes, png,
+                   title=f"{path.name} on {ed.source}: {100 * report.accuracy:.1f}% of {report.total}")
+    return EvalResult(str(path), ed.source, report, seconds, ed.bad_files, str(png), rt.name, ed.skipped)
 
 
 def data_from_run(card: ModelCard, ckpt: Path, split: str) -> EvalData:
@@ -69,6 +137,7 @@ def data_from_run(card: ModelCard, ckpt: Path, split: str) -> EvalData:
     items = m.select(None if split == "all" else split)
     if not items:
         raise DataError(f"the run's '{split}' split is empty", "choose another --split")
+    m.require_intact(items, f"run's '{split}' split")
     return EvalData([m.path_of(it) for it in items], [it.label for it in items], [it.sha256 for it in items],
                     f"{m.dataset or 'run'}:{split}")
 
@@ -93,8 +162,9 @@ def data_from_dataset(card: ModelCard, data: str, data_root: str | None, progres
     if not report.records:
         raise DataError(f"dataset {ds.name or data} has no readable images", f"run `edge-tl data check {data}`")
     recs = report.records
+    skipped = tuple({"path": str(b.path), "kind": b.kind, "reason": b.reason} for b in report.bad)
     return EvalData([r.path for r in recs], [remap[r.label] for r in recs], [r.sha256 for r in recs],
-                    ds.name or str(data), len(report.bad))
+                    ds.name or str(data), len(report.bad), skipped)
 
 
 def predict(model: EdgeModel, card: ModelCard, files: list[Path], shas: list[str], engine: str = "onnx",
@@ -111,7 +181,8 @@ def predict(model: EdgeModel, card: ModelCard, files: list[Path], shas: list[str
 
 def evaluate(model: str | Path, data: str | None = None, data_root: str | None = None, split: str = "test",
              engine: str = "onnx", plot: str | Path | None = None, progress: bool = True) -> EvalResult:
-    """Evaluate a run (folder or ``model.pt``) on its ``split`` or on ``data``; write the confusion PNG."""
+    """Evaluate a run (folder or ``model.pt``) or an exported file (:func:`evaluate_artefact`) on its ``split``
+    or on ``data``; write the confusion PNG."""
     from rich.console import Console
 
     from edge_tl.errors import check_choice
@@ -121,6 +192,8 @@ def evaluate(model: str | Path, data: str | None = None, data_root: str | None =
     from edge_tl.train.runs import make_progress, ticker
 
     check_choice("split", split, SPLIT_CHOICES)
+    if is_artefact(model):
+        return evaluate_artefact(model, data, data_root, split, plot, progress)
     ckpt = checkpoint_path(model)
     net, card = load_checkpoint(ckpt)
     ed = data_from_dataset(card, data, data_root, progress) if data else data_from_run(card, ckpt, split)
@@ -132,4 +205,4 @@ def evaluate(model: str | Path, data: str | None = None, data_root: str | None =
     png = Path(plot) if plot else ckpt.parent / "eval_confusion.png"
     plot_confusion(report.matrix, card.classes, png,
                    title=f"{ed.source}: {100 * report.accuracy:.1f}% of {report.total}")
-    return EvalResult(str(ckpt), ed.source, report, seconds, ed.bad_files, str(png))
+    return EvalResult(str(ckpt), ed.source, report, seconds, ed.bad_files, str(png), skipped=ed.skipped)
