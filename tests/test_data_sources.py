@@ -97,6 +97,37 @@ def test_oxford_pets_extracted_copy(tmp_path):
                    for f, lab in zip(ds.files, ds.labels))
 
 
+def test_oxford_pets_official_split(tmp_path):
+    """--split official keeps the trainval/test lists (val is carved from trainval by train); the default
+    policy does not impose them."""
+    from edge_tl.data.sources import with_split
+
+    ds = resolve_dataset("oxford-pets", _oxford_pets(tmp_path))
+    assert ds.splits is None and ds.official is not None
+    off = with_split(ds, "official")
+    split_of = {f.stem: sp for f, sp in zip(off.files, off.splits)}
+    assert {k for k, v in split_of.items() if v == "test"} == {f"{n}_4" for n in ("Abyssinian", "american_bulldog",
+                                                                                   "Bengal")}
+    assert sum(v == "train" for v in split_of.values()) == 9
+    assert with_split(ds, "auto") == ds and with_split(off, "stratified").splits is None
+
+
+def test_official_split_needs_a_dataset_that_has_one(tmp_path):
+    from edge_tl.data.sources import with_split
+
+    plain = load_folder(image_folder(tmp_path / "d", {"cat": 3, "dog": 3}))
+    with pytest.raises(DataError, match="has no official split") as exc:
+        with_split(plain, "official")
+    assert "--split auto" in exc.value.hint
+    root = tmp_path / "pre"
+    image_folder(root / "train", {"cat": 3, "dog": 3})
+    image_folder(root / "test", {"cat": 1, "dog": 1}, seed=50)
+    pre = load_folder(root)
+    assert with_split(pre, "official").splits == pre.splits  # a pre-split folder's own split is its official one
+    with pytest.raises(UnknownNameError):
+        with_split(plain, "random")
+
+
 def test_oxford_pets_wrong_folder(tmp_path):
     with pytest.raises(DataError, match="not an extracted Oxford-IIIT Pet"):
         resolve_dataset("oxford-pets", tmp_path)

@@ -52,24 +52,48 @@ def test_tiny_run_outputs(tiny_run: Path, sample_dir: Path) -> None:
     acc = float((pred == np.asarray(m.labels("test"))).mean())
     assert acc == pytest.approx(card.metrics["test_accuracy"])
     hist = json.loads((tiny_run / "history.json").read_text())
-    assert [r["epoch"] for r in hist["history"]] == [1, 2]
+    assert [r["epoch"] for r in hist["history"]] == [1]  # one converged fit, not epochs
+    assert [r["l2"] for r in hist["l2_path"]] == sorted(r["l2"] for r in hist["l2_path"])
+    assert card.metrics["head_solver"] == "lbfgs" and card.metrics["head_l2"] in [r["l2"] for r in hist["l2_path"]]
+    assert card.metrics["val_accuracy"] == pytest.approx(card.metrics["head_cv_accuracy"])
     assert sum(m.counts()["test"]) == card.metrics["test_images"]
 
 
-def test_features_mode_learns_and_is_reproducible(sample_dir: Path, tmp_path: Path) -> None:
-    a = train(_cfg(sample_dir, tmp_path / "a", epochs=12, patience=50, lr=1e-2), console=QUIET)
-    losses = [r["train_loss"] for r in a.history]
-    assert losses[-1] < losses[0] - 0.05
-    assert a.history[-1]["train_acc"] > a.history[0]["train_acc"]
-    b = train(_cfg(sample_dir, tmp_path / "b", epochs=12, patience=50, lr=1e-2), console=QUIET)
+def test_features_mode_fits_the_probe_on_train_and_val(sample_dir: Path, tmp_path: Path) -> None:
+    """The run's head is the probe refitted on train + val features (same l2), converged and reproducible."""
+    from edge_tl.train.features import extract
+    from edge_tl.train.head import fit_logistic, standardiser
+
+    a = train(_cfg(sample_dir, tmp_path / "a", epochs=None, batch_size=None), console=QUIET)
+    b = train(_cfg(sample_dir, tmp_path / "b", epochs=None, batch_size=None), console=QUIET)
     sa, sb = read_checkpoint(a.run_dir)["state_dict"], read_checkpoint(b.run_dir)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
+    assert a.metrics["head_grad_norm"] < 1e-5 and a.metrics["head_cv_folds"] >= 2
+    m = Manifest.load(a.run_dir / "split.json")
+    model, card = load_checkpoint(a.run_dir / "model.pt")
+    files = m.files("train") + m.files("val")
+    feats, _ = extract(model, card.input, files, engine="torch")
+    mu, sd = standardiser(feats[:, 0])
+    ref = fit_logistic((feats[:, 0] - mu) / sd, np.asarray(m.labels("train") + m.labels("val")),
+                       len(card.classes), a.metrics["head_l2"])
+    got = model.head.weight.detach().double().numpy() * sd  # back on standardised features
+    assert np.abs(got - ref.weight).max() < 1e-4 * max(1.0, np.abs(ref.weight).max())
+
+
+def test_unfreeze_outside_finetune_is_an_error(sample_dir: Path, tmp_path: Path) -> None:
+    from edge_tl.errors import ConfigError
+
+    for mode in (None, "features", "full"):
+        with pytest.raises(ConfigError, match="--unfreeze applies to --mode finetune") as exc:
+            train(_cfg(sample_dir, tmp_path / "x", mode=mode, unfreeze=1), console=QUIET)
+        assert "--mode finetune" in exc.value.hint
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("mode", ["finetune", "full"])
 def test_image_modes_train_what_they_should(sample_dir: Path, tmp_path: Path, mode: str) -> None:
-    res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, unfreeze=1, epochs=2, batch_size=24), console=QUIET)
+    kw = {"unfreeze": 1} if mode == "finetune" else {}
+    res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, epochs=2, batch_size=24, **kw), console=QUIET)
     torch.manual_seed(0)
     init = create_model("tiny_cnn", num_classes=len(res.card.classes), weights="none", img_size=32).state_dict()
     trained = read_checkpoint(res.run_dir)["state_dict"]
@@ -83,6 +107,7 @@ def test_image_modes_train_what_they_should(sample_dir: Path, tmp_path: Path, mo
         assert all(changed.values())
     assert not torch.equal(init["head.weight"], trained["head.weight"])
     assert res.metrics["mode"] == mode and res.metrics["epochs_run"] == 2
+    assert res.metrics["probe_solver"] == "lbfgs" and res.metrics["probe_cv_folds"] >= 2  # started from the probe
     assert (res.run_dir / "curves.png").is_file()
 
 
@@ -90,14 +115,18 @@ class _Stop(KeyboardInterrupt):
     pass
 
 
-@pytest.mark.parametrize("mode,views,epochs", [("features", 1, 4), ("finetune", 0, 3)])
+@pytest.mark.parametrize("mode,views,epochs,cut", [("features", 1, None, 1), ("finetune", 0, 3, 2)])
 def test_resume_reaches_the_uninterrupted_result(sample_dir: Path, tmp_path: Path, mode: str, views: int,
-                                                 epochs: int) -> None:
-    kw = {"mode": mode, "epochs": epochs, "patience": 50, "aug_views": views, "unfreeze": 1, "batch_size": 24}
+                                                 epochs: int | None, cut: int) -> None:
+    kw = {"mode": mode, "epochs": epochs, "aug_views": views}
+    if mode == "finetune":
+        kw.update(patience=50, unfreeze=1, batch_size=24)
+    else:
+        kw.update(batch_size=None)
     full = train(_cfg(sample_dir, tmp_path / "full", **kw), console=QUIET)
 
     def stop(epoch: int, row: dict) -> None:
-        if epoch == 2:
+        if epoch == cut:
             raise _Stop()
 
     with pytest.raises(KeyboardInterrupt):
@@ -106,7 +135,7 @@ def test_resume_reaches_the_uninterrupted_result(sample_dir: Path, tmp_path: Pat
     torch.manual_seed(12345)  # resume must restore the RNG state, not depend on the caller's
     resumed = train(TrainConfig(out=str(tmp_path / "cut"), resume=True, data=str(sample_dir), progress=False,
                                 engine="torch"), console=QUIET)
-    assert [r["epoch"] for r in resumed.history] == list(range(1, epochs + 1))
+    assert [r["epoch"] for r in resumed.history] == list(range(1, (epochs or 1) + 1))
     for key in ("train_loss", "val_loss", "val_acc"):
         assert [r[key] for r in resumed.history] == pytest.approx([r[key] for r in full.history], rel=1e-6)
     sa, sb = read_checkpoint(full.run_dir)["state_dict"], read_checkpoint(resumed.run_dir)["state_dict"]

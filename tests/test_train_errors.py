@@ -125,3 +125,12 @@ def test_bad_numbers_are_usage_errors(capsys, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["train", "--epochs", "0", "--out", str(tmp_path / "r")])
     assert exc.value.code == 2
+
+
+def test_unfreeze_without_finetune_and_official_split_without_one(capsys, tmp_path: Path, sample_dir: Path) -> None:
+    msg = _fail(capsys, ["train", "--data", str(sample_dir), "--unfreeze", "1", "--out", str(tmp_path / "r"), *TINY])
+    assert "--unfreeze applies to --mode finetune only" in msg and "add --mode finetune" in msg
+    msg = _fail(capsys, ["train", "--data", str(sample_dir), "--split", "official", "--out", str(tmp_path / "r"),
+                         *TINY])
+    assert "has no official split" in msg
+    assert not (tmp_path / "r").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edge_tl.cli.options import emit_json, force_option, json_option, seed_option
+from edge_tl.data.sources import SPLIT_POLICIES
 
 MODES = ("features", "finetune", "full")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -19,14 +20,19 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @click.option("--weights", default="default", show_default=True,
               help="'default' (pretrained), 'none' (random init) or a state-dict file.")
 @click.option("--mode", type=click.Choice(MODES), default=None,
-              help="features: frozen backbone, cached features, head only [default]; finetune: last "
-                   "--unfreeze blocks too; full: everything.")
-@click.option("--unfreeze", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Blocks trained in finetune mode (the last N).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: 30 features, 6 finetune, 10 full]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 64 features, 32 otherwise]")
+              help="features: frozen backbone, cached features, head fitted to convergence (L-BFGS, L2 by "
+                   "cross-validation) [default]; finetune: from that head, last --unfreeze blocks too; full: "
+                   "everything.")
+@click.option("--unfreeze", type=click.IntRange(min=0), default=None,
+              help="Finetune mode: train the last N backbone blocks [default: 2]; an error with other modes.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="SGD loop of finetune/full [default: 6 finetune, 10 full].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="SGD loop of finetune/full [default: 32]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Head learning rate (the backbone gets 0.1x) [default: 3e-3 features, 1e-3 finetune, 5e-4 full]")
+              help="Head learning rate of finetune/full (the backbone gets 0.1x) [default: 1e-3 finetune, 5e-4 full]")
+@click.option("--split", type=click.Choice(SPLIT_POLICIES), default="auto", show_default=True,
+              help="auto: the dataset's own train/val/test folders, else a seeded stratified 70/15/15 split; "
+                   "official: the publisher's split (Oxford-IIIT Pet trainval/test); stratified: always split.")
 @click.option("--img-size", type=click.IntRange(min=16), default=None, help="Input size [default: the weights' own].")
 @click.option("--aug-views", type=click.IntRange(min=0), default=0, show_default=True,
               help="Features mode: cached augmented views per training image (crop, flip, colour).")
@@ -45,15 +51,17 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @force_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
-def train(data: str, data_root: str | None, backbone: str | None, weights: str, mode: str | None, unfreeze: int,
-          epochs: int | None, batch_size: int | None, lr: float | None, img_size: int | None, aug_views: int,
+def train(data: str, data_root: str | None, backbone: str | None, weights: str, mode: str | None,
+          unfreeze: int | None, epochs: int | None, batch_size: int | None, lr: float | None, split: str,
+          img_size: int | None, aug_views: int,
           device: str, precision: str, workers: int | None, engine: str, seed: int, out: str | None,
           resume: bool, force: bool, quiet: bool, json_path: str | None) -> None:
     """Train a classifier on top of a pretrained backbone.
 
     \b
     The default is fast on a CPU: the frozen backbone's features are computed once with ONNX Runtime and
-    cached on disk ($EDGE_TL_CACHE, default ~/.cache/edge-tl), then a linear head trains in seconds.
+    cached on disk ($EDGE_TL_CACHE, default ~/.cache/edge-tl), then a linear head is fitted to convergence
+    (multinomial logistic regression, its L2 strength chosen by cross-validation on train + val) in seconds.
     Writes runs/NAME/{model.pt, card.json, split.json, history.json, curves.png, confusion.png} and points
     runs/latest at it. Ctrl-C leaves a resumable state: continue with --resume. Runs under
     `torchrun --nproc_per_node N` with DistributedDataParallel.
@@ -67,7 +75,7 @@ def train(data: str, data_root: str | None, backbone: str | None, weights: str, 
     cfg = TrainConfig(data=data, data_root=data_root, backbone=backbone, weights=weights, mode=mode,
                       unfreeze=unfreeze, epochs=epochs, batch_size=batch_size, lr=lr, img_size=img_size,
                       device=device, precision=precision, workers=workers, seed=seed, out=out, resume=resume,
-                      aug_views=aug_views, engine=engine, progress=not quiet, force=force)
+                      aug_views=aug_views, engine=engine, split=split, progress=not quiet, force=force)
     result = run_train(cfg)
     from edge_tl.train.ddp import env_dist
 

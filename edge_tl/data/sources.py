@@ -29,7 +29,9 @@ LAYOUT_HINT = "ImageFolder layout: one subfolder per class, e.g. DATA/cat/1.jpg,
 @dataclass(frozen=True)
 class Dataset:
     """Files and labels of one dataset. ``splits`` is set when the folder came already split
-    (``train/``, ``val/``, ``test/`` above the class folders); it is then aligned with ``files``."""
+    (``train/``, ``val/``, ``test/`` above the class folders); it is then aligned with ``files``.
+    ``official`` is the split the dataset's publisher defines (Oxford-IIIT Pet: trainval -> ``train``, test ->
+    ``test``), aligned with ``files``; it is used when asked for (``--split official``)."""
 
     name: str
     root: Path
@@ -37,6 +39,7 @@ class Dataset:
     files: list[Path]
     labels: list[int]
     splits: list[str] | None = None
+    official: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -176,6 +179,30 @@ def _class_folders(path: Path, classes: list[str] | None = None) -> tuple[list[s
     return names, files, labels
 
 
+def with_split(ds: Dataset, split: str) -> Dataset:
+    """``ds`` with the split policy ``split`` applied: ``auto`` (its own split folders when it has them, else
+    none), ``official`` (the publisher's split; an error for a dataset that has none) or ``stratified`` (ignore
+    any predefined split)."""
+    from dataclasses import replace
+
+    from edge_tl.errors import check_choice
+
+    check_choice("split", split, SPLIT_POLICIES)
+    if split == "stratified":
+        return replace(ds, splits=None)
+    if split == "official":
+        official = ds.official if ds.official is not None else ds.splits
+        if official is None:
+            raise DataError(f"dataset {ds.name} has no official split",
+                            "use --split auto (a seeded stratified split), or a folder with train/ and test/ "
+                            "subfolders, or --data oxford-pets")
+        return replace(ds, splits=list(official))
+    return ds
+
+
+SPLIT_POLICIES = ("auto", "official", "stratified")
+
+
 def _load_presplit(path: Path, split_dirs: list[Path], name: str | None) -> Dataset:
     classes = sorted({d.name for s in split_dirs for d in _subdirs(s)})
     if len(classes) < 2:
@@ -213,6 +240,7 @@ def _sample(root: Path | None) -> Dataset:
 # ---- Oxford-IIIT Pet -----------------------------------------------------------------------------------------
 
 PETS_DIR = "oxford-iiit-pet"
+PETS_SPLITS = {"trainval": "train", "test": "test"}  # the official lists -> edge-tl splits (val carved from train)
 
 
 def _pets_tv_root(root: Path) -> Path:
@@ -236,6 +264,7 @@ def _oxford_pets(root: Path | None) -> Dataset:
     files: list[Path] = []
     labels: list[int] = []
     classes: list[str] = []
+    official: list[str] = []
     with _pets_errors(tv_root):
         for split in ("trainval", "test"):
             ds = OxfordIIITPet(str(tv_root), split=split, download=False)
@@ -245,7 +274,8 @@ def _oxford_pets(root: Path | None) -> Dataset:
                                 "re-extract annotations.tar.gz")
             files += [Path(p) for p in ds._images]
             labels += [int(y) for y in ds._labels]
-    return Dataset("oxford-pets", (tv_root / PETS_DIR).resolve(), classes, files, labels)
+            official += [PETS_SPLITS[split]] * len(ds._images)
+    return Dataset("oxford-pets", (tv_root / PETS_DIR).resolve(), classes, files, labels, official=official)
 
 
 @contextlib.contextmanager

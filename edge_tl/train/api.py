@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_tl.data.sources import SPLIT_POLICIES
 from edge_tl.errors import CheckpointError, ConfigError, check_choice
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 MODES = ("features", "finetune", "full")
 DEFAULT_BACKBONE = "mobilenet_v2"
+DEFAULT_UNFREEZE = 2
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class TrainConfig:
     backbone: str | None = None
     weights: str = "default"
     mode: str | None = None
-    unfreeze: int = 2
+    unfreeze: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -75,6 +77,7 @@ class TrainConfig:
     patience: int | None = None
     weight_decay: float | None = None
     engine: str = "auto"
+    split: str = "auto"
     progress: bool = True
     force: bool = False
 
@@ -83,15 +86,17 @@ class TrainConfig:
         mode = self.mode or "features"
         check_choice("mode", mode, MODES)
         d = MODE_DEFAULTS[mode]
-        from edge_tl.cli.options import cpu_count
+        from edge_tl.runtimes import default_threads
 
         return replace(
             self, mode=mode, backbone=self.backbone or DEFAULT_BACKBONE,
+            unfreeze=(self.unfreeze if self.unfreeze is not None else DEFAULT_UNFREEZE) if mode == "finetune" else None,
             epochs=self.epochs if self.epochs is not None else d.epochs,
             batch_size=self.batch_size or d.batch_size, lr=self.lr if self.lr is not None else d.lr,
             patience=self.patience if self.patience is not None else d.patience,
             weight_decay=self.weight_decay if self.weight_decay is not None else d.weight_decay,
-            workers=self.workers if self.workers is not None else (0 if mode == "features" else min(4, cpu_count())),
+            workers=self.workers if self.workers is not None else (
+                0 if mode == "features" else min(4, default_threads(None))),
         )
 
     def validate(self) -> None:
@@ -99,10 +104,14 @@ class TrainConfig:
         from edge_tl.train.features import ENGINES
 
         check_choice("engine", self.engine, ["auto", *ENGINES])
+        check_choice("split", self.split, SPLIT_POLICIES)
+        if self.unfreeze is not None and (self.mode or "features") != "finetune":
+            raise ConfigError(f"--unfreeze applies to --mode finetune only, not --mode {self.mode or 'features'}",
+                              "drop --unfreeze, or add --mode finetune")
         checks = [(self.epochs is not None and self.epochs < 1, "--epochs must be >= 1"),
                   (self.batch_size is not None and self.batch_size < 1, "--batch-size must be >= 1"),
                   (self.lr is not None and not self.lr > 0, "--lr must be > 0"),
-                  (self.unfreeze < 0, "--unfreeze must be >= 0"),
+                  (self.unfreeze is not None and self.unfreeze < 0, "--unfreeze must be >= 0"),
                   (self.aug_views < 0, "--aug-views must be >= 0"),
                   (self.workers is not None and self.workers < 0, "--workers must be >= 0"),
                   (not 0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)")]
@@ -154,6 +163,7 @@ def merge_resume(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
         raise CheckpointError(f"cannot resume: the run was trained in mode '{old.mode}', not '{cfg.mode}'",
                               "drop --mode, or train a new run with another --out")
     return replace(old, resume=True, out=cfg.out or old.out, device=cfg.device, precision=cfg.precision,
+                   unfreeze=old.unfreeze if old.mode == "finetune" else None,
                    workers=cfg.workers if cfg.workers is not None else old.workers, progress=cfg.progress,
                    data=cfg.data if cfg.data != "sample" or old.data == "sample" else old.data,
                    data_root=cfg.data_root or old.data_root)
@@ -182,6 +192,12 @@ def train(cfg: TrainConfig, *, console: Console | None = None,
         saved = state.load_state(run_dir)
         cfg = replace(merge_resume(cfg, saved), out=str(run_dir))
     cfg.validate()
+    if dist.is_main and not cfg.resume:
+        from edge_tl.train.probe import sgd_settings_note
+
+        note = sgd_settings_note(cfg)
+        if note:
+            console.print(f"[yellow]{note}[/yellow]")
     cfg = cfg.resolved()
     assert cfg.backbone is not None and cfg.mode is not None
     get_spec(cfg.backbone)  # unknown backbone -> UnknownNameError with the closest name

@@ -72,13 +72,14 @@ def dataset_name(data: str, data_root: str | None) -> str:
 
 
 def scan_and_split(data: str, data_root: str | None, seed: int, val_frac: float, test_frac: float,
-                   console: Console | None = None, progress: bool = True) -> Prepared:
+                   console: Console | None = None, progress: bool = True, split: str = "auto") -> Prepared:
     """Resolve ``data``, scan every file (bad ones reported and skipped) and split it: stratified by class, or
-    the dataset's own train/val/test folders (a val split carved from train when it has none)."""
+    the dataset's own train/val/test folders, or its official split (``split``, see
+    :func:`edge_tl.data.sources.with_split`); a val split is carved from train when there is none."""
     from edge_tl.data.manifest import split_dataset
-    from edge_tl.data.sources import resolve_dataset
+    from edge_tl.data.sources import resolve_dataset, with_split
 
-    ds = resolve_dataset(data, Path(data_root) if data_root else None)
+    ds = with_split(resolve_dataset(data, Path(data_root) if data_root else None), split)
     if not ds.files:
         raise DataError(f"dataset {ds.name or data} has no images", "point --data at a folder with one subfolder "
                         "of images per class")
@@ -93,6 +94,10 @@ def scan_and_split(data: str, data_root: str | None, seed: int, val_frac: float,
             console.print(f"  {b['path']}: {b['reason']}")
         if len(bad) > 10:
             console.print(f"  ... and {len(bad) - 10} more (edge-tl data check {data})")
+    if split != "auto":
+        from dataclasses import replace
+
+        m = replace(m, extra={**m.extra, "split_policy": split})
     if not m.select("val") and m.select("train"):
         m = carve_val(m, seed, val_frac)
     return from_manifest(m, bad)

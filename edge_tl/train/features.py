@@ -147,10 +147,10 @@ def onnx_engine(model: EdgeModel, spec: InputSpec, wsha: str, threads: int | Non
     """ONNX Runtime session over the exported backbone (``threads`` = intra-op threads, default all cores)."""
     import onnxruntime as ort
 
-    from edge_tl.cli.options import cpu_count
+    from edge_tl.runtimes import default_threads
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or cpu_count()
+    opts.intra_op_num_threads = default_threads(threads)
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(str(onnx_features_path(model, spec, wsha)), opts,
@@ -226,7 +226,7 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
     """
     import time
 
-    from edge_tl.cli.options import cpu_count
+    from edge_tl.runtimes import default_threads
 
     files = [Path(p) for p in paths]
     shas = list(shas) if shas is not None else [image_sha(p) for p in files]
@@ -252,7 +252,7 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
     setup = time.perf_counter() - setup
     t0 = time.perf_counter()
     if run is not None:
-        for idx, pixels in _decoded(todo, spec, aug, batch, threads or cpu_count()):
+        for idx, pixels in _decoded(todo, spec, aug, batch, default_threads(threads)):
             feats = run(normalize(pixels, spec, "NCHW"))
             for j, f in zip(idx, feats):
                 i, v = where[j]

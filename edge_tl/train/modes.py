@@ -1,5 +1,6 @@
-"""The training modes behind ``train()``: ``features`` (head on cached frozen features), ``finetune`` (last N
-blocks unfrozen) and ``full``; plus the run set-up before them and the outputs after them.
+"""The training modes behind ``train()``: ``features`` (head fitted on cached frozen features), ``finetune`` (last
+N blocks unfrozen) and ``full``, both starting from the linear probe's head; plus the run set-up before them and
+the outputs after them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Outcome:
     test_logits: torch.Tensor
     test_labels: torch.Tensor
     metrics: dict[str, Any] = field(default_factory=dict)
+    l2_path: list[dict[str, float]] | None = None  # features mode: cross-validation per L2 strength
 
 
 def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precision, console: Console,
@@ -98,7 +100,7 @@ def _data_and_model(cfg: TrainConfig, dist: Dist, run_dir: Path, saved: dict[str
     else:
         if dist.is_main:
             prep = data.scan_and_split(cfg.data, cfg.data_root, cfg.seed, cfg.val_frac, cfg.test_frac, console,
-                                       progress=cfg.progress)
+                                       progress=cfg.progress, split=cfg.split)
             prep.manifest.save(run_dir / data.SPLIT_FILE)
         ddp.barrier(dist)
         if not dist.is_main:
@@ -181,83 +183,10 @@ def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[di
 
 
 def run_features(ctx: RunContext) -> Outcome:
-    """Frozen backbone: extract (or read cached) features once, train the head on them."""
-    import torch
+    """Frozen backbone: the head fitted to convergence on cached features (:mod:`edge_tl.train.probe`)."""
+    from edge_tl.train.probe import run_features as run
 
-    from edge_tl.train import runs
-    from edge_tl.train.features import extract, weights_hash
-    from edge_tl.train.tasks import FeatureTask
-
-    cfg, model, prep = ctx.cfg, ctx.model, ctx.prep
-    model.freeze(except_last=0)
-    spec = input_spec(model)
-    wsha = weights_hash(model.features)
-    if ctx.saved is not None and ctx.saved.get("features_sha") != wsha:
-        raise CheckpointError("cannot resume: the backbone weights differ from the interrupted run's",
-                              "resume with the run's own --weights, or train a new run")
-    ctx.extra_state["features_sha"] = wsha
-    engine = cfg.engine if cfg.engine != "auto" else ("onnx" if ctx.device.type == "cpu" else "torch")
-    if engine == "torch":
-        model.to(ctx.device)
-    views = {"train": cfg.aug_views, "val": 0, "test": 0}
-    if ctx.dist.enabled:  # every rank computes its share into the shared cache first
-        for name in ("train", "val", "test"):
-            part = prep.split(name)
-            mine = list(range(len(part)))[ctx.dist.rank::ctx.dist.world]
-            extract(model, spec, [part.files[i] for i in mine], [part.shas[i] for i in mine], views=views[name],
-                    engine=engine)
-        ddp.barrier(ctx.dist)
-    feats: dict[str, torch.Tensor] = {}
-    hits = misses = 0
-    seconds = 0.0
-    total = sum(len(prep.split(n)) * (1 + views[n]) for n in views)
-    with runs.make_progress(ctx.console, cfg.progress and ctx.dist.is_main) as prog:
-        tick = runs.ticker(prog, "features", total)
-        for name in ("train", "val", "test"):
-            part = prep.split(name)
-            arr, st = extract(model, spec, part.files, part.shas, views=views[name], engine=engine, progress=tick)
-            feats[name] = torch.from_numpy(arr).to(ctx.device)
-            hits, misses, seconds = hits + st.hits, misses + st.misses, seconds + st.seconds
-    rate = f" at {misses / seconds:,.0f} img/s" if misses and seconds > 0 else ""
-    ctx.console.print(f"features: {hits} from cache, {misses} computed{rate} ({engine})")
-    head = torch.nn.Sequential(model.head_drop, model.head).to(ctx.device)
-    mu, sd = feature_stats(feats["train"][:, 0])
-    labels = {n: torch.tensor(prep.split(n).labels, dtype=torch.long, device=ctx.device) for n in views}
-    task = FeatureTask(ddp.wrap(head, ctx.dist, ctx.device), (feats["train"] - mu) / sd, labels["train"],
-                       (feats["val"][:, 0] - mu) / sd, labels["val"], batch_size=cfg.batch_size or 64,
-                       seed=cfg.seed, dist=ctx.dist, label_smoothing=cfg.label_smoothing)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a linear head on 64-row batches: thread wake-ups cost more than the maths
-    try:
-        loop_state = fit_task(ctx, head, task, [{"params": list(head.parameters()), "lr": cfg.lr}])
-    finally:
-        torch.set_num_threads(threads)
-    fold_standardisation(model.head, mu, sd)
-    head.eval()
-    with torch.no_grad():
-        logits = head(feats["test"][:, 0]).float().cpu()
-    model.to("cpu")
-    return Outcome(loop_state, logits, labels["test"].cpu(),
-                   {"feature_cache_hits": hits, "feature_cache_misses": misses,
-                    "feature_images_per_s": misses / seconds if misses and seconds > 0 else None})
-
-
-def feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and (regularised) std of training features: the head trains on standardised
-    features (well conditioned for any backbone), then :func:`fold_standardisation` makes it exact on raw ones."""
-    mu = x.mean(0)
-    var = x.var(0, unbiased=False)
-    return mu, (var + 1e-2 * var.mean() + 1e-12).sqrt()
-
-
-def fold_standardisation(linear: torch.nn.Linear, mu: torch.Tensor, sd: torch.Tensor) -> None:
-    """Rewrite ``linear`` so that ``linear(x) == old_linear((x - mu) / sd)`` for raw features ``x``."""
-    import torch
-
-    with torch.no_grad():
-        w = linear.weight / sd
-        linear.bias.sub_((w * mu).sum(1))
-        linear.weight.copy_(w)
+    return run(ctx)
 
 
 def run_images(ctx: RunContext) -> Outcome:
@@ -266,10 +195,15 @@ def run_images(ctx: RunContext) -> Outcome:
 
     from edge_tl.train.api import MODE_DEFAULTS
     from edge_tl.train.augment import DEFAULT_AUG
+    from edge_tl.train.probe import init_head
     from edge_tl.train.tasks import ImageDataset, ImageTask
 
     cfg, model, prep = ctx.cfg, ctx.model, ctx.prep
+    # a resumed run restores its own head (and the probe's metrics) from the saved state
+    probe_metrics = init_head(ctx) if ctx.saved is None else dict(ctx.saved.get("probe_metrics", {}))
+    ctx.extra_state["probe_metrics"] = probe_metrics
     if cfg.mode == "finetune":
+        assert cfg.unfreeze is not None
         model.freeze(except_last=cfg.unfreeze)
     else:
         model.unfreeze()
@@ -293,7 +227,7 @@ def run_images(ctx: RunContext) -> Outcome:
     logits, labels = task.predict(dataset("test", False), shard=False)
     model.to("cpu").to(memory_format=torch.contiguous_format)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return Outcome(loop_state, logits, labels, {"trainable_parameters": trainable,
+    return Outcome(loop_state, logits, labels, {"trainable_parameters": trainable, **probe_metrics,
                                                 "precision": ctx.precision.name, "device": str(ctx.device)})
 
 

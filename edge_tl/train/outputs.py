@@ -61,7 +61,7 @@ def write_outputs(ctx: RunContext, outcome: Outcome) -> TrainResult:
     from edge_tl.train.api import TrainResult
     from edge_tl.train.data import split_summary
     from edge_tl.train.metrics import class_report
-    from edge_tl.train.plots import plot_confusion, plot_curves
+    from edge_tl.train.plots import plot_confusion, plot_curves, plot_l2_path
     from edge_tl.train.runs import link_latest
 
     classes = ctx.prep.classes
@@ -76,9 +76,13 @@ def write_outputs(ctx: RunContext, outcome: Outcome) -> TrainResult:
         card.save(run / FILES["card"])
         atomic_write_json(run / FILES["history"], {
             "history": history, "best_epoch": outcome.loop.best_epoch, "stopped_early": outcome.loop.stopped_early,
-            "config": ctx.cfg.to_json(), "test": report.to_json()})
+            "config": ctx.cfg.to_json(), "test": report.to_json(),
+            **({"l2_path": outcome.l2_path} if outcome.l2_path is not None else {})})
         title = f"{ctx.cfg.backbone} {ctx.cfg.mode} on {ctx.prep.dataset}"
-        plot_curves(history, run / FILES["curves"], title=title)
+        if outcome.l2_path:
+            plot_l2_path(outcome.l2_path, float(outcome.metrics["head_l2"]), run / FILES["curves"], title=title)
+        else:
+            plot_curves(history, run / FILES["curves"], title=title)
         plot_confusion(report.matrix, classes, run / FILES["confusion"],
                        title=f"test split: {100 * report.accuracy:.1f}% of {report.total}")
         link_latest(run)

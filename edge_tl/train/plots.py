@@ -43,6 +43,25 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path, title: str = ""
     return _save(fig, path)
 
 
+def plot_l2_path(path_rows: Sequence[dict[str, float]], chosen: float, path: Path, title: str = "") -> Path:
+    """Cross-validated loss (left) and accuracy (right) of the head per L2 strength; the chosen one marked."""
+    plt = _pyplot()
+    l2 = [r["l2"] for r in path_rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    ax1.plot(l2, [r["cv_loss"] for r in path_rows], "o-", label="held-out folds")
+    ax1.set(xlabel="L2 strength", ylabel="cross-entropy", title="cross-validated loss", xscale="log")
+    ax2.plot(l2, [100 * r["cv_acc"] for r in path_rows], "o-", label="held-out folds")
+    ax2.set(xlabel="L2 strength", ylabel="accuracy %", title="cross-validated accuracy", xscale="log")
+    for ax in (ax1, ax2):
+        ax.axvline(chosen, color="grey", ls="--", lw=1, label=f"chosen ({chosen:.1e})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (true class per row) with counts in the cells."""
     plt = _pyplot()
