@@ -6,6 +6,13 @@ int8/uint8 limits, read via ``runtime.raw``), the mean KL divergence and max |Δ
 expected calibration error (15 bins) of both. It never raises on bad numbers; :func:`gate` does, with a
 :class:`~edge_tl.errors.ParityError` carrying the rows. Limits come from :func:`limits_for` (per format and
 quantisation) and are options.
+
+:func:`fidelity_set` picks the images both the parity gate and the accuracy budget judge int8 on: every image of
+the run (train, val and test) that quantisation did not calibrate on, plus horizontally flipped views when there
+are fewer than :data:`MIN_FIDELITY_VIEWS`. Top-1 agreement and KL against the float model need no labels, so the
+train images measure them as well as the held-out ones. One rule, :func:`drop_limit`, turns ``--max-drop`` into
+what these images can resolve (one image is ``100 / n`` points), and every result reports its count, that
+resolution and a 95 % interval for the agreement.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from edge_tl.errors import DataError, ParityError
 from edge_tl.runtimes.base import Runtime, softmax
 
 ECE_BINS = 15
+MIN_FIDELITY_VIEWS = 300  # fewer images than this: add each image's mirror view as a second view
+MAX_FIDELITY_IMAGES = 4000  # more than this: a seeded sample (decoded 224 px images take 150 kB each)
+Z95 = 1.959964
 # max |Δlogit| allowed for float variants, per (format, quantize); int8 variants are judged on agreement/drop.
 FLOAT_ATOL: dict[tuple[str, str], float] = {
     ("onnx", "none"): 1e-3, ("tflite", "none"): 1e-3, ("pytorch", "none"): 1e-5,
@@ -73,6 +83,9 @@ class ParityResult:
     ece_reference: float | None
     limits: ParityLimits = field(default_factory=ParityLimits)
     failures: tuple[str, ...] = ()
+    agreement_ci: tuple[float, float] = (0.0, 1.0)  # Wilson 95 % interval of the top-1 agreement
+    resolution: float = 0.0  # percentage points one image moves the accuracy (100 / n)
+    images: str = ""  # which images: e.g. "train+val+test without 200 calibration images, + mirrored views"
 
     @property
     def passed(self) -> bool:
@@ -83,6 +96,68 @@ class ParityResult:
         d["failures"] = list(self.failures)
         d["passed"] = self.passed
         return d
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (95 % by default)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
+
+
+def drop_limit(max_drop: float, n: int) -> float:
+    """``--max-drop`` as ``n`` images can resolve it: never finer than one image (``100 / n`` points).
+
+    A budget below one image's worth cannot be told apart from "no image lost", so it is judged as one image.
+    """
+    return max(float(max_drop), 100.0 / n) if n > 0 else float(max_drop)
+
+
+@dataclass(frozen=True)
+class FidelitySet:
+    """The images int8 is judged on (uint8 NHWC ``pixels`` and ``labels``) and what they are."""
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    description: str
+    unique: int  # distinct images (``len(pixels)`` counts mirrored views too)
+
+
+def fidelity_set(manifest: Any, spec: Any, exclude: Sequence[Any] = (), min_views: int = MIN_FIDELITY_VIEWS,
+                 max_images: int = MAX_FIDELITY_IMAGES) -> FidelitySet:
+    """Every image of ``manifest`` (train, val, test) except ``exclude`` (the calibration files), decoded with
+    ``spec``; mirrored views are added when there are fewer than ``min_views`` images, and a seeded sample of
+    ``max_images`` is taken when there are more."""
+    from edge_tl.data.preprocess import load_batch
+
+    skip = {str(p) for p in exclude}
+    files: list[Any] = []
+    labels: list[int] = []
+    used = []
+    for split in ("train", "val", "test"):
+        pairs = [(f, y) for f, y in zip(manifest.files(split), manifest.labels(split)) if str(f) not in skip]
+        if pairs:
+            used.append(split)
+        files += [f for f, _ in pairs]
+        labels += [int(y) for _, y in pairs]
+    if not files:
+        raise DataError("the run has no images left to judge int8 on (all were used for calibration)",
+                        "lower --calib-size, or use a dataset with more images")
+    what = "+".join(used) + (f" without {len(skip)} calibration images" if skip else "")
+    if len(files) > max_images:
+        keep = np.sort(np.random.default_rng(0).permutation(len(files))[:max_images])
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+        what += f", a seeded sample of {max_images}"
+    pixels = load_batch(files, spec)
+    y = np.asarray(labels)
+    if len(files) < min_views:
+        pixels, y = np.concatenate([pixels, pixels[:, :, ::-1]]), np.concatenate([y, y])
+        what += ", each also mirrored"
+    return FidelitySet(np.ascontiguousarray(pixels), y, what, len(files))
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -116,8 +191,8 @@ def kl_divergence(p_ref: np.ndarray, p: np.ndarray, eps: float = 1e-12) -> float
 
 def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.ndarray,
                  labels: Sequence[int] | np.ndarray | None, limits: ParityLimits, *,
-                 variant: str | None = None, format: str | None = None, quantize: str | None = None
-                 ) -> ParityResult:
+                 variant: str | None = None, format: str | None = None, quantize: str | None = None,
+                 images: str = "") -> ParityResult:
     """Compare ``runtime`` with ``reference`` (a runtime, or its precomputed logits) on ``pixels``.
 
     ``labels`` (optional) enable accuracy, drop and ECE. Returns a :class:`ParityResult`; never raises on
@@ -146,7 +221,9 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
         variant=variant or str(getattr(getattr(runtime, "path", None), "name", runtime)), format=fmt, quantize=q,
         n=len(ref), agreement=float((top == top_ref).mean()), accuracy=acc, reference_accuracy=acc_ref,
         drop=drop, max_dlogit=dlogit, saturated=saturation(raw), kl=kl_divergence(p_ref, p),
-        max_dprob=float(np.abs(p - p_ref).max()), ece=e, ece_reference=e_ref, limits=limits)
+        max_dprob=float(np.abs(p - p_ref).max()), ece=e, ece_reference=e_ref, limits=limits,
+        agreement_ci=wilson_interval(int((top == top_ref).sum()), len(ref)), resolution=100.0 / len(ref),
+        images=images)
     return _judge(res, ref, top != top_ref)
 
 
@@ -163,11 +240,14 @@ def _judge(r: ParityResult, ref: np.ndarray, flipped: np.ndarray) -> ParityResul
         ties = (top2[:, 1] - top2[:, 0]) <= 2 * lim.max_dlogit
         agreement = 1.0 - float((flipped & ~ties).mean())
     if agreement < lim.min_agreement:
-        fails.append(f"agreement {100 * r.agreement:.2f} % < {100 * lim.min_agreement:.2f} %")
+        lo, hi = r.agreement_ci
+        fails.append(f"agreement {100 * r.agreement:.2f} % (95 % CI {100 * lo:.1f}-{100 * hi:.1f}, {r.n} images) "
+                     f"< {100 * lim.min_agreement:.2f} %")
     if lim.max_dlogit is not None and r.max_dlogit > lim.max_dlogit:
         fails.append(f"max |dlogit| {r.max_dlogit:.3g} > {lim.max_dlogit:.3g}")
-    if lim.max_drop is not None and r.drop is not None and r.drop > lim.max_drop:
-        fails.append(f"accuracy drop {r.drop:.2f} pt > {lim.max_drop:.2f} pt")
+    if lim.max_drop is not None and r.drop is not None and r.drop > drop_limit(lim.max_drop, r.n) + 1e-9:
+        fails.append(f"accuracy drop {r.drop:.2f} pt > {drop_limit(lim.max_drop, r.n):.2f} pt "
+                     f"(1 image = {r.resolution:.2f} pt of {r.n})")
     if r.saturated > lim.max_saturated:
         fails.append(f"saturated outputs {100 * r.saturated:.2f} % > {100 * lim.max_saturated:.2f} %")
     if lim.max_ece_delta is not None and r.ece is not None and r.ece_reference is not None \

@@ -124,3 +124,51 @@ def test_empty_input_is_an_error():
     with pytest.raises(DataError):
         check_parity(FakeRuntime(np.zeros((0, 2))), np.zeros((0, 2)), np.zeros((0, 4, 4, 3), np.uint8), None,
                      ParityLimits())
+
+
+def test_drop_is_judged_at_the_resolution_of_the_images(data):
+    from edge_tl.parity import drop_limit
+
+    pixels, ref, labels = data
+    assert drop_limit(0.5, 150) == pytest.approx(100 / 150) and drop_limit(1.0, 1000) == 1.0
+    out = ref.copy()
+    i, j = np.where(ref.argmax(1) == labels)[0][:2]
+    out[i, ref[i].argmax()] -= 100  # one image of 200 lost: 0.5 pt, finer than max_drop 0.1 can resolve
+    lim = limits_for("onnx", "int8", max_drop=0.1, min_int8_agreement=0.99, max_ece_delta=100)
+    r = check_parity(FakeRuntime(out), ref, pixels, labels, lim, images="test")
+    assert r.drop == pytest.approx(0.5) and r.resolution == pytest.approx(0.5) and r.passed
+    out[j, ref[j].argmax()] -= 100  # a second one: 1.0 pt, more than one image can hide
+    r2 = check_parity(FakeRuntime(out), ref, pixels, labels, lim)
+    assert any("1 image = 0.50 pt of 200" in f for f in r2.failures)
+    lo, hi = r2.agreement_ci
+    assert lo < r2.agreement < hi and hi - lo < 0.05
+
+
+def test_fidelity_set_uses_every_image_but_the_calibration_ones(tmp_path):
+    from PIL import Image
+
+    from edge_tl.card import InputSpec
+    from edge_tl.parity import fidelity_set
+
+    files = []
+    for i in range(12):
+        f = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(f)
+        files.append(f)
+
+    class Manifest:
+        def __init__(self) -> None:
+            self.split = {"train": files[:8], "val": files[8:10], "test": files[10:]}
+
+        def files(self, s):
+            return self.split[s]
+
+        def labels(self, s):
+            return [i % 2 for i in range(len(self.split[s]))]
+
+    spec = InputSpec(size=8, resize=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    fid = fidelity_set(Manifest(), spec, exclude=files[:3], min_views=0)
+    assert fid.unique == 9 and len(fid.pixels) == 9 and fid.description == "train+val+test without 3 calibration images"
+    mirrored = fidelity_set(Manifest(), spec, exclude=files[:3])
+    assert len(mirrored.pixels) == 18 and "mirrored" in mirrored.description
+    assert np.array_equal(mirrored.pixels[9:], mirrored.pixels[:9, :, ::-1])

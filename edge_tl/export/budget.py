@@ -1,7 +1,9 @@
 """The accuracy budget of ``edge-tl export --quantize int8 --max-drop X``: automatic float fallback.
 
-After the exporter wrote the full-int8 artefact, its top-1 drop is measured on the run's *validation* images
-(the parity gate judges the *test* images afterwards). Within budget, the card records the measurement. Over
+After the exporter wrote the full-int8 artefact, its top-1 drop and agreement are measured on the same images
+and with the same rule as the parity gate (:func:`edge_tl.parity.fidelity_set`: every image the quantiser did not
+calibrate on; :func:`edge_tl.parity.drop_limit`), against the same reference logits when the driver passes them,
+so a budget that "fits" is one the gate then passes. Within budget, the card records the measurement. Over
 budget, :func:`edge_tl.export.sensitivity.budget_search` keeps the most sensitive layers in float one at a time
 until the drop fits (or says by how much it cannot), the artefact is rewritten with that fallback, and the card
 records which layers stayed float and why, with the accuracy, size and latency of every step.
@@ -18,6 +20,7 @@ import numpy as np
 from edge_tl.card import ModelCard
 from edge_tl.export.registry import Artifact
 from edge_tl.export.sensitivity import accuracy, budget_search, get_backend, layer_sensitivity
+from edge_tl.parity import FidelitySet, drop_limit, fidelity_set, wilson_interval
 
 BUDGET_IMAGES = 256
 RANK_IMAGES = 48  # the ranking compares a continuous error, so few images suffice; steps use all of them
@@ -60,6 +63,27 @@ def _backend(art: Artifact, card: ModelCard, float_path: Path, calibration: Call
                    classes=card.classes, output=output)
 
 
+class _Referenced:
+    """A backend whose reference logits are the gate's (the source model's) instead of its own float file.
+
+    The int8 file may be quantised from a prepared copy of the model (bias-corrected weights), whose float
+    logits are not the reference the drop must be measured against.
+    """
+
+    def __init__(self, backend: Any, pixels: np.ndarray, reference: np.ndarray, fallback: Callable) -> None:
+        self._backend, self._pixels, self._reference, self._fallback = backend, pixels, reference, fallback
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def float_logits(self, pixels: np.ndarray) -> np.ndarray:
+        same_start = pixels.__array_interface__["data"][0] == self._pixels.__array_interface__["data"][0]
+        if same_start and pixels.shape[1:] == self._pixels.shape[1:] and len(pixels) <= len(self._pixels) \
+                and pixels.strides == self._pixels.strides:
+            return self._reference[: len(pixels)]
+        return self._fallback(pixels)
+
+
 def _rewrite(art: Artifact, content: bytes, card: ModelCard) -> None:
     if art.format == "onnx":
         import onnx
@@ -76,32 +100,47 @@ def _rewrite(art: Artifact, content: bytes, card: ModelCard) -> None:
 def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path: Path | None,
                    calibration: Callable[[int], Iterator[np.ndarray]] | None, max_drop: float, method: str,
                    threads: int = 2, output: str = "float", say: Callable[[str], None] = lambda _m: None,
-                   min_agreement: float = 0.0) -> Artifact:
-    """Measure ``art``'s drop on validation images; over ``max_drop`` points, search and apply a float fallback."""
+                   min_agreement: float = 0.0, *, fidelity: FidelitySet | None = None,
+                   reference: np.ndarray | None = None, source_path: Path | None = None) -> Artifact:
+    """Measure ``art``'s drop and agreement on the gate's images; over budget, search and apply a float fallback.
+
+    ``fidelity`` / ``reference``: the gate's images and reference logits (computed here when not given, with
+    the float artefact as reference). ``source_path``: the float file the int8 one was quantised from, when it is
+    not ``float_path`` (a prepared copy of the model); the fallback search rebuilds from it.
+    """
     from edge_tl.runtimes import load
 
     if art.quantize != "int8" or float_path is None or calibration is None:
         return art
-    pixels, labels, split = budget_images(manifest, run_card.input, exclude=getattr(calibration, "files", ()))
-    ref = load(float_path, threads=threads)(pixels)
+    if fidelity is None:
+        fidelity = fidelity_set(manifest, run_card.input, exclude=getattr(calibration, "files", ()))
+    pixels, labels, split = fidelity.pixels, fidelity.labels, fidelity.description
+    ref_rt = load(float_path, threads=threads)
+    ref = ref_rt(pixels) if reference is None else reference
     int8 = load(art.path, threads=threads)(pixels)
     float_acc, int8_acc = accuracy(ref, labels), accuracy(int8, labels)
     drop = 100.0 * (float_acc - int8_acc)
     agree = float((ref.argmax(1) == int8.argmax(1)).mean())
     quant = dict(art.card.quantization or {})
-    fits = drop <= max_drop and agree >= min_agreement
-    record: dict[str, Any] = {"max_drop": max_drop, "min_agreement": min_agreement, "split": split,
-                              "images": len(labels), "float_accuracy": float_acc, "int8_accuracy": int8_acc,
+    limit = drop_limit(max_drop, len(labels))
+    fits = drop <= limit + 1e-9 and agree >= min_agreement
+    record: dict[str, Any] = {"max_drop": max_drop, "max_drop_resolved": limit, "min_agreement": min_agreement,
+                              "split": split, "images": len(labels), "unique_images": fidelity.unique,
+                              "resolution": 100.0 / len(labels),
+                              "agreement_ci": wilson_interval(int((ref.argmax(1) == int8.argmax(1)).sum()),
+                                                              len(labels)),
+                              "float_accuracy": float_acc, "int8_accuracy": int8_acc,
                               "drop": drop, "agreement": agree, "fallback_layers": [], "fits": fits}
     if not fits:
-        say(f"{art.path.name}: drop {drop:.2f} pt / agreement {100 * agree:.1f} % on {len(labels)} {split} images "
-            f"misses --max-drop {max_drop} / --min-agreement {100 * min_agreement:.0f}; "
-            "searching for layers to keep in float")
-        backend = _backend(art, run_card, float_path, calibration, method, threads, output)
+        say(f"{art.path.name}: drop {drop:.2f} pt / agreement {100 * agree:.1f} % on {len(labels)} images "
+            f"({split}; 1 image = {100 / len(labels):.2f} pt) misses --max-drop {max_drop} / --min-agreement "
+            f"{100 * min_agreement:.0f}; searching for layers to keep in float")
+        raw_backend = _backend(art, run_card, source_path or float_path, calibration, method, threads, output)
+        backend = _Referenced(raw_backend, pixels, ref, ref_rt)
         try:
             say(f"  ranking {len(backend.layers())} layers by the error each adds alone ({RANK_IMAGES} images)")
             ranking = layer_sensitivity(backend, pixels[:RANK_IMAGES], labels[:RANK_IMAGES]).layers
-            result = budget_search(backend, pixels, labels, max_drop, ranking=ranking, max_float=MAX_TRIES,
+            result = budget_search(backend, pixels, labels, limit, ranking=ranking, max_float=MAX_TRIES,
                                    min_agreement=min_agreement, progress=lambda n: say(f"  trying {n[-60:]}"))
             chosen = result.chosen
             record.update(fits=result.fits, drop=chosen.drop, int8_accuracy=chosen.accuracy,
@@ -120,7 +159,7 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
                 return Artifact(art.path, card, art.format, art.quantize, art.seconds,
                                 (*art.notes, _note(record)))
         finally:
-            getattr(backend, "close", lambda: None)()
+            getattr(raw_backend, "close", lambda: None)()
     quant["budget"] = record
     card = art.card.with_(quantization=quant)
     from edge_tl.export.registry import get_card_writer
@@ -132,12 +171,12 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
 
 def _note(record: dict[str, Any]) -> str:
     n = len(record["fallback_layers"])
-    where = f"{record['images']} {record['split']} images"
+    where = f"{record['images']} images ({record['split']})"
     if record["fits"]:
         return (f"accuracy budget: kept {n} layer(s) in float; drop {record.get('drop_before', 0):.2f} -> "
                 f"{record['drop']:.2f} pt, agreement {100 * record.get('agreement_before', 0):.1f} -> "
                 f"{100 * record['agreement']:.1f} % on {where}")
-    over = max(0.0, record["drop"] - record["max_drop"])
+    over = max(0.0, record["drop"] - record.get("max_drop_resolved", record["max_drop"]))
     short = max(0.0, record.get("min_agreement", 0.0) - record["agreement"])
     return (f"accuracy budget NOT met even with {n} layer(s) in float: drop {record['drop']:.2f} pt "
             f"(over by {over:.2f}), agreement {100 * record['agreement']:.1f} % (short by {100 * short:.1f}) "

@@ -11,7 +11,7 @@ layers left in float, or with a single layer quantised. On top of that, this mod
   ``max_drop``, keep the next most sensitive layer in float, one step at a time, recording accuracy, size and
   latency at each step so the trade-off is visible.
 
-Held-out images here are the run's *validation* split; the parity gate then judges the result on the test split.
+The images are the parity gate's own (:func:`edge_tl.parity.fidelity_set`), so the search and the gate agree.
 """
 
 from __future__ import annotations

@@ -1,0 +1,127 @@
+"""Weight preparation before full-int8 quantisation, shared by every format: BN folding, CLE, bias correction.
+
+:func:`prepare_for_int8` returns a *copy* of the run's model with the chosen steps applied (the run's float
+artefacts are still made from the original). The exporters then quantise a float file made from that copy, so
+ONNX Runtime and ai-edge-quantizer both start from the same prepared weights. Steps (``--int8-prep``):
+
+* ``bias``: BN folded, then empirical bias correction with weights and activations rounded as the quantisers do
+  (:mod:`edge_tl.export.bias_correction`);
+* ``cle``: BN folded, then cross-layer equalisation with ReLU6 replaced by ReLU (:mod:`edge_tl.export.equalize`);
+* ``cle+bias``: both, in that order;
+* ``none``: the model as trained;
+* ``auto``: the per-backbone choice in :data:`AUTO_PREP`, which records what measured better than plain int8 on
+  real photos (``benchmarks/bench_int8_fidelity.py``); backbones not listed get :data:`AUTO_DEFAULT` (``none``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from edge_tl.errors import UnknownNameError
+from edge_tl.export.registry import INT8_PREPS as PREP_CHOICES
+
+# Per-backbone choices that measured better than plain int8 (benchmarks/bench_int8_fidelity.py). Empty until a
+# preparation beats plain int8 on real photos: plain full int8 of mobilenet_v2 on catsdogs already agrees on
+# 797 / 800 (ONNX) and 799 / 800 (TFLite) unseen photos, and no measurement has shown bias correction or CLE better.
+AUTO_PREP: dict[str, str] = {}
+AUTO_DEFAULT = "none"
+BIAS_IMAGES = 64  # images for the bias statistics (one batch: the corrected pass sees them all at once)
+PROBE_IMAGES = 4  # images used to trace the graph and check that CLE kept the float function
+
+
+def resolve_prep(choice: str, backbone: str) -> str:
+    """The concrete steps for ``choice`` on ``backbone`` (``auto`` -> :data:`AUTO_PREP`)."""
+    if choice not in PREP_CHOICES:
+        raise UnknownNameError("int8 preparation", choice, PREP_CHOICES)
+    return AUTO_PREP.get(backbone, AUTO_DEFAULT) if choice == "auto" else choice
+
+
+def _images(calibration: Callable[[int], Iterator[np.ndarray]], n: int) -> np.ndarray:
+    out: list[np.ndarray] = []
+    for batch in calibration(16):
+        out.append(batch)
+        if sum(len(b) for b in out) >= n:
+            break
+    return np.concatenate(out)[:n]
+
+
+def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterator[np.ndarray]], steps: str,
+                     *, bias_images: int = BIAS_IMAGES) -> tuple[Any, dict[str, Any]]:
+    """A prepared copy of ``model`` and the record for ``card.quantization["prep"]`` (``steps`` resolved)."""
+    import torch
+
+    from edge_tl.data.preprocess import normalize
+    from edge_tl.export.bias_correction import correct_bias
+    from edge_tl.export.equalize import equalize, fold_batchnorm
+
+    record: dict[str, Any] = {"steps": steps}
+    if steps == "none":
+        return model, record
+    prepared = copy.deepcopy(model).eval().cpu()
+    pixels = _images(calibration, bias_images)
+    x = torch.from_numpy(normalize(pixels, spec, "NCHW"))
+    probe = x[:PROBE_IMAGES]
+    record["bn_folded"] = fold_batchnorm(prepared, probe)
+    if "cle" in steps.split("+"):
+        eq = equalize(prepared, probe, relu6="replace")
+        record["cle"] = {"pairs": eq.pairs, "iterations": eq.iterations, "relu6_replaced": eq.relu6_replaced,
+                         "max_float_change": round(eq.max_output_change, 6)}
+    if "bias" in steps.split("+"):
+        bc = correct_bias(prepared, x)
+        record["bias_correction"] = {"layers": bc.layers, "images": bc.images, "activations": bc.activations,
+                                     "mean_shift": round(bc.mean_shift, 6),
+                                     "max_correction": round(bc.max_correction, 6)}
+    return prepared, record
+
+
+PREP_FORMATS = ("onnx", "tflite")  # formats whose int8 exporter quantises the float file it is given
+
+
+class PreparedSources:
+    """Float files made from the prepared model, one per format, in a private temporary folder.
+
+    ``export_float(format, model, path) -> Path`` writes a float artefact (the driver's own float exporter).
+    Nothing is prepared until a format asks; with steps ``none`` every call returns ``None`` (use the run's float).
+    """
+
+    def __init__(self, model: Any, spec: Any, backbone: str, calibration: Callable[[int], Iterator[np.ndarray]],
+                 choice: str, export_float: Callable[[str, Any, Any], Any],
+                 say: Callable[[str], None] = lambda _m: None) -> None:
+        import tempfile
+
+        self.steps = resolve_prep(choice, backbone)
+        self.record: dict[str, Any] = {"steps": self.steps, "choice": choice}
+        self._model, self._spec, self._calibration = model, spec, calibration
+        self._export_float, self._say = export_float, say
+        self._prepared: Any = None
+        self._paths: dict[str, Any] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge_tl_prep_") if self.steps != "none" else None
+
+    def float_path(self, format: str) -> Any:
+        """The prepared float file for ``format``, or ``None`` when nothing is prepared for it."""
+        if self._tmp is None or format not in PREP_FORMATS:
+            return None
+        if self._prepared is None:
+            self._say(f"preparing weights for int8 ({self.steps})")
+            self._prepared, rec = prepare_for_int8(self._model, self._spec, self._calibration, self.steps)
+            self.record.update(rec, choice=self.record["choice"])
+        if format not in self._paths:
+            from pathlib import Path
+
+            self._paths[format] = self._export_float(format, self._prepared, Path(self._tmp.name) / format)
+        return self._paths[format]
+
+    def stamp(self, quantization: dict[str, Any] | None, format: str) -> dict[str, Any]:
+        """``quantization`` with the preparation recorded under ``prep`` (steps ``none`` for other formats)."""
+        q = dict(quantization or {})
+        q["prep"] = dict(self.record) if format in PREP_FORMATS else {"steps": "none", "choice": "n/a"}
+        return q
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
