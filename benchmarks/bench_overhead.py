@@ -1,4 +1,4 @@
-"""Overhead of ``edge-tl bench`` against a bare ``session.run`` loop, ONNX Runtime MobileNetV2, batch 1.
+"""Overhead of ``edge-tl bench`` against a bare inference loop (ONNX Runtime or OpenVINO), MobileNetV2, batch 1.
 
 Target (issue 5): bench's p50 within 5 % of a bare loop timed in the same process and run. Each round times
 both, in alternating order, so load from other users that drifts hits both; the median of the per-round
@@ -6,6 +6,10 @@ ratios is reported. Also reports bench's fixed cost per measurement (spawn + imp
 pass), which decides how long a default bench of 6 artefacts x 2 thread counts takes.
 
     .venv/bin/python benchmarks/bench_overhead.py [--model mobilenet_v2] [--threads 1] [--min-time 2] [--rounds 6]
+        [--runtime onnxruntime|openvino]
+
+With ``--runtime openvino`` the same ONNX file is compiled by OpenVINO (f32, one stream, latency hint) and the
+bare loop is ``InferRequest.infer()`` on a tensor set once, as ``benchmark_app`` does.
 
 Random-initialised weights (latency does not depend on their values); no ../shared data is used.
 """
@@ -64,6 +68,31 @@ def bare_p50(path: Path, x: np.ndarray, threads: int, min_time: float, warmup: i
     return float(np.median(times) * 1e3)
 
 
+def bare_openvino_p50(path: Path, x: np.ndarray, threads: int, min_time: float, warmup: int) -> float:
+    """The OpenVINO loop a user would write: one compiled model, one request, ``infer()`` timed, median in ms."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    model.reshape({model.inputs[0]: list(x.shape)})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+                                                 "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                                                 "ENABLE_CPU_PINNING": False})
+    req = compiled.create_infer_request()
+    req.set_input_tensor(0, ov.Tensor(np.ascontiguousarray(x)))
+    for _ in range(warmup):
+        req.infer()
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < min_time or len(times) < 5:
+        a = time.perf_counter()
+        req.infer()
+        times.append(time.perf_counter() - a)
+    return float(np.median(times) * 1e3)
+
+
+BARE = {"onnxruntime": bare_p50, "openvino": bare_openvino_p50}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mobilenet_v2")
@@ -71,6 +100,7 @@ def main() -> int:
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--runtime", choices=sorted(BARE), default="onnxruntime")
     args = ap.parse_args()
 
     from rich.console import Console
@@ -96,10 +126,11 @@ def main() -> int:
             # alternate which goes first, so load that drifts during a round favours neither
             for which in (("bare", "bench") if r % 2 == 0 else ("bench", "bare")):
                 if which == "bare":
-                    bare.append(bare_p50(path, x, args.threads, args.min_time, args.warmup))
+                    bare.append(BARE[args.runtime](path, x, args.threads, args.min_time, args.warmup))
                     continue
                 job = MeasureJob(path=str(path), threads=args.threads, data=str(folder / "eval.npz"),
-                                 min_time=args.min_time, warmup=args.warmup, accuracy=True)
+                                 min_time=args.min_time, warmup=args.warmup, accuracy=True,
+                                 runtime=args.runtime)
                 t = time.perf_counter()
                 m = run_job(job)
                 wall = time.perf_counter() - t
@@ -112,10 +143,10 @@ def main() -> int:
                       f"(loop={m.loop}, {len(m.samples)} runs), load {read_loadavg()}")
     b, o = statistics.median(bare), statistics.median(ours)
     paired = statistics.median(x / y for x, y in zip(ours, bare))
-    table = Table(title=f"bench overhead: {args.model} ONNX Runtime fp32, batch 1, {args.threads} thread(s)")
+    table = Table(title=f"bench overhead: {args.model} {args.runtime} fp32, batch 1, {args.threads} thread(s)")
     for col in ("loop", "p50 ms (median of rounds)", "rounds"):
         table.add_column(col)
-    table.add_row("bare session.run", f"{b:.3f}", ", ".join(f"{v:.3f}" for v in bare))
+    table.add_row(f"bare {args.runtime} loop", f"{b:.3f}", ", ".join(f"{v:.3f}" for v in bare))
     table.add_row("edge-tl bench (spawned child)", f"{o:.3f}", ", ".join(f"{v:.3f}" for v in ours))
     table.add_row("ratio bench / bare, paired by round", f"{paired:.3f}",
                   "median of per-round ratios; target <= 1.05")

@@ -46,20 +46,21 @@ def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "--threads 64 is more than the" in err and "capped" in err
     assert "model.onnx" in out and "model.pt" in out and "* recommended:" in out
     d = json.loads((o / "b.json").read_text())
-    rows = {(r["name"], r["threads"]): r for r in d["rows"]}
-    assert set(rows) == {("model.pt", n), ("model.onnx", n), ("model.tflite", n)}
-    assert all(r["status"] == "ok" and r["loop"] == "engine" for r in rows.values())
-    pt, onnx = rows["model.pt", n], rows["model.onnx", n]
+    rows = {(r["name"], r["runtime"]): r for r in d["rows"]}
+    assert set(rows) == {("model.pt", "pytorch"), ("model.onnx", "onnxruntime"), ("model.tflite", "litert"),
+                         ("model.onnx", "openvino"), ("model.tflite", "openvino")}  # openvino runs both files
+    assert all(r["status"] == "ok" and r["loop"] == "engine" and r["threads"] == n for r in rows.values())
+    assert all(r["precision"] == "f32" and r["agreement"] == 100.0 for r in rows.values())
+    pt, onnx = rows["model.pt", "pytorch"], rows["model.onnx", "onnxruntime"]
     assert onnx["runtime"] == "onnxruntime" and pt["runtime"] == "pytorch"
     assert onnx["agreement"] == 100.0 and pt["agreement"] == 100.0  # float export: same top-1 everywhere
     assert onnx["top1"] == pt["top1"] and onnx["n_eval"] == pt["n_eval"] > 0
-    assert onnx["macs"] == pt["macs"] == rows["model.tflite", n]["macs"] > 0 and onnx["params"] > 0
-    assert rows["model.tflite", n]["agreement"] == 100.0 and rows["model.tflite", n]["runtime"] == "litert"
+    assert onnx["macs"] == pt["macs"] == rows["model.tflite", "litert"]["macs"] > 0 and onnx["params"] > 0
     assert onnx["latency"]["p50"]["low"] <= onnx["latency"]["p50"]["value"] <= onnx["latency"]["p50"]["high"]
     assert onnx["gflops"] > 0 and onnx["peak_rss_mb"] < pt["peak_rss_mb"]
-    assert d["recommended"] in {f"{n}@{t}t" for n, t in rows}
+    assert d["recommended"] in {f"{name}/{rt}@{n}t" for name, rt in rows}
     assert "test split" in d["data"]
-    assert (o / "b.png").stat().st_size > 0 and (o / "b.csv").read_text().count("\n") == 4
+    assert (o / "b.png").stat().st_size > 0 and (o / "b.csv").read_text().count("\n") == 6
     assert (o / "b.md").read_text().startswith("| ")
 
 

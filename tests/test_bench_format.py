@@ -21,7 +21,8 @@ from edge_tl.errors import DataError
 def row(name: str, fmt: str, ms: float, top1: float | None, threads: int = 1, **kw: object) -> BenchRow:
     lat = summarize(np.random.default_rng(0).normal(ms, ms * 0.01, 50) / 1e3)
     return BenchRow(name=name, path=f"exported/{name}", format=fmt, quantization=kw.pop("q", "fp32"),
-                    runtime={"pytorch": "pytorch", "onnx": "onnxruntime", "tflite": "litert"}[fmt],
+                    runtime=kw.pop("rt", {"pytorch": "pytorch", "onnx": "onnxruntime", "tflite": "litert",
+                                          "openvino": "openvino"}[fmt]),
                     threads=threads, batch=1, status="ok", size_mb=1.0, latency=lat, throughput=1e3 / ms,
                     top1=top1, peak_rss_mb=80.0, gflops=10.0, peak_pct=5.0, **kw)
 
@@ -50,10 +51,10 @@ def test_sorted_by_latency_failures_last(result: BenchResult) -> None:
 def test_recommendation_is_fastest_within_budget(result: BenchResult) -> None:
     # int8 tflite is fastest but 8 points below the PyTorch reference; int8 onnx is 0.5 below: recommended
     assert result.reference_top1 == 98.0
-    assert result.recommended == "model_int8.onnx@1t"
+    assert result.recommended == "model_int8.onnx/onnxruntime@1t"
     rows = result.rows
-    assert recommend(rows, max_drop=10.0)[0] == "model_int8.tflite@1t"
-    assert recommend(rows, max_drop=0.0)[0] == "model.onnx@1t"
+    assert recommend(rows, max_drop=10.0)[0] == "model_int8.tflite/litert@1t"
+    assert recommend(rows, max_drop=0.0)[0] == "model.onnx/onnxruntime@1t"
     assert recommend((error_row(),), 1.0) == (None, None)
 
 
@@ -118,3 +119,27 @@ def test_plot_without_accuracy_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         plot_latency_accuracy(res, tmp_path / "plot.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_one_file_on_two_runtimes_and_parity_failures_are_never_recommended(tmp_path: Path) -> None:
+    rows = sort_rows([row("model.pt", "pytorch", 17.0, 98.0), row("model.onnx", "onnx", 5.0, 98.0),
+                      row("model.onnx", "onnx", 3.0, 98.0, rt="openvino", precision="f32"),
+                      row("model_int8.xml", "openvino", 1.0, 98.0, q="int8", precision="int8", parity_failed=True)])
+    assert len({r.key for r in rows}) == 4  # the same file on two runtimes: two rows, two keys
+    key, ref = recommend(rows, max_drop=1.0)
+    assert key == "model.onnx/openvino@1t" and ref == 98.0  # the faster int8 row failed its parity check
+    res = BenchResult(rows=rows, settings=BenchSettings(), env=fingerprint(), recommended=key, reference_top1=ref)
+    from rich.console import Console
+
+    con = Console(record=True, width=240)
+    con.print(rich_table(res))
+    text = con.export_text()
+    assert "parity FAIL" in text and "never recommended" in text and "model_int8.xml" in text
+    assert "* recommended: model.onnx on openvino (f32)" in text
+    d = res.to_json()
+    assert [r["parity_failed"] for r in d["rows"] if r["name"] == "model_int8.xml"] == [True]
+    assert {r["precision"] for r in d["rows"] if r["runtime"] == "openvino"} == {"f32", "int8"}
+    flat = list(csv.DictReader(io.StringIO(to_csv(res))))
+    assert [r["parity_failed"] for r in flat].count("True") == 1
+    assert "parity FAIL" in to_markdown(res)
+    assert plot_latency_accuracy(res, tmp_path / "p.png").stat().st_size > 10_000

@@ -31,7 +31,7 @@ def test_time_loop_runs_for_min_time() -> None:
     t = time.perf_counter()
     samples = time_loop(lambda: calls.append(time.sleep(0.001)), min_time=0.05, warmup=3)
     assert time.perf_counter() - t >= 0.05
-    assert len(calls) == len(samples) + 3
+    assert len(samples) + 1 <= len(calls) <= len(samples) + 3  # warm-up may stop early on a loaded machine
     assert samples.sum() >= 0.045 and np.all(samples >= 0.0009)
     # warm-up stops after min_time / 2 seconds however many runs were asked for
     calls.clear()

@@ -75,10 +75,10 @@ def test_run_bench_rows_and_failures(folder: Path) -> None:
     assert all(r.p50 > 0 and r.latency.n >= 5 and r.peak_rss_mb > 0 and r.size_mb > 0 for r in ok)
     assert all(r.agreement is None for r in ok)  # no PyTorch source measured
     errors = {r.key: r.error for r in res.rows if not r.ok}
-    assert "is not a model" in errors["bad.fake@1t"]
-    assert "SIGSEGV" in errors["crash.fake@2t"]
-    assert errors["gone.onnx@1t"] == "cannot read gone.onnx"
-    assert res.rows[-1].status == "error" and res.recommended in ("ok.fake@1t", "ok.fake@2t")
+    assert "is not a model" in errors["bad.fake/-@1t"]
+    assert "SIGSEGV" in errors["crash.fake/-@2t"]
+    assert errors["gone.onnx/-@1t"] == "cannot read gone.onnx"
+    assert res.rows[-1].status == "error" and res.recommended in ("ok.fake/fake@1t", "ok.fake/fake@2t")
     assert res.data == f"{folder / 'data'} (9 images)" and seen
 
 
@@ -88,3 +88,42 @@ def test_eval_set_limit_is_a_seeded_sample(folder: Path) -> None:
     assert len(a.files) == 4 and set(a.files) <= set(full.files)
     assert a == eval_set(str(folder / "data"), [], limit=4, seed=1)
     assert [full.labels[full.files.index(f)] for f in a.files] == list(a.labels)
+
+
+def test_bad_eval_files_are_skipped_and_listed(folder: Path, tmp_path: Path) -> None:
+    """A zero-byte, a truncated and a non-image file in --data: bench scores the rest and names them."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(folder / "data", data)
+    good = next((data / "a").iterdir())
+    (data / "a" / "empty.png").write_bytes(b"")
+    (data / "b" / "cut.png").write_bytes(good.read_bytes()[:60])
+    (data / "c" / "notes.jpg").write_text("not an image")
+    es = eval_set(str(data), [])
+    assert len(es.files) == 9 and len(es.skipped) == 3
+    assert {Path(s.split(":")[0]).name for s in es.skipped} == {"empty.png", "cut.png", "notes.jpg"}
+    targets = load_targets([folder / "exported" / "ok.fake"])
+    res = run_bench(targets, es, BenchSettings(threads=(1,), min_time=0.05, warmup=2), cores=2, loader=fakes.LOADER)
+    assert res.rows[0].ok and res.rows[0].n_eval == 9
+    assert any(n.startswith("skipped 3 unusable eval file(s)") and "empty.png" in n for n in res.notes)
+
+
+def test_with_runtimes_expands_and_notes_missing_backends(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_tl.bench.targets import parse_runtimes, with_runtimes
+    from edge_tl.runtimes import base
+
+    onnx = fakes.make(folder, "two.onnx")
+    pt = fakes.make(folder, "model.pt", fmt="pytorch")
+    targets = [Target(onnx, fakes.card()), Target(pt, fakes.card("pytorch"))]
+    assert parse_runtimes(["ort", "ov", "onnxruntime"]) == ("onnxruntime", "openvino")
+    every, _ = with_runtimes(targets, None)
+    assert [(t.path.name, t.runtime) for t in every] == [("two.onnx", "onnxruntime"), ("two.onnx", "openvino"),
+                                                        ("model.pt", "pytorch")]
+    only, _ = with_runtimes(targets, ("openvino",))
+    assert [(t.path.name, t.runtime) for t in only] == [("two.onnx", "openvino"), ("model.pt", "pytorch")]
+    base._ensure_loaded()
+    monkeypatch.setitem(base._REQUIRES, "openvino", "no_such_backend_module")
+    kept, notes = with_runtimes(targets, None)
+    assert [t.runtime for t in kept] == ["onnxruntime", "pytorch"]
+    assert notes == ["openvino is not installed, so its rows are skipped (pip install openvino)"]

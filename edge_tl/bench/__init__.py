@@ -7,7 +7,8 @@ Modules (import what you need; none imports a backend at import time):
 - ``measure``: ``MeasureJob``, ``run_job(job) -> Measurement`` (one spawned process), ``time_loop``.
 - ``engines``: ``timed_call(runtime, pixels)``: the engine-only call timed per runtime (``register_engine``).
 - ``flops``: ``complexity(path, format) -> Complexity(params, macs)`` (``register_counter``).
-- ``targets``: ``discover``, ``read_card``, ``load_targets``, ``eval_set``, ``check_classes``, ``for_profile``.
+- ``targets``: ``discover``, ``read_card``, ``load_targets``, ``with_runtimes`` (one target per file x runtime),
+  ``parse_runtimes``, ``eval_set`` (hygiene-scanned), ``check_classes``, ``for_profile``.
 - ``profiles``: ``PROFILES`` (desktop, mobile), ``get_profile``.
 - ``runner``: ``run_bench(targets, eval_set, settings, cores) -> BenchResult``, ``plan_threads``.
 - ``results``: ``BenchSettings``, ``BenchRow``, ``BenchResult`` (frozen, ``to_json()``), ``recommend``,

@@ -73,6 +73,19 @@ def _litert(rt: Any, pixels: np.ndarray) -> TimedCall:
     return TimedCall(it.invoke, "engine")
 
 
+@register_engine("openvino")
+def _openvino(rt: Any, pixels: np.ndarray) -> TimedCall:
+    req = rt.request(len(pixels))  # compiled for this batch size (batch 1 at load time)
+    req.set_input_tensor(0, _ov_tensor(rt.input_tensor(pixels)))  # set once, like benchmark_app
+    return TimedCall(req.infer, "engine")
+
+
+def _ov_tensor(x: np.ndarray) -> Any:
+    import openvino as ov
+
+    return ov.Tensor(x)
+
+
 @register_engine("pytorch")
 def _pytorch(rt: Any, pixels: np.ndarray) -> TimedCall:
     import torch

@@ -18,7 +18,7 @@ ISA_FLAGS: dict[str, str] = {
     "avx512_bf16": "AVX512-BF16", "avx512_fp16": "AVX512-FP16", "amx_tile": "AMX", "amx_int8": "AMX-INT8",
     "amx_bf16": "AMX-BF16", "asimd": "NEON", "asimddp": "NEON-DOTPROD",
 }
-LIBRARIES = ("edge-tl", "numpy", "onnxruntime", "ai-edge-litert", "torch", "onnx")
+LIBRARIES = ("edge-tl", "numpy", "onnxruntime", "ai-edge-litert", "openvino", "torch", "onnx")
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS",
               "TF_NUM_INTRAOP_THREADS")
 

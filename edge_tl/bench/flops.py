@@ -2,8 +2,9 @@
 
 ONNX: from the graph (shape inference; Conv/ConvInteger/QLinearConv, Gemm/MatMul/MatMulInteger/QLinearMatMul).
 TFLite: from the interpreter's op list (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL).
-PyTorch: ``torch.utils.flop_counter`` on one image. Quantisation does not change the count; achieved GFLOP/s in
-the table is ``2 * MACs / latency``.
+OpenVINO IR: from the model reshaped to batch 1 (Convolution, GroupConvolution, MatMul; weights and their bias
+Adds as parameters). PyTorch: ``torch.utils.flop_counter`` on one image. Quantisation does not change the count;
+achieved GFLOP/s in the table is ``2 * MACs / latency``.
 """
 
 from __future__ import annotations
@@ -100,6 +101,46 @@ def count_onnx(path: Path) -> Complexity:
                 k = a[-2] if trans_a and node.op_type == "Gemm" else a[-1]
                 macs += prod(out[1:]) * k if len(out) > 1 else prod(out) * k
     params = sum(prod(t.dims) for t in model.graph.initializer if t.name not in qparams)
+    return Complexity(params=int(params), macs=int(macs))
+
+
+# ---------------------------------------------------------------- OpenVINO
+_OV_LAYERS = ("Convolution", "GroupConvolution", "MatMul")
+
+
+@register_counter("openvino")
+def count_openvino(path: Path) -> Complexity:
+    """Count from the IR with its batch set to 1 (no compilation, no inference)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ArtifactError("openvino is not installed, so the IR cannot be counted", "pip install openvino") from None
+    try:
+        model = ov.Core().read_model(str(path))
+        shape = model.inputs[0].get_partial_shape()
+        model.reshape({model.inputs[0]: [1, *(d.get_length() for d in list(shape)[1:])]})
+    except RuntimeError as exc:
+        raise ArtifactError(f"cannot count {path.name}: {str(exc).strip()[:120]}") from None
+    macs = params = 0
+    for op in model.get_ops():
+        if op.get_type_name() not in _OV_LAYERS:
+            continue
+        out = list(op.get_output_shape(0))
+        w = list(op.get_input_shape(1))
+        params += prod(w)
+        if op.get_type_name() == "MatMul":
+            a = list(op.get_input_shape(0))
+            macs += prod(out) * (a[-2] if op.get_transpose_a() else a[-1])
+        else:  # Convolution weights [Co, Ci, kh, kw]; GroupConvolution [G, Co/G, Ci/G, kh, kw]
+            per_out = prod(w[1:]) if op.get_type_name() == "Convolution" else prod(w[2:])
+            macs += prod(out) * per_out
+        for target in op.output(0).get_target_inputs():
+            add = target.get_node()
+            if add.get_type_name() == "Add":
+                other = add.input_value(1 - target.get_index()).get_node()
+                if other.get_type_name() == "Convert":  # fp16-compressed constant
+                    other = other.input_value(0).get_node()
+                params += prod(other.get_output_shape(0)) if other.get_type_name() == "Constant" else 0
     return Complexity(params=int(params), macs=int(macs))
 
 

@@ -24,6 +24,8 @@ def _ms(v: float | None) -> str:
 def _status(r: BenchRow) -> str:
     if not r.ok:
         return "error"
+    if r.parity_failed:
+        return "parity FAIL"
     return "ok (noisy)" if r.noise else "ok"
 
 
@@ -41,6 +43,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("format", lambda r: r.format, right=False),
     Column("quant", lambda r: r.quantization, right=False),
     Column("runtime", lambda r: r.runtime, right=False),
+    Column("prec", lambda r: r.precision or "-", right=False),
     Column("thr", lambda r: str(r.threads)),
     Column("status", _status, right=False),
     Column("size MB", lambda r: _f(r.size_mb, 2)),
@@ -67,7 +70,7 @@ def rich_table(result: BenchResult) -> Any:
         table.add_column(c.header, justify="right" if c.right else "left", no_wrap=c.header == "artefact")
     for r in result.rows:
         best = r.key == result.recommended
-        style = "bold green" if best else "red" if not r.ok else "yellow" if r.noise else None
+        style = "bold green" if best else "red" if not r.ok or r.parity_failed else "yellow" if r.noise else None
         table.add_row("*" if best else "", *(c.cell(r) for c in COLUMNS), style=style)
     return table
 
@@ -79,11 +82,15 @@ def caption(result: BenchResult) -> str:
     if best is not None:
         drop = (result.reference_top1 - best.top1) if result.reference_top1 is not None and best.top1 is not None \
             else None
-        lines.append(f"* recommended: {best.name} on {best.runtime}, {best.threads} thread(s): {_ms(best.p50)} ms "
+        lines.append(f"* recommended: {best.name} on {best.runtime} ({best.precision or '-'}), {best.threads} "
+                     f"thread(s): {_ms(best.p50)} ms "
                      f"p50, {_f(best.top1, 2)} % top-1 (drop {_f(drop, 2)} pt <= {result.settings.max_drop:g})")
     else:
         lines.append("no recommendation: no row was measured with an accuracy")
     lines += [f"error {r.key}: {r.error}" for r in result.rows if not r.ok]
+    failed = sorted({r.name for r in result.rows if r.parity_failed})
+    if failed:
+        lines.append(f"parity FAIL (never recommended; its card records a failed export check): {', '.join(failed)}")
     lines += [f"noisy {r.key}: {'; '.join(r.noise)}" for r in result.rows if r.noise]
     lines.append(f"eval data: {result.data}; GFLOP/s % of {result.settings.peak_gflops_per_core:g} GFLOP/s per "
                  f"core x threads")
@@ -93,7 +100,8 @@ def caption(result: BenchResult) -> str:
 
 
 CSV_FIELDS: tuple[str, ...] = (
-    "name", "path", "format", "quantization", "runtime", "threads", "batch", "status", "error", "size_mb", "params",
+    "name", "path", "format", "quantization", "runtime", "precision", "parity_failed", "threads", "batch", "status",
+    "error", "size_mb", "params",
     "macs", "load_ms", "first_ms", "p50_ms", "p50_low_ms", "p50_high_ms", "p90_ms", "p90_low_ms", "p90_high_ms",
     "p99_ms", "p99_low_ms", "p99_high_ms", "mean_ms", "std_ms", "runs", "throughput", "gflops", "peak_pct",
     "peak_rss_mb", "top1", "top5", "agreement", "n_eval", "noisy", "noise", "loop", "recommended",
@@ -102,7 +110,8 @@ CSV_FIELDS: tuple[str, ...] = (
 
 def flat_row(r: BenchRow, recommended: str | None) -> dict[str, Any]:
     """One row as a flat dict with :data:`CSV_FIELDS` keys (None for what was not measured)."""
-    d: dict[str, Any] = {k: getattr(r, k) for k in ("name", "path", "format", "quantization", "runtime", "threads",
+    d: dict[str, Any] = {k: getattr(r, k) for k in ("name", "path", "format", "quantization", "runtime",
+                                                    "precision", "parity_failed", "threads",
                                                     "batch", "status", "error", "size_mb", "params", "macs",
                                                     "load_ms", "first_ms", "throughput", "gflops", "peak_pct",
                                                     "peak_rss_mb", "top1", "top5", "agreement", "n_eval", "loop")}

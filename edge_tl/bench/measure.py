@@ -47,6 +47,7 @@ class MeasureJob:
     accuracy: bool = True
     affinity: tuple[int, ...] | None = None
     loader: str = DEFAULT_LOADER
+    runtime: str | None = None  # None: the loader's default for the file's suffix
     max_runs: int = 1_000_000
     timeout: float = 600.0
 
@@ -57,6 +58,7 @@ class Measurement:
 
     error: str | None = None
     runtime: str | None = None
+    precision: str | None = None
     loop: str | None = None
     load_s: float | None = None
     first_s: float | None = None
@@ -70,8 +72,11 @@ class Measurement:
     n_eval: int = 0
 
 
-# The backend library per suffix, imported before the load timer starts (load time = session creation only).
-BACKEND_IMPORTS: dict[str, str] = {".pt": "torch", ".onnx": "onnxruntime", ".tflite": "ai_edge_litert.interpreter"}
+# The backend library per suffix (or runtime), imported before the load timer starts (load time = session creation).
+BACKEND_IMPORTS: dict[str, str] = {".pt": "torch", ".onnx": "onnxruntime", ".tflite": "ai_edge_litert.interpreter",
+                                   ".xml": "openvino"}
+RUNTIME_IMPORTS: dict[str, str] = {"openvino": "openvino", "onnxruntime": "onnxruntime",
+                                   "litert": "ai_edge_litert.interpreter", "pytorch": "torch"}
 
 
 def peak_rss_mb() -> float:
@@ -149,11 +154,15 @@ def _measure(job: MeasureJob) -> Measurement:
     reps = -(-job.batch // len(pixels))
     batch = np.ascontiguousarray(np.concatenate([pixels] * reps)[:job.batch])
 
-    backend = BACKEND_IMPORTS.get(os.path.splitext(job.path)[1])
+    backend = RUNTIME_IMPORTS.get(job.runtime or "") or BACKEND_IMPORTS.get(os.path.splitext(job.path)[1])
     if backend:
-        importlib.import_module(backend)
+        try:
+            importlib.import_module(backend)
+        except ImportError:  # the loader reports the missing backend with its install hint
+            pass
+    extra = {"runtime": job.runtime} if job.runtime else {}
     t = time.perf_counter()
-    runtime = _load_fn(job.loader)(job.path, threads=job.threads)
+    runtime = _load_fn(job.loader)(job.path, threads=job.threads, **extra)
     load_s = time.perf_counter() - t
     call = timed_call(runtime, batch)
     meter = BusyMeter()
@@ -168,7 +177,8 @@ def _measure(job: MeasureJob) -> Measurement:
     top1, top5, ok = (None, None, None)
     if job.accuracy:
         top1, top5, ok = _accuracy(runtime, pixels, labels)
-    return Measurement(runtime=runtime.name, loop=call.loop, load_s=load_s, first_s=first_s, samples=samples,
+    return Measurement(runtime=runtime.name, precision=getattr(runtime, "precision", None), loop=call.loop,
+                       load_s=load_s, first_s=first_s, samples=samples,
                        other_load=other, peak_rss_mb=peak,
                        affinity=tuple(sorted(os.sched_getaffinity(0))), top1=top1, top5_hits=top5,
                        labels_ok=ok, n_eval=len(pixels) if job.accuracy else 0)

@@ -8,7 +8,8 @@ from edge_tl._io import atomic_path
 from edge_tl.bench.results import BenchResult, BenchRow, measured, pareto_front
 from edge_tl.errors import DataError
 
-_MARKERS = {"pytorch": "s", "onnx": "o", "tflite": "^"}
+_MARKERS = {"pytorch": "s", "onnx": "o", "tflite": "^", "openvino": "D"}
+_RUNTIME_COLOURS = {"pytorch": "tab:gray", "onnxruntime": "tab:blue", "litert": "tab:orange", "openvino": "tab:purple"}
 
 
 def plot_latency_accuracy(result: BenchResult, path: Path) -> Path:
@@ -23,15 +24,20 @@ def plot_latency_accuracy(result: BenchResult, path: Path) -> Path:
         raise DataError("nothing to plot: no artefact was measured with an accuracy", "check the error rows")
     front = pareto_front([(p50, top1) for _, p50, top1 in points])
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    for fmt, marker in _MARKERS.items():
-        sel = [(p50, top1) for r, p50, top1 in points if r.format == fmt]
+    for (fmt, marker), (rt, colour) in ((f, c) for f in _MARKERS.items() for c in _RUNTIME_COLOURS.items()):
+        sel = [(p50, top1) for r, p50, top1 in points if r.format == fmt and r.runtime == rt]
         if sel:
-            ax.scatter([p[0] for p in sel], [p[1] for p in sel], marker=marker, s=45, label=fmt, zorder=3)
+            ax.scatter([p[0] for p in sel], [p[1] for p in sel], marker=marker, s=45, color=colour,
+                       label=f"{fmt} on {rt}", zorder=3)
+    bad = [(p50, top1) for r, p50, top1 in points if r.parity_failed]
+    if bad:
+        ax.scatter([p[0] for p in bad], [p[1] for p in bad], marker="x", s=140, color="tab:red", zorder=6,
+                   label="parity FAIL (not recommended)")
     fx, fy = [points[i][1] for i in front], [points[i][2] for i in front]
     ax.step(fx, fy, where="post", color="0.4", linestyle="--", linewidth=1, label="Pareto front", zorder=2)
     ax.scatter(fx, fy, facecolors="none", edgecolors="k", s=120, linewidths=1, zorder=4)
     for i, (r, p50, top1) in enumerate(sorted(points, key=lambda t: t[1])):  # staggered: equal accuracies
-        ax.annotate(f"{r.name} {r.threads}t", (p50, top1), textcoords="offset points",
+        ax.annotate(f"{r.name} {r.runtime} {r.threads}t", (p50, top1), textcoords="offset points",
                     xytext=(4, 5 + 9 * (i % 3)), fontsize=7)
     best = result.recommendation
     if best is not None and best.p50 is not None and best.top1 is not None:
@@ -60,9 +66,11 @@ def plot_latency_accuracy(result: BenchResult, path: Path) -> Path:
 
 
 def _fastest_per_artifact(result: BenchResult) -> list[tuple[BenchRow, float, float]]:
-    """One point per artefact: its measured row with the lowest p50 (the thread count a user would pick)."""
-    best: dict[str, tuple[BenchRow, float, float]] = {}
+    """One point per (artefact, runtime): its measured row with the lowest p50 (the thread count a user would
+    pick)."""
+    best: dict[tuple[str, str], tuple[BenchRow, float, float]] = {}
     for r, p50, top1 in measured(result.rows):
-        if r.path not in best or p50 < best[r.path][1]:
-            best[r.path] = (r, p50, top1)
+        key = (r.path, r.runtime)
+        if key not in best or p50 < best[key][1]:
+            best[key] = (r, p50, top1)
     return list(best.values())

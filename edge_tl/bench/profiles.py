@@ -9,11 +9,13 @@ from edge_tl.errors import ConfigError, check_choice
 
 @dataclass(frozen=True)
 class Profile:
-    """``formats`` None = every format; ``batch``/``threads`` None = the user's flags; ``pin`` pins the child to
-    the first ``threads`` allowed cores; ``int8_first`` measures int8 artefacts before the others."""
+    """``formats`` None = every format; ``runtimes`` None = every runtime that can run a file (``--runtimes``
+    overrides); ``batch``/``threads`` None = the user's flags; ``pin`` pins the child to the first ``threads``
+    allowed cores; ``int8_first`` measures int8 artefacts before the others."""
 
     name: str
     formats: tuple[str, ...] | None = None
+    runtimes: tuple[str, ...] | None = None
     batch: int | None = None
     threads: tuple[int, ...] | None = None
     pin: bool = False
@@ -35,7 +37,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "desktop": Profile("desktop"),
     "mobile": Profile(
-        "mobile", formats=("tflite",), batch=1, threads=(1, 2), pin=True, int8_first=True,
+        "mobile", formats=("tflite",), runtimes=("litert",), batch=1, threads=(1, 2), pin=True, int8_first=True,
         note="mobile profile: the host CPU at mobile-class settings (LiteRT + XNNPACK, batch 1, 1-2 pinned "
              "cores), not a phone",
     ),

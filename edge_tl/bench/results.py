@@ -64,6 +64,8 @@ class BenchRow:
     affinity: tuple[int, ...] = ()
     loop: str | None = None
     source_sha256: str | None = None
+    precision: str | None = None  # what the runtime computed in: f32, bf16, f16, int8
+    parity_failed: bool = False  # the artefact's card records a failed parity check: never recommended
 
     @property
     def ok(self) -> bool:
@@ -79,8 +81,8 @@ class BenchRow:
 
     @property
     def key(self) -> str:
-        """Unique within a result: file name and thread count."""
-        return f"{self.name}@{self.threads}t"
+        """Unique within a result: file name, runtime and thread count."""
+        return f"{self.name}/{self.runtime}@{self.threads}t"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -131,9 +133,10 @@ def sort_rows(rows: list[BenchRow]) -> tuple[BenchRow, ...]:
 def recommend(rows: tuple[BenchRow, ...], max_drop: float) -> tuple[str | None, float | None]:
     """The fastest row whose top-1 is within ``max_drop`` points of the reference, and that reference.
 
-    The reference is the PyTorch source's top-1 when it was measured, else the best top-1 of any row.
+    The reference is the PyTorch source's top-1 when it was measured, else the best top-1 of any row. Rows
+    whose artefact failed its parity check are never recommended (nor used as the reference).
     """
-    scored = measured(rows)
+    scored = [t for t in measured(rows) if not t[0].parity_failed]
     if not scored:
         return None, None
     torch_rows = [top1 for r, _, top1 in scored if r.format == "pytorch"]

@@ -31,6 +31,7 @@ def plan_threads(threads: tuple[int, ...], cores: int) -> tuple[tuple[int, ...],
 
 def _pixels_file(es: EvalSet, target: Target, folder: Path, cache: dict[tuple, Path]) -> Path:
     """Decode the eval images for ``target``'s input spec once; one ``.npz`` per spec and class order."""
+    from edge_tl._io import atomic_path
     from edge_tl.data.preprocess import load_batch
 
     spec = target.card.input  # type: ignore[union-attr]
@@ -38,13 +39,16 @@ def _pixels_file(es: EvalSet, target: Target, folder: Path, cache: dict[tuple, P
     key = (spec.size, spec.resize, spec.interpolation, labels)
     if key not in cache:
         path = folder / f"eval_{len(cache)}.npz"
-        np.savez(path, pixels=load_batch(list(es.files), spec), labels=np.asarray(labels, dtype=np.int64))
+        with atomic_path(path) as tmp:  # a full disk or a size limit then names the file
+            np.savez(tmp, pixels=load_batch(list(es.files), spec), labels=np.asarray(labels, dtype=np.int64))
         cache[key] = path
     return cache[key]
 
 
 def _size_mb(path: Path) -> float:
     total = path.stat().st_size
+    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():  # an IR's weights live beside it
+        total += path.with_suffix(".bin").stat().st_size
     if path.suffix == ".onnx":
         from edge_tl.runtimes.onnx_rt import _read_model
 
@@ -60,9 +64,10 @@ def _size_mb(path: Path) -> float:
 def _row(target: Target, threads: int, settings: BenchSettings, m: Measurement, cores: int,
          macs: int | None, params: int | None, size: float | None) -> BenchRow:
     failed = BenchRow(name=target.path.name, path=str(target.path), format=target.format,
-                      quantization=target.quantization, runtime=m.runtime or "-", threads=threads,
+                      quantization=target.quantization, runtime=m.runtime or target.runtime or "-", threads=threads,
                       batch=settings.batch, status="error", error=m.error or "no timings", size_mb=size,
-                      params=params, macs=macs, source_sha256=target.card.source_sha256 if target.card else None)
+                      params=params, macs=macs, source_sha256=target.card.source_sha256 if target.card else None,
+                      precision=m.precision or _implied_precision(target), parity_failed=target.parity_failed)
     if m.error or m.samples is None:
         return failed
     lat = summarize(m.samples, seed=settings.seed)
@@ -79,18 +84,33 @@ def _row(target: Target, threads: int, settings: BenchSettings, m: Measurement, 
         noise=tuple(noise_reasons(lat, m.other_load, threads, cores)), affinity=m.affinity, loop=m.loop)
 
 
+_IMPLIED = {"fp32": "f32", "none": "f32", "fp16": "f16", "int8": "int8", "dynamic": "int8"}
+
+
+def _implied_precision(target: Target) -> str | None:
+    """The precision a runtime that does not report one computes in, from the artefact's quantisation.
+
+    An fp16 ONNX graph declares fp16 arithmetic; an fp16 TFLite file stores fp16 weights that LiteRT/XNNPACK
+    upcasts on x86, computing in f32."""
+    if target.card is None:
+        return None
+    if target.format == "tflite" and target.quantization == "fp16":
+        return "f32"
+    return target.card.precision or _IMPLIED.get(target.quantization)
+
+
 def _with_agreement(rows: list[BenchRow], preds: dict[str, np.ndarray], targets: list[Target]) -> list[BenchRow]:
     """Top-1 agreement of each row with the PyTorch checkpoint it was exported from (when that was measured)."""
     from edge_tl._io import sha256_file
 
-    ref_by_sha = {sha256_file(t.path): preds[str(t.path)] for t in targets
-                  if t.format == "pytorch" and str(t.path) in preds}
-    ref_by_run = {str(t.path.resolve().parent): preds[str(t.path)] for t in targets
-                  if t.format == "pytorch" and str(t.path) in preds}
+    ref = {str(t.path): preds[k] for t in targets if t.format == "pytorch"
+           and (k := _pred_key(str(t.path), "pytorch")) in preds}
+    ref_by_sha = {sha256_file(Path(p)): v for p, v in ref.items()}
+    ref_by_run = {str(Path(p).resolve().parent): v for p, v in ref.items()}
     out = []
     for r in rows:
         t = next(t for t in targets if str(t.path) == r.path)
-        mine = preds.get(r.path)
+        mine = preds.get(_pred_key(r.path, r.runtime))
         ref = None
         if t.format == "pytorch":
             ref = mine
@@ -133,20 +153,22 @@ def run_bench(targets: list[Target], es: EvalSet, settings: BenchSettings, cores
                 say(f"{target.path.name}: {th} thread{'s' if th > 1 else ''}", 0)
                 job = MeasureJob(path=str(target.path), threads=th, data=str(data), batch=settings.batch,
                                  min_time=settings.min_time, warmup=settings.warmup, accuracy=i == 0,
-                                 affinity=tuple(allowed[:th]) if settings.pin else None, loader=loader)
+                                 affinity=tuple(allowed[:th]) if settings.pin else None, loader=loader,
+                                 runtime=target.runtime)
                 m = run_job(job)
                 say(f"{target.path.name}: {th} thread{'s' if th > 1 else ''}", 1)
                 if m.top1 is not None:
-                    preds[str(target.path)] = m.top1
+                    preds[_pred_key(str(target.path), m.runtime or target.runtime or "-")] = m.top1
                 row = _row(target, th, settings, m, cores, cx[1], cx[0], size)
-                if i > 0 and rows and rows[-1].path == row.path and rows[-1].top1 is not None and row.ok:
+                if i > 0 and rows and rows[-1].path == row.path and rows[-1].runtime == row.runtime \
+                        and rows[-1].top1 is not None and row.ok:
                     # accuracy does not depend on the thread count: measured once, shown on every row
                     row = replace(row, top1=rows[-1].top1, top5=rows[-1].top5, n_eval=rows[-1].n_eval)
                 rows.append(row)
     rows = _with_agreement(rows, preds, targets)
     ordered = sort_rows(rows)
     key, ref = recommend(ordered, settings.max_drop)
-    all_notes = tuple(notes) + ((profile.note,) if profile.note else ())
+    all_notes = tuple(notes) + ((profile.note,) if profile.note else ()) + _data_notes(es)
     return BenchResult(rows=ordered, settings=settings, env=env, recommended=key, reference_top1=ref,
                        data=f"{es.source} ({len(es.files)} images)", notes=all_notes,
                        wall_s=time.perf_counter() - t_start)
@@ -159,3 +181,15 @@ def _complexity(target: Target) -> tuple[int | None, int | None]:
     except EdgeTLError:
         return None, None
     return (cx.params, cx.macs) if cx else (None, None)
+
+
+def _pred_key(path: str, runtime: str) -> str:
+    return f"{path}|{runtime}"
+
+
+def _data_notes(es: EvalSet, shown: int = 5) -> tuple[str, ...]:
+    """One note naming the eval files the hygiene scan skipped (the first few, and how many in all)."""
+    if not es.skipped:
+        return ()
+    more = f"; and {len(es.skipped) - shown} more" if len(es.skipped) > shown else ""
+    return (f"skipped {len(es.skipped)} unusable eval file(s): {'; '.join(es.skipped[:shown])}{more}",)

@@ -9,21 +9,32 @@ from edge_tl.bench.profiles import Profile
 from edge_tl.card import ModelCard, sidecar_path
 from edge_tl.errors import ArtifactError, CardError, ConfigError, DataError, EdgeTLError
 
-ARTIFACT_SUFFIXES = (".pt", ".onnx", ".tflite")
+ARTIFACT_SUFFIXES = (".pt", ".onnx", ".tflite", ".xml")
+# --runtimes spellings -> runtime names (as in edge_tl.runtimes.base.register_runtime)
+RUNTIME_ALIASES = {"ort": "onnxruntime", "onnxruntime": "onnxruntime", "litert": "litert", "tflite": "litert",
+                   "openvino": "openvino", "ov": "openvino", "pytorch": "pytorch", "torch": "pytorch"}
 EXPORT_HINT = "make some with `edge-tl export` (after `edge-tl train`), or name files: edge-tl bench FILE..."
 
 
 @dataclass(frozen=True)
 class Target:
-    """One model file; ``card`` is None and ``error`` set when its card cannot be read."""
+    """One model file run by one runtime (``None``: the file's default); ``card`` is None and ``error`` set when
+    its card cannot be read."""
 
     path: Path
     card: ModelCard | None
     error: str | None = None
+    runtime: str | None = None
+
+    @property
+    def parity_failed(self) -> bool:
+        """The artefact's card records a failed parity check (export wrote it but it missed its limits)."""
+        parity = (self.card.parity or {}) if self.card else {}
+        return parity.get("passed") is False or bool(parity.get("failures"))
 
     @property
     def format(self) -> str:
-        return self.card.format if self.card else {".pt": "pytorch", ".onnx": "onnx"}.get(
+        return self.card.format if self.card else {".pt": "pytorch", ".onnx": "onnx", ".xml": "openvino"}.get(
             self.path.suffix, self.path.suffix.lstrip("."))
 
     @property
@@ -40,10 +51,11 @@ class EvalSet:
     classes: tuple[str, ...]
     files: tuple[Path, ...]
     labels: tuple[int, ...]
+    skipped: tuple[str, ...] = ()  # "path: reason" of each eval file the hygiene scan refused
 
 
 def _artifacts_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in (".onnx", ".tflite") and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix in (".onnx", ".tflite", ".xml") and p.is_file())
 
 
 def discover(models: list[str], exported: Path = Path("exported")) -> list[Path]:
@@ -53,7 +65,7 @@ def discover(models: list[str], exported: Path = Path("exported")) -> list[Path]
     if not models:
         found = _artifacts_in(exported) if exported.is_dir() else []
         if not found:
-            raise ArtifactError(f"no artefacts found in {exported.resolve()} (looked for *.onnx, *.tflite)",
+            raise ArtifactError(f"no artefacts found in {exported.resolve()} (looked for *.onnx, *.tflite, *.xml)",
                                 EXPORT_HINT)
         return _unique(_sources_of(found) + found)
     found = []
@@ -69,7 +81,7 @@ def discover(models: list[str], exported: Path = Path("exported")) -> list[Path]
             raise ArtifactError(f"no such model: {m}", "give an exported .onnx/.tflite file, a run folder or "
                                 "an export folder")
     if not found:
-        raise ArtifactError(f"no artefacts in {', '.join(models)} (looked for *.onnx, *.tflite, model.pt)",
+        raise ArtifactError(f"no artefacts in {', '.join(models)} (looked for *.onnx, *.tflite, *.xml, model.pt)",
                             EXPORT_HINT)
     return _unique(found)
 
@@ -128,11 +140,26 @@ def read_card(path: Path) -> ModelCard:
         from edge_tl.runtimes.litert_rt import read_card as tflite_card
 
         return tflite_card(path.read_bytes(), path)
+    if path.suffix == ".xml":
+        return _ir_card(path)
     side = sidecar_path(path)
     if side.is_file():
         return ModelCard.load(side)
     raise CardError(f"{path}: cannot read a model card from a '{path.suffix}' file",
                     f"bench takes {', '.join(ARTIFACT_SUFFIXES)} files")
+
+
+def _ir_card(path: Path) -> ModelCard:
+    from edge_tl.runtimes.openvino_rt import ir_card_text
+
+    text = ir_card_text(path)
+    if text:
+        return ModelCard.loads(text)
+    side = sidecar_path(path)
+    if side.is_file():
+        return ModelCard.load(side)
+    raise CardError(f"{path} carries no edge-tl model card and has no {side.name}",
+                    "export it with edge-tl export --format openvino")
 
 
 def load_targets(paths: list[Path]) -> list[Target]:
@@ -145,6 +172,40 @@ def load_targets(paths: list[Path]) -> list[Target]:
             hint = f" -- {exc.hint}" if exc.hint else ""
             out.append(Target(p, None, f"{exc.message}{hint}"))
     return out
+
+
+def parse_runtimes(names: list[str] | None) -> tuple[str, ...] | None:
+    """``--runtimes ort,litert,openvino`` -> runtime names (None: every runtime that can run each file)."""
+    if not names:
+        return None
+    from edge_tl.errors import check_choice
+
+    return tuple(dict.fromkeys(RUNTIME_ALIASES[check_choice("runtime", n, RUNTIME_ALIASES)] for n in names))
+
+
+def with_runtimes(targets: list[Target], wanted: tuple[str, ...] | None) -> tuple[list[Target], list[str]]:
+    """One target per (file, runtime): every installed runtime that can run the file, or those in ``wanted``.
+
+    Checkpoints always run (they are the reference for agreement). A wanted runtime that is not installed
+    gives a note with the install command, and the others carry on. Returns (targets, notes).
+    """
+    from edge_tl.runtimes.base import runtimes_for
+
+    suffixes = {t.path.suffix for t in targets if t.card}
+    known = {n for x in suffixes for n in runtimes_for(x)}
+    installed = {n for x in suffixes for n in runtimes_for(x, installed_only=True)}
+    missing = sorted((known - installed) & (set(wanted) if wanted is not None else known))
+    notes = [f"{n} is not installed, so its rows are skipped (pip install {n})" for n in missing]
+    out: list[Target] = []
+    for t in targets:
+        if t.card is None:
+            out.append(t)
+            continue
+        names = runtimes_for(t.path.suffix, installed_only=True)
+        if wanted is not None and t.format != "pytorch":
+            names = [n for n in names if n in wanted]
+        out += [Target(t.path, t.card, t.error, n) for n in names]
+    return out, notes
 
 
 def for_profile(targets: list[Target], profile: Profile, explicit: bool) -> list[Target]:
@@ -183,14 +244,32 @@ def eval_set(data: str | None, targets: list[Target], limit: int | None = None, 
         m = manifest_for_card(cards[0])
         es = EvalSet(f"test split of {cards[0].run_dir or 'the run'}", tuple(m.classes), tuple(m.files("test")),
                      tuple(m.labels("test")))
+    es = _clean(es)
     if not es.files:
-        raise DataError(f"no evaluation images in {es.source}", "pass --data with a folder of labelled images")
+        raise DataError(f"no usable evaluation images in {es.source}",
+                        "pass --data with a folder of labelled images")
     if limit and limit < len(es.files):
         import numpy as np
 
         keep = sorted(np.random.default_rng(seed).choice(len(es.files), size=limit, replace=False).tolist())
-        es = EvalSet(es.source, es.classes, tuple(es.files[i] for i in keep), tuple(es.labels[i] for i in keep))
+        es = EvalSet(es.source, es.classes, tuple(es.files[i] for i in keep), tuple(es.labels[i] for i in keep),
+                     es.skipped)
     return es
+
+
+def _clean(es: EvalSet) -> EvalSet:
+    """``es`` without the files the hygiene scan refuses (empty, not images, truncated...), listed in ``skipped``."""
+    from edge_tl.data.hygiene import scan
+
+    if not es.files:
+        return es
+    report = scan(list(es.files), list(es.labels), classes=es.classes, progress=False)
+    if not report.bad:
+        return es
+    bad = {str(b.path) for b in report.bad}
+    keep = [i for i, f in enumerate(es.files) if str(f) not in bad]
+    return EvalSet(es.source, es.classes, tuple(es.files[i] for i in keep), tuple(es.labels[i] for i in keep),
+                   tuple(f"{b.path}: {b.reason}" for b in report.bad))
 
 
 def check_classes(es: EvalSet, target: Target) -> tuple[int, ...]:

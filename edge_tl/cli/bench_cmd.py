@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edge_tl.cli.options import IntListType, cpu_count, emit_json
+from edge_tl.cli.options import IntListType, NameListType, cpu_count, emit_json, json_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 @click.option("--data", default=None, help="Eval images: a folder or dataset name (default: the run's test split "
               "named in the cards).")
 @click.option("--threads", type=IntListType(), default="1,2", show_default=True, help="Thread counts to measure.")
+@click.option("--runtimes", "runtimes", type=NameListType("runtime", lambda: sorted(_aliases())), default=None,
+              help="Runtimes to run each file with, e.g. ort,litert,openvino (default: every installed runtime "
+                   "that can run the file; OpenVINO also runs .onnx and .tflite). Checkpoints always run.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference.")
 @click.option("--profile", type=click.Choice(["desktop", "mobile"]), default="desktop", show_default=True,
               help="mobile: LiteRT only, batch 1, 1 and 2 pinned cores, int8 first (host CPU, not a phone).")
@@ -35,14 +38,14 @@ if TYPE_CHECKING:
               help="Peak GFLOP/s of one core (default 195, measured on the reference 2-vCPU Xeon).")
 @click.option("--exported", type=click.Path(file_okay=False), default="exported", show_default=True,
               help="Where to look for artefacts when no MODELS are given.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="Write the full result as JSON to FILE ('-' for stdout).")
+@json_option
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as CSV.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG of latency vs accuracy with the Pareto front.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap/sample seed.")
-def bench(models: tuple[str, ...], data: str | None, threads: list[int], batch: int, profile: str, min_time: float,
+def bench(models: tuple[str, ...], data: str | None, threads: list[int], runtimes: list[str] | None, batch: int,
+          profile: str, min_time: float,
           warmup: int, max_drop: float, limit: int | None, peak_gflops: float | None, exported: str,
           json_path: str | None, csv_path: str | None, md_path: str | None, plot_path: str | None,
           seed: int) -> None:
@@ -59,7 +62,15 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], batch: 
     from edge_tl.bench.profiles import get_profile
     from edge_tl.bench.results import PEAK_GFLOPS_PER_CORE, BenchSettings
     from edge_tl.bench.runner import plan_threads
-    from edge_tl.bench.targets import check_classes, discover, eval_set, for_profile, load_targets
+    from edge_tl.bench.targets import (
+        check_classes,
+        discover,
+        eval_set,
+        for_profile,
+        load_targets,
+        parse_runtimes,
+        with_runtimes,
+    )
 
     err = Console(stderr=True)
     prof = get_profile(profile)
@@ -72,6 +83,10 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], batch: 
     for n in notes:
         err.print(f"[yellow]warning:[/] {n}")
     targets = for_profile(load_targets(discover(list(models), Path(exported))), prof, explicit=bool(models))
+    targets, rt_notes = with_runtimes(targets, parse_runtimes(runtimes) or prof.runtimes)
+    for n in rt_notes:
+        err.print(f"[yellow]warning:[/] {n}")
+    notes += rt_notes
     es = eval_set(data, [t for t in targets if t.card], limit=limit, seed=seed)
     for t in targets:
         if t.card:
@@ -100,6 +115,12 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], batch: 
         first = result.rows[0]
         raise ArtifactError(f"no artefact could be measured; {Path(first.path).name}: {first.error}",
                             "check the files named above, or re-export them with edge-tl export")
+
+
+def _aliases() -> list[str]:
+    from edge_tl.bench.targets import RUNTIME_ALIASES
+
+    return list(RUNTIME_ALIASES)
 
 
 def _run_with_progress(err: Console, targets: list[Target], es: EvalSet, settings: BenchSettings, cores: int,

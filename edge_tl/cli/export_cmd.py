@@ -1,4 +1,4 @@
-"""``edge-tl export``: a run -> ONNX / TFLite artefacts (float, fp16, dynamic or static int8), each verified.
+"""``edge-tl export``: a run -> ONNX / TFLite / OpenVINO artefacts (float, fp16, dynamic or static int8), each verified.
 
 Thin: options map onto :class:`edge_tl.export.registry.ExportOptions`; the work is
 :func:`edge_tl.export.api.export`. Heavy libraries load inside the command only.
@@ -18,8 +18,9 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
 @click.command("export")
 @click.option("--model", "model", default="runs/latest", show_default=True,
               help="Run folder (or its model.pt) to export.")
-@click.option("--format", "fmt", type=NameListType("format", lambda: ["onnx", "tflite", "all"]), default="onnx",
-              show_default=True, help="onnx, tflite or all (comma-separated list allowed).")
+@click.option("--format", "fmt", type=NameListType("format", lambda: ["onnx", "tflite", "openvino", "all"]),
+              default="onnx", show_default=True,
+              help="onnx, tflite, openvino (IR .xml/.bin) or all (comma-separated list allowed).")
 @click.option("--quantize", type=NameListType("quantisation mode", lambda: QUANT_CHOICES), default="none",
               is_flag=False, flag_value="int8", show_default=True,
               help="none, fp16, dynamic or int8 (bare --quantize = int8; comma list allowed). "

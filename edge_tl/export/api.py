@@ -3,7 +3,8 @@
 ``export(run_dir, formats, quantize, out_dir, options)`` plans the (format, quantisation) pairs from the
 registry, refuses to overwrite without ``force`` *before* doing any work, writes the float artefact of a format
 before its quantised variants (reusing an existing one made from the same checkpoint), verifies every new file
-with :mod:`edge_tl.parity` on the run's held-out test images, stores the result in the card (inside and beside),
+with :mod:`edge_tl.parity` on every image the run did not calibrate on (the accuracy budget judges the same
+images with the same rule), stores the result in the card (inside and beside),
 and finally raises :class:`~edge_tl.errors.ParityError` if any artefact failed its limits.
 """
 
@@ -128,7 +129,25 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
     calibration = None
     if manifest is not None and any(e.needs_calibration for e in entries):
         calibration = make_calibration(manifest, card.input, opts.calib_size, opts.calib_split, opts.seed)
-    verifier = _Verifier(model, card, manifest, ckpt, opts, say) if opts.verify else None
+    fidelity = None
+    if manifest is not None and (opts.verify or calibration is not None):
+        from edge_tl.parity import fidelity_set
+
+        fidelity = fidelity_set(manifest, card.input, exclude=getattr(calibration, "files", ()))
+        say(f"judging on {len(fidelity.labels)} images ({fidelity.description})")
+    verifier = _Verifier(model, card, fidelity, ckpt, opts, say) if opts.verify else None
+    prep = None
+    if calibration is not None and any(e.quantize == "int8" for e in entries):
+        from edge_tl.export.int8_prep import PreparedSources
+
+        def export_float(fmt: str, m: Any, folder: Path) -> Path:
+            fe = get_exporter(fmt, "none")
+            folder.mkdir(parents=True, exist_ok=True)
+            return fe.fn(ExportRequest(model=m, card=card, checkpoint=ckpt, source_sha256=source_sha,
+                                       out_path=folder / fe.filename, format=fmt, quantize="none", options=opts,
+                                       manifest=manifest)).path
+
+        prep = PreparedSources(model, card.input, card.backbone, calibration, opts.int8_prep, export_float, say)
 
     artifacts: list[Artifact] = []
     results: list[ParityResult] = []
@@ -141,18 +160,23 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
             float_paths[e.format] = target
             reused.append(target)
             continue
+        source = prep.float_path(e.format) if prep is not None and e.quantize == "int8" else None
         req = ExportRequest(model=model, card=card, checkpoint=ckpt, source_sha256=source_sha, out_path=target,
                             format=e.format, quantize=e.quantize, options=opts, manifest=manifest,
-                            float_path=float_paths.get(e.format),
+                            float_path=source or float_paths.get(e.format),
                             calibration=calibration if e.needs_calibration else None)
         say(f"exporting {target}")
         art = e.fn(req)
-        if e.quantize == "int8" and opts.fallback and manifest is not None:
+        if prep is not None and e.quantize == "int8":
+            art = _with_card(art, art.card.with_(quantization=prep.stamp(art.card.quantization, e.format)))
+        if e.quantize == "int8" and opts.fallback and manifest is not None and not e.own_budget:
             from edge_tl.export.budget import enforce_budget
 
             art = enforce_budget(art, card, manifest, float_paths.get(e.format), calibration, opts.max_drop,
                                  opts.calib_method, default_threads(opts.threads), opts.output, say,
-                                 min_agreement=opts.min_agreement)
+                                 min_agreement=opts.min_agreement, fidelity=fidelity,
+                                 reference=verifier.reference if verifier is not None else None,
+                                 source_path=source)
         if e.quantize == "none":
             float_paths[e.format] = art.path
         if verifier is not None:
@@ -160,6 +184,8 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
             results.append(res)
             art = _store_parity(art, res)
         artifacts.append(art)
+    if prep is not None:
+        prep.close()
     result = ExportResult(ckpt.parent, out, tuple(artifacts), tuple(results), tuple(reused))
     if results:
         try:
@@ -170,6 +196,11 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
     return result
 
 
+def _with_card(art: Artifact, card: ModelCard) -> Artifact:
+    get_card_writer(art.format)(art.path, card)
+    return Artifact(art.path, card, art.format, art.quantize, art.seconds, art.notes)
+
+
 def _store_parity(art: Artifact, res: ParityResult) -> Artifact:
     card = art.card.with_(parity=res.to_json())
     get_card_writer(art.format)(art.path, card)
@@ -177,25 +208,17 @@ def _store_parity(art: Artifact, res: ParityResult) -> Artifact:
 
 
 class _Verifier:
-    """Holds the held-out pixels and the reference logits, computed once for all artefacts."""
+    """Holds the judged pixels (:func:`edge_tl.parity.fidelity_set`, shared with the accuracy budget) and the
+    reference logits, computed once for all artefacts."""
 
-    def __init__(self, model: Any, card: ModelCard, manifest: Any, ckpt: Path, opts: ExportOptions,
+    def __init__(self, model: Any, card: ModelCard, fidelity: Any, ckpt: Path, opts: ExportOptions,
                  say: Progress) -> None:
-        import numpy as np
-
-        from edge_tl.data.preprocess import load_batch
-        from edge_tl.errors import DataError
         from edge_tl.runtimes import default_threads
         from edge_tl.runtimes.torch_rt import TorchRuntime
 
-        files = manifest.files("test")
-        if not files:
-            raise DataError("the run has no held-out test images to verify against",
-                            "train with a test split, or pass --no-verify")
-        say(f"decoding {len(files)} held-out test images")
-        self.pixels = load_batch(files, card.input)
-        self.labels = np.asarray(manifest.labels("test"))
+        self.pixels, self.labels, self.images = fidelity.pixels, fidelity.labels, fidelity.description
         self.opts = opts
+        say(f"reference logits of the PyTorch model on {len(self.labels)} images")
         self.reference = TorchRuntime(model, card, ckpt, default_threads(opts.threads))(self.pixels)
 
     def verify(self, art: Artifact) -> ParityResult:
@@ -206,4 +229,4 @@ class _Verifier:
                             min_int8_agreement=self.opts.min_agreement,
                             max_saturated=self.opts.max_saturated, max_ece_delta=self.opts.max_ece_delta)
         return check_parity(rt, self.reference, self.pixels, self.labels, limits, variant=art.path.name,
-                            format=art.format, quantize=art.quantize)
+                            format=art.format, quantize=art.quantize, images=self.images)

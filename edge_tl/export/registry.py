@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 OUTPUT_RECIPES = ("float", "quantized")  # logits layer kept in float (default) or fully quantised
-_FORMAT_MODULES = ("edge_tl.export.onnx_export", "edge_tl.export.onnx_quant", "edge_tl.export.tflite_export")
+INT8_PREPS = ("auto", "none", "bias", "cle", "cle+bias")  # weight preparation before int8 (export/int8_prep.py)
+_FORMAT_MODULES = ("edge_tl.export.onnx_export", "edge_tl.export.onnx_quant", "edge_tl.export.tflite_export",
+                   "edge_tl.export.openvino_export", "edge_tl.export.openvino_quant")
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,11 @@ class ExportOptions:
     force: bool = False
     threads: int | None = None
     seed: int = 0
+    int8_prep: str = "auto"  # BN folding + bias correction / CLE on a copy of the model before full int8
 
     def __post_init__(self) -> None:
+        if self.int8_prep not in INT8_PREPS:
+            raise UnknownNameError("int8 preparation", self.int8_prep, INT8_PREPS)
         if self.calib_size < 1:
             raise ConfigError(f"--calib-size must be >= 1, got {self.calib_size}")
         if self.calib_method not in CALIB_METHODS:
@@ -102,7 +107,9 @@ class Artifact:
 
     @property
     def size_mb(self) -> float:
-        return self.path.stat().st_size / 1e6
+        weights = self.path.with_suffix(".bin")  # an OpenVINO IR keeps its weights beside the .xml
+        extra = weights.stat().st_size if self.path.suffix == ".xml" and weights.is_file() else 0
+        return (self.path.stat().st_size + extra) / 1e6
 
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
@@ -122,6 +129,7 @@ class ExporterEntry:
     fn: Exporter
     needs_float: bool
     needs_calibration: bool
+    own_budget: bool = False  # the exporter enforces --max-drop itself (the driver's fallback search is skipped)
 
 
 _EXPORTERS: dict[tuple[str, str], ExporterEntry] = {}
@@ -129,7 +137,7 @@ _CARD_WRITERS: dict[str, CardWriter] = {}
 
 
 def register_exporter(format: str, quantize: str, *, filename: str, needs_float: bool | None = None,
-                      needs_calibration: bool = False) -> Callable[[Exporter], Exporter]:
+                      needs_calibration: bool = False, own_budget: bool = False) -> Callable[[Exporter], Exporter]:
     """Register ``fn(req) -> Artifact`` for ``(format, quantize)`` writing ``out/<filename>``.
 
     ``needs_float`` (default: quantize != "none") makes the driver write the float artefact first and pass it as
@@ -144,7 +152,7 @@ def register_exporter(format: str, quantize: str, *, filename: str, needs_float:
             raise ConfigError(f"exporter {format}/{quantize} is already registered")
         _EXPORTERS[key] = ExporterEntry(format, quantize, filename, fn,
                                         quantize != "none" if needs_float is None else needs_float,
-                                        needs_calibration)
+                                        needs_calibration, own_budget)
         return fn
 
     return deco

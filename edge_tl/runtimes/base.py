@@ -1,4 +1,4 @@
-"""The one ``Runtime`` protocol for PyTorch checkpoints, ONNX Runtime and LiteRT artefacts.
+"""The one ``Runtime`` protocol for PyTorch checkpoints, ONNX Runtime, LiteRT and OpenVINO artefacts.
 
 Every runtime takes pixels (``uint8`` ``(N, H, W, 3)`` RGB, or float32 in [0, 1] of the same shape) and returns
 float32 logits ``(N, num_classes)``. Normalisation, layout (NCHW/NHWC) and int8 (de)quantisation happen inside
@@ -21,7 +21,7 @@ from edge_tl.errors import ArtifactError, UnknownNameError
 class Runtime(Protocol):
     """A loaded model that maps pixels to logits."""
 
-    name: str  # "pytorch" | "onnxruntime" | "litert"
+    name: str  # "pytorch" | "onnxruntime" | "litert" | "openvino"
     path: Path
     card: ModelCard
     threads: int
@@ -40,20 +40,33 @@ class Runtime(Protocol):
 
 
 RuntimeLoader = Callable[..., Runtime]
-_LOADERS: dict[str, tuple[str, RuntimeLoader]] = {}
+# suffix -> {runtime name: loader}; one runtime per suffix is its default (what ``load(path)`` picks).
+_LOADERS: dict[str, dict[str, RuntimeLoader]] = {}
+_DEFAULTS: dict[str, str] = {}
+_REQUIRES: dict[str, str] = {}  # runtime name -> the module it needs (for "which runtimes can run this file")
 
 
-def register_runtime(suffix: str, name: str) -> Callable[[RuntimeLoader], RuntimeLoader]:
-    """Register ``loader(path, threads=..., **kw)`` for files ending in ``suffix``."""
+def register_runtime(suffix: str, name: str, *, default: bool | None = None,
+                     requires: str | None = None) -> Callable[[RuntimeLoader], RuntimeLoader]:
+    """Register ``loader(path, threads=..., **kw)`` as runtime ``name`` for files ending in ``suffix``.
+
+    The first runtime registered for a suffix is its default unless a later one passes ``default=True``;
+    ``requires`` names the importable module without which the runtime cannot run (checked, never imported).
+    """
 
     def deco(fn: RuntimeLoader) -> RuntimeLoader:
-        _LOADERS[suffix] = (name, fn)
+        _LOADERS.setdefault(suffix, {})[name] = fn
+        if default or (default is None and suffix not in _DEFAULTS):
+            _DEFAULTS[suffix] = name
+        if requires:
+            _REQUIRES[name] = requires
         return fn
 
     return deco
 
 
-_BACKENDS = ("edge_tl.runtimes.torch_rt", "edge_tl.runtimes.onnx_rt", "edge_tl.runtimes.litert_rt")
+_BACKENDS = ("edge_tl.runtimes.torch_rt", "edge_tl.runtimes.onnx_rt", "edge_tl.runtimes.litert_rt",
+             "edge_tl.runtimes.openvino_rt")
 
 
 def _ensure_loaded() -> None:
@@ -67,23 +80,46 @@ def _ensure_loaded() -> None:
 
 
 def runtime_names() -> dict[str, str]:
-    """Suffix -> runtime name for every registered runtime."""
+    """Suffix -> the default runtime's name for every registered suffix."""
     _ensure_loaded()
-    return {s: n for s, (n, _) in _LOADERS.items()}
+    return dict(_DEFAULTS)
 
 
-def load(path: str | Path, threads: int | None = None, **kwargs: object) -> Runtime:
-    """Load ``path`` with the runtime registered for its suffix (``.pt``, ``.onnx``, ``.tflite``, or a run dir)."""
+def runtimes_for(suffix: str, installed_only: bool = False) -> list[str]:
+    """Names of the runtimes that can run ``suffix`` files, the default first (``installed_only``: only those
+    whose backend library is importable here)."""
+    import importlib.util
+
+    _ensure_loaded()
+    names = sorted(_LOADERS.get(suffix.lower(), {}), key=lambda n: n != _DEFAULTS.get(suffix.lower()))
+    if installed_only:
+        names = [n for n in names if n not in _REQUIRES or importlib.util.find_spec(_REQUIRES[n]) is not None]
+    return names
+
+
+def all_runtimes() -> list[str]:
+    """Every registered runtime name."""
+    _ensure_loaded()
+    return sorted({n for by_name in _LOADERS.values() for n in by_name})
+
+
+def load(path: str | Path, threads: int | None = None, runtime: str | None = None, **kwargs: object) -> Runtime:
+    """Load ``path`` with ``runtime`` (default: the suffix's default runtime; ``.pt``, ``.onnx``, ``.tflite``,
+    ``.xml`` or a run dir). A runtime that cannot run the suffix raises listing the ones that can."""
     _ensure_loaded()
     p = Path(path)
     if p.is_dir():
         p = p / "model.pt"
     if not p.exists():
-        raise ArtifactError(f"no such model: {path}", "give a run folder (runs/NAME) or an exported .onnx/.tflite file")
+        raise ArtifactError(f"no such model: {path}",
+                            "give a run folder (runs/NAME) or an exported .onnx/.tflite/.xml file")
     suffix = p.suffix.lower()
     if suffix not in _LOADERS:
         raise UnknownNameError("model file type", suffix or p.name, list(_LOADERS))
-    return _LOADERS[suffix][1](p, threads=threads, **kwargs)
+    name = runtime or _DEFAULTS[suffix]
+    if name not in _LOADERS[suffix]:
+        raise UnknownNameError(f"runtime for {suffix} files", name, runtimes_for(suffix))
+    return _LOADERS[suffix][name](p, threads=threads, **kwargs)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,223 @@
+"""OpenVINO: the runtime (IR, ONNX and TFLite files), the IR export (f32, fp16, NNCF int8), the card in rt_info,
+explicit inference precision, parity, bench rows, and the bad inputs (no OpenVINO, unreadable files, NNCF failure)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _export_fixtures import build_run, heldout_pixels
+
+pytest.importorskip("openvino")
+
+FAST = ["--min-time", "0.05", "--warmup", "2"]
+LOOSE_INT8 = {"min_agreement": 0.5, "max_drop": 100.0}  # a 32 px toy model: int8 fidelity is not the point here
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
+    """runs/tiny and exported/ with model.{onnx,tflite} and model{,_fp16,_int8}.xml, all verified."""
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+
+    root = tmp_path_factory.mktemp("openvino")
+    run = build_run(root / "runs" / "tiny", sample_dir, steps=30)
+    export(run, formats=("onnx", "tflite", "openvino"), quantize=("none",), out_dir=root / "exported")
+    export(run, formats=("openvino",), quantize=("fp16", "int8"), out_dir=root / "exported",
+           options=ExportOptions(**LOOSE_INT8))
+    return root
+
+
+def _ref(project: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from edge_tl.runtimes import load
+
+    pixels, labels = heldout_pixels(project / "runs" / "tiny")
+    return pixels, labels, load(project / "runs" / "tiny", threads=1)(pixels)
+
+
+@pytest.mark.parametrize(("name", "atol", "precision"), [("model.xml", 1e-3, "f32"), ("model_fp16.xml", 5e-2, "f32")])
+def test_float_ir_matches_pytorch(project: Path, name: str, atol: float, precision: str) -> None:
+    from edge_tl.runtimes import load
+
+    pixels, _, ref = _ref(project)
+    rt = load(project / "exported" / name, threads=1)
+    assert rt.name == "openvino" and rt.precision == precision and rt.card.format == "openvino"
+    assert rt.card.precision == precision
+    np.testing.assert_allclose(rt(pixels), ref, atol=atol)
+    np.testing.assert_allclose(rt(pixels[:1]), ref[:1], atol=atol)  # batch 1 and batch N compile separately
+    np.testing.assert_allclose(rt(pixels.astype(np.float32) / 255.0), ref, atol=atol)
+    assert rt.compiled(1).get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
+    assert rt.card.parity and rt.card.parity["passed"] is True
+
+
+def test_int8_ir_is_quantised_and_verified(project: Path) -> None:
+    from edge_tl.runtimes import load
+    from edge_tl.runtimes.openvino_rt import is_quantized
+
+    pixels, _, ref = _ref(project)
+    rt = load(project / "exported" / "model_int8.xml", threads=1)
+    assert rt.precision == "int8" and is_quantized(rt.model)
+    q = rt.card.quantization
+    assert q["mode"] == "int8" and "NNCF" in q["recipe"] and q["calibration"]["images"] > 0
+    assert q["float_layers"]  # the logits layer stays in float (--int8-output float)
+    assert q["budget"]["method"] == "nncf" and q["budget"]["images"] > 0 and "fits" in q["budget"]
+    out = rt(pixels)
+    assert out.shape == ref.shape and (out.argmax(1) == ref.argmax(1)).mean() >= 0.5
+    assert rt.card.parity["n"] >= len(pixels) and rt.card.parity["quantize"] == "int8"
+    assert (project / "exported" / "model_int8.bin").stat().st_size < (project / "exported" / "model.bin").stat().st_size
+
+
+def test_card_round_trip_in_rt_info(project: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from edge_tl.card import ModelCard, sidecar_path
+    from edge_tl.export.openvino_export import read_ir, write_ir_card
+    from edge_tl.runtimes import load
+    from edge_tl.runtimes.openvino_rt import ir_card_text, read_ir_card
+
+    src = project / "exported" / "model.xml"
+    for f in (src, src.with_suffix(".bin")):
+        shutil.copy(f, tmp_path / f.name)
+    xml = tmp_path / "model.xml"
+    inside = read_ir_card(read_ir(xml), xml)
+    assert inside == ModelCard.load(sidecar_path(src)) == ModelCard.loads(ir_card_text(xml))
+    new = inside.with_(metrics={"note": "rewritten"})
+    write_ir_card(xml, new)
+    assert load(xml, threads=1).card == new == ModelCard.load(sidecar_path(xml))
+    sidecar_path(xml).unlink()  # the card inside the IR is enough
+    assert load(xml, threads=1).card == new
+
+
+def test_openvino_runs_onnx_and_tflite_files(project: Path) -> None:
+    from edge_tl.runtimes import load
+    from edge_tl.runtimes.base import runtime_names, runtimes_for
+
+    assert runtime_names()[".onnx"] == "onnxruntime" and runtime_names()[".tflite"] == "litert"
+    assert runtime_names()[".xml"] == "openvino"
+    assert runtimes_for(".onnx") == ["onnxruntime", "openvino"] and runtimes_for(".tflite") == ["litert", "openvino"]
+    pixels, _, ref = _ref(project)
+    for name, default in (("model.onnx", "onnxruntime"), ("model.tflite", "litert")):
+        assert load(project / "exported" / name, threads=1).name == default
+        rt = load(project / "exported" / name, threads=1, runtime="openvino")
+        assert rt.name == "openvino" and rt.precision == "f32" and rt.layout == rt.card.input.layout
+        np.testing.assert_allclose(rt(pixels), ref, atol=1e-3)
+
+
+def test_precision_is_explicit(project: Path) -> None:
+    from edge_tl.errors import ConfigError, UnknownNameError
+    from edge_tl.runtimes import load
+
+    xml = project / "exported" / "model.xml"
+    with pytest.raises(ConfigError, match="not quantised"):
+        load(xml, threads=1, precision="int8")
+    with pytest.raises(UnknownNameError, match=r"runtime for \.xml files"):
+        load(xml, runtime="litert")
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bf16")
+    pixels, _, ref = _ref(project)
+    rt = load(xml, threads=1, precision="bf16")
+    assert rt.precision == "bf16" and rt.compiled(1).get_property("INFERENCE_PRECISION_HINT").to_string() == "bf16"
+    diff = np.abs(rt(pixels) - ref).max()
+    assert 1e-3 < diff < 0.5  # really computed in bf16: not the f32 result, but close to it
+
+
+def test_engine_call_computes_what_the_runtime_computes(project: Path) -> None:
+    from edge_tl.bench.engines import timed_call
+    from edge_tl.runtimes import load
+
+    pixels, _, _ = _ref(project)
+    rt = load(project / "exported" / "model_int8.xml", threads=1)
+    call = timed_call(rt, pixels[:1])
+    assert call.loop == "engine"
+    call.fn()
+    out = np.asarray(rt.request(1).get_output_tensor(0).data)
+    np.testing.assert_allclose(out, rt(pixels[:1]), rtol=1e-5, atol=1e-5)
+
+
+def test_bench_rows_for_openvino(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_tl.cli.main import main
+
+    exp = project / "exported"
+    args = ["bench", str(exp / "model.onnx"), str(exp / "model.xml"), str(exp / "model_int8.xml"),
+            "--runtimes", "ort,openvino", "--threads", "1", *FAST, "--json", str(tmp_path / "b.json")]
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    out = capsys.readouterr().out
+    rows = {(r["name"], r["runtime"]): r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert set(rows) == {("model.onnx", "onnxruntime"), ("model.onnx", "openvino"), ("model.xml", "openvino"),
+                         ("model_int8.xml", "openvino")}
+    assert all(r["status"] == "ok" and r["loop"] == "engine" for r in rows.values())
+    assert rows["model.xml", "openvino"]["precision"] == "f32"
+    assert rows["model_int8.xml", "openvino"]["precision"] == "int8"
+    assert rows["model.xml", "openvino"]["size_mb"] > (exp / "model.xml").stat().st_size / 1e6  # .bin counted
+    assert rows["model.xml", "openvino"]["macs"] == rows["model.onnx", "onnxruntime"]["macs"] > 0
+    assert "openvino" in out and "int8" in out
+
+
+def test_openvino_missing(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_tl.errors import BackendMissingError
+    from edge_tl.runtimes import load
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(BackendMissingError) as exc:
+        load(project / "exported" / "model.xml")
+    assert exc.value.hint == "pip install openvino"
+    assert load(project / "exported" / "model.onnx", threads=1).name == "onnxruntime"  # the others carry on
+
+
+def test_unreadable_files(project: Path, tmp_path: Path) -> None:
+    from edge_tl.errors import ArtifactError
+    from edge_tl.runtimes import load
+
+    xml = tmp_path / "model.xml"
+    xml.write_text("<net><layers><layer type='NoSuchOp'/></layers></net>")
+    with pytest.raises(ArtifactError, match="no weights file"):
+        load(xml)
+    xml.with_suffix(".bin").write_bytes(b"")
+    with pytest.raises(ArtifactError, match=r"OpenVINO cannot read model\.xml"):
+        load(xml)
+
+
+def test_nncf_failure_keeps_the_float_ir(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nncf
+
+    from edge_tl.errors import ExportError
+    from edge_tl.export.api import export
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("statistics collection failed")
+
+    monkeypatch.setattr(nncf, "quantize", broken)
+    with pytest.raises(ExportError, match=r"NNCF quantisation of model\.xml") as exc:
+        export(project / "runs" / "tiny", ["openvino"], ["int8"], tmp_path)
+    assert "float model.xml was kept" in exc.value.hint
+    assert (tmp_path / "model.xml").is_file() and (tmp_path / "model.bin").is_file()
+    assert not (tmp_path / "model_int8.xml").exists()
+
+
+def test_accuracy_control_repairs_a_fragile_layer(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> None:
+    """Plain NNCF int8 ruins a layer with one huge weight per output channel; accuracy control reverts it."""
+    from test_export_budget import make_fragile
+
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+    from edge_tl.runtimes import load
+
+    root = tmp_path_factory.mktemp("ov_fragile")
+    run = build_run(root / "run", sample_dir, tweak=make_fragile, steps=80)
+    opts = ExportOptions(calib_size=60, min_agreement=0.8, max_ece_delta=100.0, max_drop=0.5, verify=False)
+    result = export(run, ["openvino"], ["int8"], root / "out", opts)
+    [art] = [a for a in result.artifacts if a.quantize == "int8"]
+    budget = art.card.quantization["budget"]
+    assert budget["drop_before"] > 0.5, "plain int8 must break the budget on this model"
+    assert budget["method"] == "nncf quantize_with_accuracy_control"
+    assert budget["fits"] and budget["drop"] <= 0.5 and budget["fallback_layers"]
+    assert any("accuracy budget (NNCF accuracy control)" in n for n in art.notes)
+    assert load(art.path).card.quantization["budget"] == budget  # the file on disk is the repaired model
