@@ -40,6 +40,21 @@ class UnknownNameError(ConfigError):
         self.kind, self.name, self.choices = kind, name, choices
 
 
+class WriteError(EdgeTLError):
+    """A file that could not be written: disk full, file-size limit, quota, read-only file system, no permission.
+
+    ``path`` is the file edge-tl was writing, ``cause`` the system's reason in words.
+    """
+
+    def __init__(self, path: str, cause: str, hint: str | None = None) -> None:
+        super().__init__(f"cannot write {path}: {cause}", hint)
+        self.path, self.cause = path, cause
+
+
+class OutputConflictError(ConfigError):
+    """An output path that would replace one of the command's inputs, or an existing file of another kind."""
+
+
 class DataError(EdgeTLError):
     """A dataset that cannot be used (missing, empty, one class, too small to split, wrong classes)."""
 

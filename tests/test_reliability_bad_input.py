@@ -1,7 +1,8 @@
 """Bad input across every command: a table of cases run through the real CLI entry point.
 
 Every case must end with exit status 2, a one-line ``error: <problem> -- <fix>`` on stderr (or Click's usage
-error), no traceback, and no file left behind in the case's folder (not even a hidden temp file).
+error), no traceback, and no file added, removed or changed in the case's folder (not even a hidden temp file,
+nor an input overwritten).
 Each case runs ``edge_tl.cli.main.main(argv)`` in-process (same error wrapper as the console script; torch is
 imported once for the whole table) in a fresh folder built from named assets.
 """
@@ -9,6 +10,7 @@ imported once for the whole table) in a fresh folder built from named assets.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +27,11 @@ CARD = {"classes": ["cat", "dog"], "backbone": "tiny_cnn", "weights": "none", "f
         "metrics": {"test_accuracy": 0.5}, "manifest": "split.json"}
 
 
-def _image(d: Path) -> None:
+def _image(d: Path, name: str = "cat.png") -> None:
     import numpy as np
     from PIL import Image
 
-    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(d / "cat.png")
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(d / name)
 
 
 def _dataset(d: Path) -> None:
@@ -139,7 +141,26 @@ ASSETS: dict[str, Callable[[Path], None]] = {
                              for c in ("cat", "dog")],
     "run_trained": lambda d: (_run(d), (d / "runs/r1/model.pt").write_bytes(b"PK\x03\x04")),
     "history_bad": lambda d: (d / "runs/r1/history.json").write_text("[1, 2,"),
+    "image2": lambda d: _image(d, "dog.png"),
+    "notes": lambda d: (d / "notes").write_text("my own notes, not JSON\n"),
+    "bench_ok": lambda d: (d / "b.json").write_text('{"rows": []}\n'),
+    "escape_split": lambda d: _edit_split(d, lambda it: {**it, "path": "../" * 6 + "etc/passwd"}),
+    "split_missing": lambda d: (d / "data").rename(d / "data_moved"),
+    "split_changed": lambda d: _edit_split(d, lambda it: _append(d / "data" / it["path"], b"changed") or it),
 }
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.write_bytes(path.read_bytes() + data)
+
+
+def _edit_split(d: Path, change: Callable[[dict], dict]) -> None:
+    """Apply ``change`` to the first test item of ``runs/own/split.json``."""
+    path = d / "runs" / "own" / "split.json"
+    doc = json.loads(path.read_text())
+    k = next(i for i, it in enumerate(doc["items"]) if it["split"] == "test")
+    doc["items"][k] = change(doc["items"][k])
+    path.write_text(json.dumps(doc))
 
 
 @dataclass(frozen=True)
@@ -330,6 +351,42 @@ CASES: list[Case] = [
          "empty_dir"),
     case("attack-out-unwritable", "attack --model good.onnx --data ds --out blocker/x",
          r"cannot create output folder blocker/x", "good.onnx", "dataset", "blocker"),
+    # ------------------------------------------------------------------------------------------ outputs vs inputs
+    case("predict-json-swallows-image", "predict --json cat.png dog.png --model good.onnx", r"not a JSON file name",
+         "image", "image2", "good.onnx"),
+    case("predict-json-existing-not-json", "predict cat.png --model good.onnx --json notes",
+         r"notes exists and is not JSON", "image", "good.onnx", "notes"),
+    case("predict-json-is-folder", "predict cat.png --model good.onnx --json ds", r"ds is a folder",
+         "image", "good.onnx", "dataset"),
+    case("data-json-swallows-folder", "data check --json ds", r"ds is a folder", "dataset"),
+    case("report-json-over-input", "report --bench b.json --json b.json", r"b\.json is also an input",
+         "run", "bench_ok"),
+    case("report-out-over-input", "report --bench b.json --out b.json", r"b\.json is also an input",
+         "run", "bench_ok"),
+    case("eval-plot-over-photo", "eval --model runs/tiny --plot cat.png", r"cat\.png exists and is not a png",
+         "tiny_run", "image"),
+    case("eval-plot-over-checkpoint", "eval --model runs/tiny/model.pt --plot runs/tiny/model.pt",
+         r"also an input", "tiny_run"),
+    case("bench-csv-over-model", "bench good.onnx --csv good.onnx", r"good\.onnx is also an input", "good.onnx"),
+    case("bench-md-over-image", "bench good.onnx --md cat.png", r"not a text file", "good.onnx", "image"),
+    case("bench-json-swallows-model", "bench --json good.onnx", r"not a JSON file name", "good.onnx"),
+    case("visualize-out-over-photo", "visualize --model runs/tiny --class star --steps 1 --out cat.png",
+         r"cat\.png exists and is not a png", "tiny_run", "image"),
+    case("quant-report-plot-over-photo", "quant-report --model runs/tiny --plot cat.png",
+         r"cat\.png exists and is not a png", "tiny_run", "image"),
+    case("export-json-over-checkpoint", "export --model runs/tiny --json runs/tiny/model.pt",
+         r"not a JSON file name", "tiny_run"),
+    case("train-json-over-image", "train --data ds --json ds/cat/0.png", r"not a JSON file name", "dataset"),
+    case("attack-json-swallows-model", "attack --json good.onnx --model good.onnx", r"not a JSON file name",
+         "good.onnx"),
+    # ------------------------------------------------------------------------------------------ split manifests
+    case("eval-split-outside-root", "eval --model runs/own", r"outside its root", "own_run", "escape_split"),
+    case("export-split-outside-root", "export --model runs/own --out exp", r"outside its root",
+         "own_run", "escape_split"),
+    case("eval-split-files-missing", "eval --model runs/own", r"\d+ missing since the split",
+         "own_run", "split_missing"),
+    case("eval-split-file-changed", "eval --model runs/own", r"1 changed since the split",
+         "own_run", "split_changed"),
 ]
 
 
@@ -340,16 +397,33 @@ def _copy_tiny_run(request: pytest.FixtureRequest, d: Path) -> None:
     shutil.copytree(request.getfixturevalue("tiny_run"), d / "runs" / "tiny")
 
 
-def _files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+def _own_run(request: pytest.FixtureRequest, d: Path) -> None:
+    """A run built in the case folder on a copy of the sample data (``data/``), so its split can be altered."""
+    import shutil
+
+    from _export_fixtures import build_run
+
+    shutil.copytree(request.getfixturevalue("sample_dir"), d / "data")
+    build_run(d / "runs" / "own", d / "data", steps=5)
+
+
+SPECIAL = {"tiny_run": _copy_tiny_run, "own_run": _own_run}
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every file (and link) under ``root`` with its content hash: nothing may appear, vanish or change."""
+    import hashlib
+
+    return {str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in root.rglob("*") if p.is_file() or p.is_symlink()}
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_bad_input(c: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture,
                    request: pytest.FixtureRequest) -> None:
     for name in c.assets:
-        if name == "tiny_run":
-            _copy_tiny_run(request, tmp_path)
+        if name in SPECIAL:
+            SPECIAL[name](request, tmp_path)
         else:
             ASSETS[name](tmp_path)
     before = _files(tmp_path)
@@ -375,4 +449,5 @@ def test_bad_input(c: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     else:  # Click's usage error: "Usage: ...", "Try ...", "Error: ..."
         assert lines and lines[-1].startswith("Error:"), f"{cmd}: neither 'error:' nor a usage error: {err!r}"
     assert re.search(c.words, err, flags=re.IGNORECASE), f"{cmd}: message does not name the problem: {err!r}"
-    assert _files(tmp_path) == before, f"{cmd}: left files behind: {sorted(_files(tmp_path) - before)}"
+    after = _files(tmp_path)
+    assert after == before, f"{cmd}: files added/changed: {sorted(set(after.items()) ^ set(before.items()))}"

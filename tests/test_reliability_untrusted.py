@@ -439,9 +439,10 @@ def test_archive_cannot_write_outside(tmp_path: Path, kind: str) -> None:
     assert not leftovers, f"temp folders left behind: {leftovers}"
 
 
-def test_manifest_dotdot_entry_is_hash_checked(tmp_path: Path) -> None:
-    """A manifest entry ``../x`` resolves outside its root; edge-tl only reads it, and a file whose content
-    is not the recorded one is refused by ``verify(hashes=True)`` (what --resume and bench rely on)."""
+@pytest.mark.parametrize("entry", ["../secret.txt", "cat/../../secret.txt", "../../../etc/passwd", "ABS"])
+def test_manifest_entry_outside_root_is_refused(tmp_path: Path, entry: str) -> None:
+    """A manifest entry that leaves its root (``..``, or an absolute path elsewhere) is refused on load;
+    entries inside the root load, and a file whose content is not the recorded one fails ``verify(hashes=True)``."""
     from edge_tl._io import sha256_file
     from edge_tl.data.manifest import Manifest
 
@@ -452,13 +453,17 @@ def test_manifest_dotdot_entry_is_hash_checked(tmp_path: Path) -> None:
     outside.write_text("not an image")
     doc = copy.deepcopy(MANIFEST)
     doc["root"] = str(root)
-    doc["items"] = [{"path": "cat/1.png", "sha256": sha256_file(inside), "label": 0, "split": "train"},
-                    {"path": "../secret.txt", "sha256": "ab" * 32, "label": 1, "split": "test"}]
-    m = Manifest.from_json(doc)
-    assert m.files("test") == [root / "../secret.txt"]
+    good = {"path": "cat/1.png", "sha256": sha256_file(inside), "label": 0, "split": "train"}
+    doc["items"] = [good, {"path": str(outside) if entry == "ABS" else entry, "sha256": "ab" * 32, "label": 1,
+                           "split": "test"}]
+    with pytest.raises(DataError, match="outside its root"):
+        Manifest.from_json(doc)
+    doc["items"] = [good, {**good, "path": str(root / "cat" / "1.png"), "split": "test", "label": 1}]
+    m = Manifest.from_json(doc)  # an absolute path under the root is fine
     m.verify("train", hashes=True)
+    inside.write_bytes(inside.read_bytes() + b"x")
     with pytest.raises(DataError, match="changed since the split"):
-        m.verify("test", hashes=True)
+        m.verify("train", hashes=True)
     assert outside.read_text() == "not an image"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from typing import Any
 
@@ -39,7 +40,9 @@ class LazyGroup(click.Group):
         mod, attr, _ = COMMANDS[name]
         if importlib.util.find_spec(mod) is None:
             return None
-        return getattr(importlib.import_module(mod), attr)
+        from edge_tl.cli.options import guard_command
+
+        return guard_command(getattr(importlib.import_module(mod), attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
@@ -72,8 +75,16 @@ def main(argv: list[str] | None = None) -> Any:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGE_TL_DEBUG") not in (None, "", "0")
+    if hasattr(signal, "SIGXFSZ"):  # over a file-size limit a write then fails with EFBIG instead of killing us
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        return cli.main(args=args, prog_name="edge-tl", standalone_mode=False)
+        try:
+            return cli.main(args=args, prog_name="edge-tl", standalone_mode=False)
+        except (OSError, RuntimeError) as exc:  # a write inside a library (a converter's temp file) that hit a fault
+            fault = _write_fault(exc)
+            if fault is None or debug:
+                raise
+            raise fault from exc
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -91,6 +102,16 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _write_fault(exc: BaseException) -> Exception | None:
+    """The one-line error for a write fault raised outside edge-tl's own writers, or None for anything else."""
+    from edge_tl._io import WRITE_ONLY_ERRNOS, write_error
+
+    if isinstance(exc, OSError) and exc.errno not in WRITE_ONLY_ERRNOS:  # e.g. a permission error on a read
+        return None
+    path = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
+    return write_error(path if isinstance(path, str | os.PathLike) else "a file", exc)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ sha256) are kept once, so the same image can never land in two splits.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,6 +101,34 @@ class Manifest:
                 raise DataError(f"{p} changed since the split was made (sha256 differs)",
                                 "restore the original file or train again")
 
+    def audit(self, items: Sequence[ManifestItem]) -> tuple[list[Path], list[Path]]:
+        """The files of ``items`` that are gone, and those whose content is no longer the recorded sha256."""
+        from edge_tl._io import sha256_file
+
+        missing, changed = [], []
+        for it in items:
+            p = self.path_of(it)
+            if not p.is_file():
+                missing.append(p)
+            elif sha256_file(p) != it.sha256:
+                changed.append(p)
+        return missing, changed
+
+    def require_intact(self, items: Sequence[ManifestItem], what: str = "split") -> None:
+        """Raise one :class:`DataError` counting the files of ``items`` that are missing or changed.
+
+        Cached features are keyed by content hash, so without this check a result could be answered for images
+        that no longer exist or no longer look like that.
+        """
+        missing, changed = self.audit(items)
+        if not missing and not changed:
+            return
+        parts = [f"{len(missing)} missing" if missing else "", f"{len(changed)} changed" if changed else ""]
+        example = (missing or changed)[0]
+        raise DataError(f"of the {len(items)} images of the {what}, {' and '.join(p for p in parts if p)} since "
+                        f"the split was made (e.g. {example})",
+                        "restore the dataset at its original path, or evaluate on another folder with --data")
+
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict (the file format)."""
         d = asdict(self)
@@ -133,6 +162,11 @@ class Manifest:
         bad = [it for it in items if it.split not in SPLITS or not 0 <= it.label < len(classes)]
         if bad or not classes:
             raise DataError(f"{source} is malformed (bad split or label in {bad[0] if bad else 'classes'})", hint)
+        outside = [it.path for it in items if not _inside(it.path, m.root)]
+        if outside:
+            where = f"its root {m.root}" if m.root else "the folder it was made in (it has no root)"
+            raise DataError(f"{source} lists {len(outside)} file(s) outside {where}, e.g. '{outside[0]}'",
+                            "a split manifest only names files under its dataset root; train again")
         return m
 
     def save(self, path: Path) -> Path:
@@ -262,13 +296,32 @@ def _dedup(records: Iterable[Record]) -> tuple[list[Record], int]:
 
 
 def _rel(path: Path, root: Path | None) -> str:
+    """``path`` relative to ``root`` (as written, then with links resolved), else absolute."""
     p = Path(path).resolve()
     if root is not None:
-        try:
-            return p.relative_to(root).as_posix()
-        except ValueError:
-            pass
+        for q in (Path(os.path.abspath(path)), p):  # a link under the root stays under it
+            try:
+                return q.relative_to(root).as_posix()
+            except ValueError:
+                pass
     return str(p)
+
+
+def _inside(item: str, root: str) -> bool:
+    """Is a manifest path inside ``root``: relative without climbing out, or absolute under the root.
+
+    A manifest without a root may only hold absolute paths (relative ones would depend on the current folder).
+    """
+    if not item or "\x00" in item:
+        return False
+    p = Path(item)
+    if not root:
+        return p.is_absolute() and ".." not in p.parts
+    if p.is_absolute():
+        p = Path(os.path.normpath(p))
+        return p.is_relative_to(Path(os.path.normpath(root)))
+    parts = Path(os.path.normpath(item)).parts  # "a/../b" -> ("b",); "../b" -> ("..", "b"); "..b" stays a name
+    return not parts or parts[0] != ".."
 
 
 def manifest_for_card(card: ModelCard, card_path: Path | None = None) -> Manifest:

@@ -14,6 +14,7 @@ same arguments give byte-identical files (with the same Pillow). The default cop
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_tl._io import atomic_write_bytes, atomic_write_text
 from edge_tl.errors import DataError
 
 CLASSES: tuple[str, ...] = ("circle", "crescent", "cross", "square", "star", "triangle")
@@ -75,8 +77,10 @@ def generate_sample(root: Path | str, per_class: int = DEFAULT_PER_CLASS, size: 
             for i in range(per_class):
                 rng = np.random.default_rng([seed, c, i])
                 im, quality = render(name, size, rng)
-                im.save(tmp / name / f"{name}_{i:04d}.jpg", quality=quality)
-        (tmp / MARKER).write_text(json.dumps(params) + "\n")
+                buf = io.BytesIO()  # Pillow writing to a path can drop the tail of a short write without an error
+                im.save(buf, format="JPEG", quality=quality)
+                atomic_write_bytes(tmp / name / f"{name}_{i:04d}.jpg", buf.getvalue())
+        atomic_write_text(tmp / MARKER, json.dumps(params) + "\n")
         _install(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
