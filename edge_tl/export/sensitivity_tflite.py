@@ -60,16 +60,19 @@ class TfliteQuantBackend:
 
     def __init__(self, float_content: bytes, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
                  method: str = "minmax", threads: int = 2, classes: Sequence[str] = (),
-                 output: str = "float") -> None:
+                 output: str = "float", input_range: tuple[float, float] | None = None,
+                 io_type: str = "int8") -> None:
         from edge_tl.export.tflite_quant import calibrate, io_tensor_names
 
         self.float_content, self.spec, self.threads, self.method = bytes(float_content), spec, threads, method
+        self.io_type = io_type  # "uint8": candidates get the shipped file's uint8 input (tflite_quant.uint8_io)
         pixels = [b for b in calibration(16)]
         if not pixels:
             raise DataError("no calibration images were read", "check the run's train split")
         inputs = normalize(np.concatenate(pixels), spec, "NHWC")
         self.calib_images = len(inputs)
-        self.qsvs = calibrate(self.float_content, inputs, self._recipe(), method=method, threads=threads)
+        self.qsvs = calibrate(self.float_content, inputs, self._recipe(), method=method, threads=threads,
+                              input_range=input_range)
         self._ops = _ops(self.float_content)
         # issue 9, as the exporter does: with output="float" the logits layer stays float and cannot saturate.
         self.base_float = list(io_tensor_names(self.float_content)[1]) if output == "float" else []
@@ -110,7 +113,7 @@ class TfliteQuantBackend:
     def build(self, float_layers: Sequence[str] = (), only: str | None = None) -> bytes:
         from ai_edge_quantizer import quantizer
 
-        from edge_tl.export.tflite_quant import _quiet
+        from edge_tl.export.tflite_quant import _quiet, uint8_io
 
         try:
             with _quiet():
@@ -119,7 +122,8 @@ class TfliteQuantBackend:
                 result = q.quantize(self.qsvs, enable_progress_bar=False, enable_progress_report=False)
         except (ValueError, RuntimeError, KeyError, NotImplementedError) as exc:
             raise ExportError(f"ai-edge-quantizer failed: {str(exc).splitlines()[0][:200]}") from None
-        return bytes(result.quantized_model)
+        content = bytes(result.quantized_model)
+        return uint8_io(content) if self.io_type == "uint8" and only is None else content
 
     def _runtime(self, content: bytes, threads: int | None = None) -> Any:
         from edge_tl.runtimes.litert_rt import LiteRtRuntime, make_interpreter

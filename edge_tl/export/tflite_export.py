@@ -227,7 +227,7 @@ def folded_input(spec: InputSpec) -> InputSpec:
     return replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), graph_mean=spec.mean, graph_std=spec.std)
 
 
-def _is_folded(content: bytes) -> bool:
+def is_folded(content: bytes) -> bool:
     """Whether a flatbuffer's embedded card says the normalisation is in the graph (False without a card)."""
     from edge_tl.runtimes.litert_rt import read_tflite_metadata
 
@@ -290,7 +290,7 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
         norm = ((src.graph_mean or src.mean, src.graph_std or src.std) if fold else None)
         float_content = convert_float(model, card.input.size, norm)
     elif fold is None:
-        fold = _is_folded(float_content)
+        fold = is_folded(float_content)
     notes: list[str] = []
     quantization = None
     content = float_content
