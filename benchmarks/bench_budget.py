@@ -1,4 +1,4 @@
-"""Issue 7 measurement: per-layer int8 sensitivity and the accuracy-budgeted float fallback on real photos.
+"""Per-layer int8 sensitivity and the accuracy-budgeted float fallback on real photos.
 
 For each backbone x dataset x format: train a frozen-feature head (cached features), then `quant_report`:
 the sensitivity table (top rows), plain full int8 vs the budgeted model (drop, agreement, float layers, latency

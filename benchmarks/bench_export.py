@@ -8,7 +8,7 @@ Usage::
 
 Trains a frozen-feature run first when none is given (on ``../shared/data/catsdogs`` when present, else on the
 generated ``sample`` data with ``tiny_cnn``, and says so). Exports fp32, fp16, dynamic int8 and static int8 with
-the default recipe (logits layer in float) and the naive full-int8 recipe (issue 9 before/after), verifies each
+the default recipe (logits layer in float) and the naive full-int8 recipe (before/after), verifies each
 on the run's held-out test split, and times batch-1 inference at ``--threads`` (median of ``--runs``).
 The machine is shared: absolute times are noisy, compare ratios from one run.
 """

@@ -1,4 +1,4 @@
-"""Load: ``edge-tl bench`` and ``edge-tl attack`` on 8 artefacts in one run keep memory bounded (issue 8).
+"""Load: ``edge-tl bench`` and ``edge-tl attack`` on 8 artefacts in one run keep memory bounded.
 
 Trains a small run on generated ``sample`` data, exports all 8 artefacts (ONNX and TFLite x float, fp16,
 dynamic, int8), then runs each command twice, on 1 artefact and on all 8, as a child process sampled every

@@ -1,6 +1,6 @@
 """Overhead of ``edge-tl bench`` against a bare inference loop (ONNX Runtime or OpenVINO), MobileNetV2, batch 1.
 
-Target (issue 5): bench's p50 within 5 % of a bare loop timed in the same process and run. Each round times
+Target: bench's p50 within 5 % of a bare loop timed in the same process and run. Each round times
 both, in alternating order, so load from other users that drifts hits both; the median of the per-round
 ratios is reported. Also reports bench's fixed cost per measurement (spawn + imports + session + first run + accuracy
 pass), which decides how long a default bench of 6 artefacts x 2 thread counts takes.

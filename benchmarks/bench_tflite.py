@@ -1,4 +1,4 @@
-"""TFLite benchmark: conversion time, size, LiteRT latency per variant, and int8 calibration fidelity (issue 9).
+"""TFLite benchmark: conversion time, size, LiteRT latency per variant, and int8 calibration fidelity.
 
 Usage::
 

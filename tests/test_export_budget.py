@@ -1,4 +1,4 @@
-"""Issue 7 end to end: `edge-tl export --quantize int8 --max-drop X` keeps exactly the fragile layer in float."""
+"""End to end: `edge-tl export --quantize int8 --max-drop X` keeps exactly the fragile layer in float."""
 
 from __future__ import annotations
 

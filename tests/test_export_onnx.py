@@ -1,6 +1,6 @@
 """ONNX export matrix: tiny backbones x {none, fp16, dynamic, int8} -> load -> predict -> parity.
 
-Plus issue 9: a model with a wide-range output whose fully-quantised int8 logits saturate (the gate catches it)
+Plus a model with a wide-range output whose fully-quantised int8 logits saturate (the gate catches it)
 while the default recipe (logits layer in float) has none.
 """
 

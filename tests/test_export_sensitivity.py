@@ -1,4 +1,4 @@
-"""Issue 7: per-layer int8 sensitivity and the accuracy-budgeted float fallback, for ONNX and TFLite.
+"""Per-layer int8 sensitivity and the accuracy-budgeted float fallback, for ONNX and TFLite.
 
 The model has one deliberately fragile layer: a conv whose every output channel carries a weight of 1000 on an
 input channel that is always zero. Float output is unaffected, but per-channel int8 weight scales then round

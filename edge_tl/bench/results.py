@@ -11,7 +11,7 @@ from edge_tl.bench.stats import LatencyStats
 
 PEAK_GFLOPS_PER_CORE = 195.0
 """fp32 matrix-multiply peak of one core of the reference machine (2 vCPU Xeon 2.6 GHz, AVX-512), measured with a
-large ``torch.mm`` in ``/work/shared/BASELINES.md``: 195 GFLOP/s on 1 core, 372 on 2. Override with
+large ``torch.mm``: 195 GFLOP/s on 1 core, 372 on 2. Override with
 ``--peak-gflops`` on other hardware."""
 
 

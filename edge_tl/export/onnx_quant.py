@@ -5,7 +5,7 @@ Static recipe (measured on this machine, see docs/sections/export.md): ``quant_p
 residual Adds unfused and run no faster than fp32). Calibration streams real images from the run's train split
 in batches, so memory stays bounded (``CalibMaxIntermediateOutputs``).
 
-Issue 9: with ``options.output == "float"`` (default) the node producing the logits stays in float, so the output
+With ``options.output == "float"`` (default) the node producing the logits stays in float, so the output
 can never saturate at the uint8 limits; ``"quantized"`` is the naive full-int8 graph, kept for comparison.
 """
 

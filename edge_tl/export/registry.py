@@ -42,14 +42,14 @@ class ExportOptions:
     calib_size: int = 200
     calib_method: str = "minmax"
     calib_split: str = "train"
-    output: str = "float"  # issue 9: "float" keeps the logits un-quantised; "quantized" = naive full int8
+    output: str = "float"  # "float" keeps the logits un-quantised; "quantized" = naive full int8
     opset: int = 18
     max_drop: float = 1.0
     min_agreement: float = 0.98  # top-1 agreement required of quantised variants (float ones need 100 %)
     max_saturated: float = 0.001  # fraction of int8 outputs at the limits
     max_ece_delta: float = 1.0  # percentage points vs the PyTorch model
     verify: bool = True
-    fallback: bool = True  # issue 7: int8 over --max-drop on validation images -> keep sensitive layers float
+    fallback: bool = True  # int8 over --max-drop on validation images -> keep sensitive layers float
     force: bool = False
     threads: int | None = None
     seed: int = 0

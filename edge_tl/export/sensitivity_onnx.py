@@ -53,7 +53,7 @@ class OnnxQuantBackend:
         self.input_name = model.graph.input[0].name
         outputs = {o.name for o in model.graph.output}
         self._nodes = [n for n in model.graph.node if n.name]
-        # issue 9: the logits layer stays float (same default as the exporter), so its output cannot saturate.
+        # The logits layer stays float (same default as the exporter), so its output cannot saturate.
         if base_exclude is None:
             base_exclude = [n.name for n in self._nodes if outputs.intersection(n.output)] if output == "float" else []
         self.base_exclude = list(base_exclude)

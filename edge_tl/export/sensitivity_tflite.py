@@ -74,7 +74,7 @@ class TfliteQuantBackend:
         self.qsvs = calibrate(self.float_content, inputs, self._recipe(), method=method, threads=threads,
                               input_range=input_range)
         self._ops = _ops(self.float_content)
-        # issue 9, as the exporter does: with output="float" the logits layer stays float and cannot saturate.
+        # As the exporter does: with output="float" the logits layer stays float and cannot saturate.
         self.base_float = list(io_tensor_names(self.float_content)[1]) if output == "float" else []
         self._float_rt = self._runtime(self.float_content)
         n_out = int(self._float_rt.interpreter.get_output_details()[0]["shape"][-1])

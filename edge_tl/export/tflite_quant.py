@@ -4,8 +4,8 @@ Full int8 is static (int8 weights and activations, int8 input; int8 output, or w
 logits layer kept in float) and calibrated on real images.
 ai-edge-quantizer's own calibration keeps an exponential moving average (factor 0.95) of each tensor's per-image
 min/max, so the ranges it stores are an average of per-image extremes, not the extremes: on a real model the
-int8 output then reaches only +-4.5 while the float logits reach +-11.3 and 64 % of outputs sit at the int8 limit
-(issue 9). Here calibration records every image's min/max and reduces them with one of :data:`CALIB_METHODS`:
+int8 output then reaches only +-4.5 while the float logits reach +-11.3 and 64 % of outputs sit at the int8 limit.
+Here calibration records every image's min/max and reduces them with one of :data:`CALIB_METHODS`:
 
 * ``minmax`` (default): the model's input and output tensors get the min/max over *all* calibration images (the
   output's widened by :data:`OUTPUT_MARGIN` for unseen images); intermediate activations keep ai-edge-quantizer's
