@@ -44,7 +44,13 @@ def test_fallback_keeps_the_fragile_layer_float(fragile_run, tmp_path, fmt):
     assert layer in budget["reasons"]
     assert layer in art.card.quantization["float_layers"]
     # the file on disk is the fallback model and carries the same card
-    assert load(art.path).card.quantization["budget"]["fallback_layers"] == [layer]
+    rt = load(art.path)
+    assert rt.card.quantization["budget"]["fallback_layers"] == [layer]
+    if fmt == "tflite":  # the fallback file keeps the shipped layout: uint8 pixels in, as MediaPipe requires
+        import numpy as np
+
+        assert rt.interpreter.get_input_details()[0]["dtype"] == np.uint8
+        assert art.card.input.dtype == "uint8"
 
 
 def test_fragile_layer_is_stage1(fragile_run, tmp_path):
