@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole pipeline on the embedded synthetic `sample` data, offline, on CPU.
-# data check -> train -> export (ONNX + TFLite, float + int8, parity gate) -> attack -> visualize -> bench -> report.
+# data check -> train -> export (ONNX, TFLite, OpenVINO; float + int8; parity gate) -> attack (+ one targeted example)
+# -> visualize -> bench (every file on every runtime) -> report -> one image classified by MediaPipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EDGE=".venv/bin/edge-tl"
