@@ -141,25 +141,14 @@ def read_card(path: Path) -> ModelCard:
 
         return tflite_card(path.read_bytes(), path)
     if path.suffix == ".xml":
-        return _ir_card(path)
+        from edge_tl.runtimes.openvino_rt import read_card as ir_card
+
+        return ir_card(path)
     side = sidecar_path(path)
     if side.is_file():
         return ModelCard.load(side)
     raise CardError(f"{path}: cannot read a model card from a '{path.suffix}' file",
                     f"bench takes {', '.join(ARTIFACT_SUFFIXES)} files")
-
-
-def _ir_card(path: Path) -> ModelCard:
-    from edge_tl.runtimes.openvino_rt import ir_card_text
-
-    text = ir_card_text(path)
-    if text:
-        return ModelCard.loads(text)
-    side = sidecar_path(path)
-    if side.is_file():
-        return ModelCard.load(side)
-    raise CardError(f"{path} carries no edge-tl model card and has no {side.name}",
-                    "export it with edge-tl export --format openvino")
 
 
 def load_targets(paths: list[Path]) -> list[Target]:

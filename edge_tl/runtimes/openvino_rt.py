@@ -183,8 +183,16 @@ def _card_of(path: Path, model: Any) -> ModelCard:
 
         return read_card(path.read_bytes(), path)
     card = read_ir_card(model, path)
-    if card is not None:
-        return card
+    return card if card is not None else _sidecar_card(path)
+
+
+def read_card(path: Path) -> ModelCard:
+    """The card of an IR ``.xml`` without OpenVINO: its ``rt_info`` read as XML, else the sidecar."""
+    text = ir_card_text(path)
+    return ModelCard.loads(text) if text else _sidecar_card(path)
+
+
+def _sidecar_card(path: Path) -> ModelCard:
     side = sidecar_path(path)
     if side.exists():
         return ModelCard.load(side)
