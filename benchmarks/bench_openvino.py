@@ -7,6 +7,10 @@ process, and prints the table, the recommendation, and the two goals it checks:
 * the recommended artefact at 1 thread against the fastest pair measured (<= 0.5 pt drop, >= 99 % agreement);
 * OpenVINO int8 (NNCF) against OpenVINO f32 at 1 thread (target >= 1.5x).
 
+Then one line per (file, runtime): median ms at each thread count, the precision the runtime computed in, top-1
+accuracy and agreement with the PyTorch model, and the OpenVINO int8-vs-f32 speed ratio at every thread count.
+On a CPU with bf16 the float IR is also written pinned to bf16 (model_bf16.xml), so f32 and bf16 are both rows.
+
     nice .venv/bin/python benchmarks/bench_openvino.py --run runs/mnv2 --out /tmp/ov_bench [--threads 1,2]
 
 Uses the run's own data (its split manifest); for the published numbers that is ../shared/data/catsdogs.
@@ -29,6 +33,8 @@ def main() -> int:
     ap.add_argument("--max-drop", type=float, default=0.5)
     ap.add_argument("--skip-export", action="store_true", help="bench what is already in --out")
     ap.add_argument("--formats", default="onnx,tflite,openvino", help="formats to export (bench takes all in --out)")
+    ap.add_argument("--openvino-precision", default=None,
+                    help="float IRs to write (default: f32,bf16 where the CPU has bf16, else f32)")
     ap.add_argument("--no-verify", action="store_true",
                     help="skip the export parity gate (bench still measures top-1 and agreement on the test split)")
     args = ap.parse_args()
@@ -39,6 +45,7 @@ def main() -> int:
     from edge_tl.bench.results import BenchSettings
     from edge_tl.bench.runner import run_bench
     from edge_tl.bench.targets import discover, eval_set, load_targets, with_runtimes
+    from edge_tl.cli.progress import ConsoleReporter
     from edge_tl.errors import ParityError
     from edge_tl.export.api import export
     from edge_tl.export.registry import ExportOptions
@@ -46,11 +53,12 @@ def main() -> int:
     con = Console(stderr=True)
     out = Path(args.out)
     if not args.skip_export:
+        precisions = tuple((args.openvino_precision or _default_precisions()).split(","))
         try:
             res = export(args.run, args.formats.split(","), ["none", "int8"], out,
                          ExportOptions(force=True, max_drop=args.max_drop, min_agreement=0.99,
-                                       verify=not args.no_verify),
-                         progress=lambda m: con.print(f"[dim]{m}"))
+                                       verify=not args.no_verify, openvino_precision=precisions),
+                         reporter=ConsoleReporter(con))
             parity = res.parity
         except ParityError as exc:
             parity = exc.result.parity  # type: ignore[attr-defined]
@@ -73,12 +81,43 @@ def main() -> int:
     if fp32 and int8:
         print(f"OpenVINO int8 vs f32 at 1 thread: {fp32.p50:.2f} / {int8.p50:.2f} ms = {fp32.p50 / int8.p50:.2f}x "
               f"(agreement {int8.agreement} %, top-1 {int8.top1:.2f} vs {fp32.top1:.2f} %)")
+    print_pairs(result.rows, settings.threads)
     best = result.recommendation
     if best is not None:
         fastest = min(one, key=lambda r: r.p50)
         print(f"recommended: {best.key} {best.p50:.2f} ms, agreement {best.agreement} %, top-1 {best.top1:.2f} % "
               f"(reference {result.reference_top1:.2f} %); fastest 1-thread row: {fastest.key} {fastest.p50:.2f} ms")
     return 0
+
+
+def _default_precisions() -> str:
+    try:
+        import openvino as ov
+    except ImportError:
+        return "f32"
+    return "f32,bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
+
+
+def print_pairs(rows: list, threads: tuple[int, ...]) -> None:
+    """One line per (file, runtime): ms at each thread count, precision, top-1 and agreement; then int8/f32."""
+    cells: dict[tuple[str, str], dict[int, object]] = {}
+    for r in rows:
+        if r.ok:
+            cells.setdefault((r.name, r.runtime), {})[r.threads] = r
+    head = " | ".join(f"ms @{t}t" for t in threads)
+    print(f"\n| file | runtime | precision | {head} | top-1 % | agreement % |")
+    print("|---|---|---|" + "---|" * len(threads) + "---|---|")
+    for (name, runtime), by_t in sorted(cells.items()):
+        any_row = next(iter(by_t.values()))
+        ms = " | ".join(f"{by_t[t].p50:.2f}" if t in by_t else "-" for t in threads)
+        top1 = "-" if any_row.top1 is None else f"{any_row.top1:.2f}"
+        agree = "-" if any_row.agreement is None else f"{any_row.agreement:.2f}"
+        print(f"| {name} | {runtime} | {any_row.precision or '-'} | {ms} | {top1} | {agree} |")
+    f32, int8 = cells.get(("model.xml", "openvino"), {}), cells.get(("model_int8.xml", "openvino"), {})
+    for t in threads:
+        if t in f32 and t in int8:
+            print(f"OpenVINO int8 vs f32 at {t} thread(s): {f32[t].p50:.2f} / {int8[t].p50:.2f} ms = "
+                  f"{f32[t].p50 / int8[t].p50:.2f}x")
 
 
 if __name__ == "__main__":

@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-TARGETS = {("catsdogs", "mobilenet_v2"): 0.983, ("catsdogs", "efficientnet_lite0"): 0.99}
+from _shared import GOALS as TARGETS
+from _shared import datasets as find_datasets
+from _shared import load_line
 
 
 def run_one(dataset: Path, backbone: str, mode: str, out: Path, epochs: int | None) -> dict:
-    from rich.console import Console
-
     from edge_tl.train.api import TrainConfig, train
 
     cfg = TrainConfig(data=str(dataset), backbone=backbone, mode=mode, out=str(out), epochs=epochs, progress=False)
     t0 = time.perf_counter()
-    res = train(cfg, console=Console(stderr=True, quiet=True))
+    res = train(cfg)
     wall = time.perf_counter() - t0
     m = res.metrics
     return {"dataset": dataset.name, "backbone": backbone, "mode": mode, "test_accuracy": m["test_accuracy"],
@@ -48,17 +46,14 @@ def main() -> int:
     ap.add_argument("--finetune-epochs", type=int, default=None, help="epochs for finetune/full (default: mode's)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    datasets = [SHARED / d for d in args.datasets.split(",")]
-    missing = [str(d) for d in datasets if not d.is_dir()]
-    if missing:
-        print(f"skipped: {', '.join(missing)} not found (this benchmark needs ../shared/data)")
+    datasets = find_datasets(args.datasets)
+    if datasets is None:
         return 0
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=170)
-    console.print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: times are "
-                  f"noisy); data from {SHARED.resolve()}")
+    console.print(load_line())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ds in datasets:
@@ -77,7 +72,7 @@ def main() -> int:
         target = TARGETS.get((r["dataset"], r["backbone"])) if r["mode"] == "features" else None
         ok = "" if target is None else (" ok" if r["test_accuracy"] >= target else " MISSED")
         t.add_row(r["dataset"], r["backbone"], r["mode"], f"{100 * r['test_accuracy']:.2f}",
-                  f"{100 * target:.0f}{ok}" if target else "-", f"{100 * (r['val_accuracy'] or 0):.2f}",
+                  f"{100 * target:.1f}{ok}" if target else "-", f"{100 * (r['val_accuracy'] or 0):.2f}",
                   str(r["test_images"]), str(r["epochs_run"]), f"{r['wall_seconds']:.1f}", f"{r['loop_seconds']:.1f}",
                   "-" if r["cache_misses"] is None else str(r["cache_misses"]),
                   f"{r['feature_images_per_s']:.1f}" if r["feature_images_per_s"] else "-")

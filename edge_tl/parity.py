@@ -34,6 +34,7 @@ Z95 = 1.959964
 FLOAT_ATOL: dict[tuple[str, str], float] = {
     ("onnx", "none"): 1e-3, ("tflite", "none"): 1e-3, ("pytorch", "none"): 1e-5,
     ("onnx", "fp16"): 5e-2, ("tflite", "fp16"): 5e-2,
+    ("openvino", "bf16"): 0.25,  # computed in bf16 (8-bit mantissa): logits move by ~1e-2 relative
 }
 
 
@@ -55,7 +56,7 @@ class ParityLimits:
 def limits_for(format: str, quantize: str, *, max_drop: float = 1.0, max_saturated: float = 0.001,
                max_ece_delta: float = 1.0, min_int8_agreement: float = 0.98) -> ParityLimits:
     """Default limits: float variants 100 % agreement + |Δlogit| tolerance; quantised ones >= 98 % and drop."""
-    if quantize in ("none", "fp16"):
+    if quantize in ("none", "fp16", "bf16"):
         atol = FLOAT_ATOL.get((format, quantize), 1e-3 if quantize == "none" else 5e-2)
         return ParityLimits(max_dlogit=atol, min_agreement=1.0, max_drop=None, max_saturated=max_saturated,
                             max_ece_delta=max_ece_delta)
@@ -86,6 +87,7 @@ class ParityResult:
     agreement_ci: tuple[float, float] = (0.0, 1.0)  # Wilson 95 % interval of the top-1 agreement
     resolution: float = 0.0  # percentage points one image moves the accuracy (100 / n)
     images: str = ""  # which images: e.g. "train+val+test without 200 calibration images, + mirrored views"
+    precision: str | None = None  # what the judged runtime computed in (f32, bf16, int8), when it says
 
     @property
     def passed(self) -> bool:
@@ -223,7 +225,7 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
         drop=drop, max_dlogit=dlogit, saturated=saturation(raw), kl=kl_divergence(p_ref, p),
         max_dprob=float(np.abs(p - p_ref).max()), ece=e, ece_reference=e_ref, limits=limits,
         agreement_ci=wilson_interval(int((top == top_ref).sum()), len(ref)), resolution=100.0 / len(ref),
-        images=images)
+        images=images, precision=getattr(runtime, "precision", None))
     return _judge(res, ref, top != top_ref)
 
 

@@ -9,8 +9,8 @@ import pytest
 from _export_fixtures import build_run
 from PIL import Image
 
-from edge_tl.cli.main import main
 from edge_tl.cli.options import cpu_count
+from helpers.cli import CliResult, cli
 
 FAST = ["--min-time", "0.05", "--warmup", "2"]
 
@@ -26,14 +26,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
     return root
 
 
-def bench(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(["bench", *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def bench(args: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
+    return cli(["bench", *args], capsys)
 
 
 def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from edge_tl.bench.env import Fingerprint, fingerprint
-from edge_tl.bench.format import CSV_FIELDS, rich_table, to_csv, to_markdown
+from edge_tl.bench.format import CSV_FIELDS, to_csv, to_markdown
 from edge_tl.bench.plot import plot_latency_accuracy
 from edge_tl.bench.results import BenchResult, BenchRow, BenchSettings, pareto_front, recommend, sort_rows
 from edge_tl.bench.stats import summarize
+from edge_tl.cli.tables import bench_table
 from edge_tl.errors import DataError
 
 
@@ -63,11 +64,11 @@ def test_pareto_front() -> None:
     assert pareto_front(pts) == [3, 2, 1]
 
 
-def test_rich_table(result: BenchResult) -> None:
+def test_bench_table(result: BenchResult) -> None:
     from rich.console import Console
 
     con = Console(record=True, width=220)
-    con.print(rich_table(result))
+    con.print(bench_table(result))
     text = con.export_text()
     for name in ("model_int8.tflite", "model.pt", "broken.onnx", "ok (noisy)", "error"):
         assert name in text
@@ -132,7 +133,7 @@ def test_one_file_on_two_runtimes_and_parity_failures_are_never_recommended(tmp_
     from rich.console import Console
 
     con = Console(record=True, width=240)
-    con.print(rich_table(res))
+    con.print(bench_table(res))
     text = con.export_text()
     assert "parity FAIL" in text and "never recommended" in text and "model_int8.xml" in text
     assert "* recommended: model.onnx on openvino (f32)" in text

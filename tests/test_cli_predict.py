@@ -11,17 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_tl.cli.main import main
+from helpers.cli import cli
 
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = cli
 
 
 @pytest.fixture(scope="module")

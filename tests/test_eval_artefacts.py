@@ -14,17 +14,12 @@ from _export_fixtures import build_run
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from edge_tl.cli.main import main
+from helpers.cli import cli
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    res = cli(args, capsys)
+    return res.code, res.text
 
 
 @pytest.fixture(scope="module")

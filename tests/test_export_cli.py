@@ -136,3 +136,69 @@ def test_json_to_stdout_is_pure_json(run: Path, tmp_path: Path, capsys):
     data = json.loads(out)  # the table went to stderr
     assert data["passed"] is True and data["parity"][0]["variant"] == "model.onnx"
     assert "model.onnx" in err
+
+
+@pytest.mark.parametrize(("choice", "steps"), [("bias", "bias"), ("none", "none")])
+def test_int8_prep_flag_reaches_the_card(run: Path, tmp_path: Path, capsys, choice: str, steps: str):
+    from edge_tl.card import ModelCard, sidecar_path
+
+    out_dir = tmp_path / "ex"
+    code, _, err = cli(["export", "--model", str(run), "--out", str(out_dir), "--quantize", "int8", "--calib-size",
+                        "8", "--min-agreement", "50", "--max-drop", "100", "--int8-prep", choice, "--no-verify"], capsys)
+    assert code == 0, err
+    prep = ModelCard.load(sidecar_path(out_dir / "model_int8.onnx")).quantization["prep"]
+    assert prep["choice"] == choice and prep["steps"] == steps
+    if steps == "bias":
+        assert prep["bias_correction"]["layers"] > 0
+
+
+def test_int8_prep_help_and_bad_value(capsys):
+    from edge_tl.export.registry import INT8_PREPS
+
+    code, out, _ = cli(["export", "--help"], capsys)
+    assert code == 0 and "--int8-prep" in out and "--openvino-precision" in out
+    assert all(p in out for p in INT8_PREPS)
+    code, _, err = cli(["export", "--int8-prep", "cle+bc"], capsys)
+    assert code == 2 and "cle+bias" in err
+
+
+def test_export_reports_calibration_through_the_reporter(run: Path, tmp_path: Path):
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+    from edge_tl.progress import Recorder
+
+    rec = Recorder()
+    export(run, ["onnx"], ["int8"], tmp_path / "ex", ExportOptions(calib_size=8, verify=False, fallback=False),
+           reporter=rec)
+    calib = [t for t in rec.tasks if t["description"] == "calibrating"]
+    assert calib and all(t["finished"] and t["done"] == t["total"] == 8 for t in calib)
+    assert any("exporting" in m for _, m in rec.notes)
+
+
+def test_library_export_draws_nothing(run: Path, tmp_path: Path, capfd):
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+
+    export(run, ["onnx"], ["int8"], tmp_path / "ex", ExportOptions(calib_size=8, verify=False, fallback=False))
+    assert "calibrating" not in capfd.readouterr().err  # no reporter: silent
+
+
+def test_cli_prints_both_budget_repairs():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from edge_tl.cli.export_cmd import _report_budget
+
+    cands = {"nncf_accuracy_control": {"drop": 0.4, "agreement": 0.99, "latency_ms": 3.5, "fallback_layers": ["a"],
+                                       "fits": True},
+             "edge_tl_fallback": {"drop": 0.2, "agreement": 0.995, "latency_ms": 3.1, "fallback_layers": ["a", "b"],
+                                  "fits": True}}
+    art = SimpleNamespace(path=Path("model_int8.xml"), card=SimpleNamespace(
+        quantization={"budget": {"method": "edge_tl_fallback", "candidates": cands}}))
+    con = Console(record=True, width=200)
+    _report_budget(art, con)
+    lines = con.export_text().splitlines()
+    assert len(lines) == 2 and all(ln.startswith("budget model_int8.xml: ") for ln in lines)
+    assert lines[1].endswith("fits, kept") and "kept" not in lines[0] and "2 layer(s) float" in lines[1]
+    assert "3.10 ms" in lines[1] and "drop 0.40 pt" in lines[0]

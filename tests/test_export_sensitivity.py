@@ -126,3 +126,25 @@ def test_flags_known_patterns():
     assert "first layer" in flags["a"] and "last layer" in flags["e"]
     assert "hard-swish" in flags["b"] and "squeeze-excite" in flags["c"]
     assert any(f.startswith("wide range") for f in flags["d"])
+
+
+def test_sensitivity_plot_leaves_matplotlib_state_alone(tmp_path):
+    """The chart is drawn on a bare Figure: no backend switch, no pyplot figure left open."""
+    import sys
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    from edge_tl.export.quant_report import plot_sensitivity
+    from edge_tl.export.sensitivity import LayerSensitivity
+
+    before = matplotlib.get_backend()
+    had_pyplot = "matplotlib.pyplot" in sys.modules
+    rows = [LayerSensitivity(f"conv{i}", "Conv", 0.1 * i, 1.0, 0.0, 1.0, ("first layer",) if i == 0 else ())
+            for i in range(3)]
+    report = SimpleNamespace(sensitivity=SimpleNamespace(layers=rows), backbone="tiny_cnn", format="onnx",
+                             budget=SimpleNamespace(chosen=SimpleNamespace(float_layers=("conv2",))))
+    png = plot_sensitivity(report, tmp_path / "s.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.get_backend() == before
+    assert ("matplotlib.pyplot" in sys.modules) == had_pyplot

@@ -284,3 +284,18 @@ def test_mobilenet_v2_real_architecture(tmp_path: Path) -> None:
     # random-init MobileNetV2 on noise quantises poorly (0.76-0.87 measured); trained-model fidelity: benchmarks/
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.6
     assert np.isin(raw[:16], (0, 255)).mean() == 0.0  # calibration images: never clipped
+
+
+def test_calibration_progress_goes_to_the_reporter():
+    from edge_tl.export.tflite_export import _calibration_progress
+    from edge_tl.progress import Recorder
+
+    rec = Recorder()
+    with _calibration_progress(10, rec) as progress:
+        for done in (4, 8, 10):  # the quantiser reports images done so far
+            progress(done)
+    assert rec.tasks == [{"description": "calibrating TFLite int8", "total": 10, "unit": "img", "done": 10,
+                          "finished": True}]
+    with _calibration_progress(0, rec) as progress:
+        assert progress is None
+    assert len(rec.tasks) == 1

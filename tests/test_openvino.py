@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from _export_fixtures import build_run, heldout_pixels
 
+from helpers.cli import cli
+
 pytest.importorskip("openvino")
 
 FAST = ["--min-time", "0.05", "--warmup", "2"]
@@ -140,16 +142,11 @@ def test_engine_call_computes_what_the_runtime_computes(project: Path) -> None:
 
 
 def test_bench_rows_for_openvino(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from edge_tl.cli.main import main
-
     exp = project / "exported"
     args = ["bench", str(exp / "model.onnx"), str(exp / "model.xml"), str(exp / "model_int8.xml"),
             "--runtimes", "ort,openvino", "--threads", "1", *FAST, "--json", str(tmp_path / "b.json")]
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert not exc.code, capsys.readouterr().err
-    out = capsys.readouterr().out
+    code, out, err = cli(args, capsys)
+    assert code == 0, err
     rows = {(r["name"], r["runtime"]): r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
     assert set(rows) == {("model.onnx", "onnxruntime"), ("model.onnx", "openvino"), ("model.xml", "openvino"),
                          ("model_int8.xml", "openvino")}
@@ -202,8 +199,10 @@ def test_nncf_failure_keeps_the_float_ir(project: Path, tmp_path: Path, monkeypa
     assert not (tmp_path / "model_int8.xml").exists()
 
 
-def test_accuracy_control_repairs_a_fragile_layer(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> None:
-    """Plain NNCF int8 ruins a layer with one huge weight per output channel; accuracy control reverts it."""
+def test_budget_runs_both_repairs_and_keeps_the_better(tmp_path_factory: pytest.TempPathFactory,
+                                                       sample_dir: Path) -> None:
+    """Plain NNCF int8 ruins a layer with one huge weight per output channel; NNCF accuracy control and edge-tl's
+    own search on the IR both repair it, both outcomes are recorded, and the file on disk is the one kept."""
     from test_export_budget import make_fragile
 
     from edge_tl.export.api import export
@@ -217,7 +216,110 @@ def test_accuracy_control_repairs_a_fragile_layer(tmp_path_factory: pytest.TempP
     [art] = [a for a in result.artifacts if a.quantize == "int8"]
     budget = art.card.quantization["budget"]
     assert budget["drop_before"] > 0.5, "plain int8 must break the budget on this model"
-    assert budget["method"] == "nncf quantize_with_accuracy_control"
-    assert budget["fits"] and budget["drop"] <= 0.5 and budget["fallback_layers"]
-    assert any("accuracy budget (NNCF accuracy control)" in n for n in art.notes)
+    cands = budget["candidates"]
+    assert set(cands) == {"nncf_accuracy_control", "edge_tl_fallback"}
+    for c in cands.values():
+        assert {"drop", "agreement", "latency_ms", "fallback_layers", "fits"} <= set(c) and c["latency_ms"] > 0
+    fitting = [k for k, c in cands.items() if c["fits"]]
+    assert fitting, cands
+    best = min(fitting, key=lambda k: cands[k]["latency_ms"])
+    assert budget["method"] == best and budget["fits"] and budget["drop"] <= 0.5 and budget["fallback_layers"]
+    assert budget["drop"] == cands[best]["drop"]
+    assert cands["edge_tl_fallback"]["fallback_layers"]  # edge-tl's search kept the fragile layer float
+    assert any("nncf_accuracy_control" in n and "edge_tl_fallback" in n for n in art.notes)
     assert load(art.path).card.quantization["budget"] == budget  # the file on disk is the repaired model
+    pixels, _ = heldout_pixels(run)
+    out = load(art.path, threads=1)(pixels)
+    assert out.shape[0] == len(pixels) and np.isfinite(out).all()
+
+
+def _hide_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "openvino" or m.startswith("openvino.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+
+
+_cli = cli
+
+
+def test_format_all_skips_openvino_when_it_is_missing(project: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _hide_openvino(monkeypatch)
+    out = tmp_path / "ex"
+    code, _, err = _cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "all", "--out", str(out),
+                         "--json", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    assert (out / "model.onnx").is_file() and (out / "model.tflite").is_file()
+    assert not list(out.glob("*.xml"))
+    warnings = [ln for ln in err.splitlines() if "skipping" in ln or "not installed" in ln]
+    assert len(warnings) == 1 and "openvino" in warnings[0] and "pip install 'edge-tl[openvino]'" in warnings[0], err
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["skipped"]) == 1 and data["skipped"][0].startswith("openvino")
+    assert {Path(a["path"]).name for a in data["artifacts"]} == {"model.onnx", "model.tflite"}
+
+
+def test_format_openvino_without_openvino_is_one_line_error(project: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _hide_openvino(monkeypatch)
+    code, _, err = _cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "openvino",
+                           "--out", str(tmp_path / "ex")], capsys)
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "openvino" in err and "pip install 'edge-tl[openvino]'" in err
+    assert not (tmp_path / "ex").exists() or not list((tmp_path / "ex").iterdir())
+
+
+def _has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_parity_checks_the_precision_it_runs_at(project: Path) -> None:
+    from edge_tl.parity import check_parity, limits_for
+    from edge_tl.runtimes import load
+
+    pixels, labels, ref = _ref(project)
+    card = load(project / "exported" / "model.xml", threads=1).card
+    assert card.parity["precision"] == "f32" == card.precision  # the gate judged what the card states
+    assert load(project / "exported" / "model_int8.xml", threads=1).card.parity["precision"] == "int8"
+    if not _has_bf16():
+        pytest.skip("this CPU has no bf16")
+    rt = load(project / "exported" / "model.xml", threads=1, precision="bf16")
+    res = check_parity(rt, ref, pixels, labels, limits_for("openvino", "none"))
+    assert res.precision == "bf16" and not res.passed  # f32 limits catch a model silently computed in bf16
+    assert check_parity(rt, ref, pixels, labels, limits_for("openvino", "bf16")).passed
+
+
+def test_bf16_is_its_own_artefact(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not _has_bf16():
+        pytest.skip("this CPU has no bf16")
+    from edge_tl.runtimes import load
+
+    out = tmp_path / "ex"
+    code, _, err = _cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "openvino",
+                         "--openvino-precision", "f32,bf16", "--out", str(out)], capsys)
+    assert code == 0, err
+    f32, bf16 = load(out / "model.xml", threads=1), load(out / "model_bf16.xml", threads=1)
+    assert (f32.precision, bf16.precision) == ("f32", "bf16")
+    assert bf16.compiled(1).get_property("INFERENCE_PRECISION_HINT").to_string() == "bf16"
+    assert bf16.card.precision == "bf16" and bf16.card.quantization["mode"] == "bf16"
+    assert bf16.card.parity["precision"] == "bf16" and bf16.card.parity["passed"]
+    assert bf16.card.parity["limits"]["max_dlogit"] > f32.card.parity["limits"]["max_dlogit"]
+    code, _, err = _cli(["bench", str(out / "model.xml"), str(out / "model_bf16.xml"), "--runtimes", "openvino",
+                         "--threads", "1", *FAST, "--json", str(tmp_path / "b.json")], capsys)
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert rows["model.xml"]["precision"] == "f32" and rows["model_bf16.xml"]["precision"] == "bf16"
+
+
+def test_bf16_needs_an_openvino_format(project: Path, tmp_path: Path) -> None:
+    from edge_tl.errors import ConfigError, UnknownNameError
+    from edge_tl.export.api import export
+    from edge_tl.export.registry import ExportOptions
+
+    with pytest.raises(ConfigError, match="applies to OpenVINO"):
+        export(project / "runs" / "tiny", ["onnx"], ["none"], tmp_path, ExportOptions(openvino_precision=("bf16",)))
+    with pytest.raises(UnknownNameError):
+        ExportOptions(openvino_precision=("f16",))

@@ -104,7 +104,8 @@ def test_malicious_checkpoint_refused_never_executed(tmp_path: Path, payload: st
         with pytest.raises(CheckpointError) as info:
             load(ckpt)
         assert "\n" not in info.value.message
-        assert not marker.exists(), f"the {payload} payload ran during {load}"
+    time.sleep(1.0)  # a subprocess.Popen payload would create the marker asynchronously: give it the time
+    assert not marker.exists(), f"the {payload} payload ran during a refused load"
     _unsafe_load(ckpt, how)  # control: the payload is live, an unsafe loader does run it
     for _ in range(100):
         if marker.exists():

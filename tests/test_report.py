@@ -16,6 +16,7 @@ from edge_tl.report import build_report
 from edge_tl.report.browser import check_page, find_chromium, headings, is_blank, measure_layout
 from edge_tl.report.collect import SECTIONS
 from edge_tl.report.tables import Figure, Note, figure, tables_from_json
+from helpers import cards
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 TITLES = [title for _, title, _ in SECTIONS]
@@ -78,10 +79,9 @@ def _tflite_file(path: Path, card: dict) -> None:
 
 
 def _card(run: Path, classes: list[str], fmt: str = "pytorch", **extra) -> dict:
-    return {"classes": classes, "backbone": "tiny_cnn", "weights": "none", "format": fmt,
-            "input": {"size": 32, "resize": 36, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-            "metrics": {"test_accuracy": 0.875, "val_accuracy": 0.9}, "versions": {"torch": "2.14.1"},
-            "run_dir": str(run.resolve()), "manifest": "split.json", **extra}
+    fields = {"metrics": {"test_accuracy": 0.875, "val_accuracy": 0.9}, "versions": {"torch": "2.14.1"},
+              "run_dir": str(run.resolve()), "manifest": "split.json", **extra}
+    return cards.card_json(fmt, tuple(classes), **fields)
 
 
 def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Path:
@@ -104,8 +104,14 @@ def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Pat
         [{"epoch": e, "train_loss": 1.0 / e, "val_accuracy": 0.5 + e / 10} for e in (1, 2, 3)]))
     exported = root / "exported"
     exported.mkdir()
-    parity = {"agreement": 0.98, "accuracy": 0.86, "drop": 0.015, "max_abs_dlogit": 0.12,
-              "saturated_fraction": 0.0, "kl": 1e-4, "ece": {"reference": 0.05, "artefact": 0.06}}
+    from edge_tl.parity import ParityResult, limits_for, wilson_interval
+
+    # what the parity gate writes into a card (ParityResult.to_json), not a hand-made schema
+    parity = ParityResult(variant="model.onnx", format="onnx", quantize="float", n=400, agreement=0.98,
+                          accuracy=0.86, reference_accuracy=0.875, drop=1.5, max_dlogit=0.12, saturated=0.0,
+                          kl=1e-4, max_dprob=0.01, ece=0.06, ece_reference=0.05, limits=limits_for("onnx", "float"),
+                          agreement_ci=wilson_interval(392, 400), resolution=0.25,
+                          images="train+val+test").to_json()
     onnx_card = _card(run, classes, "onnx", parity=parity)
     _onnx_file(exported / "model.onnx", onnx_card)
     from edge_tl._io import sha256_file

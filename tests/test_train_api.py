@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
 
 from edge_tl.card import ModelCard
 from edge_tl.data.manifest import Manifest
@@ -18,7 +17,6 @@ from edge_tl.models.checkpoint import load_checkpoint, read_checkpoint
 from edge_tl.train.api import TrainConfig, train
 from edge_tl.train.evaluate import evaluate
 
-QUIET = Console(stderr=True, quiet=True)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -64,8 +62,8 @@ def test_features_mode_fits_the_probe_on_train_and_val(sample_dir: Path, tmp_pat
     from edge_tl.train.features import extract
     from edge_tl.train.head import fit_logistic, standardiser
 
-    a = train(_cfg(sample_dir, tmp_path / "a", epochs=None, batch_size=None), console=QUIET)
-    b = train(_cfg(sample_dir, tmp_path / "b", epochs=None, batch_size=None), console=QUIET)
+    a = train(_cfg(sample_dir, tmp_path / "a", epochs=None, batch_size=None))
+    b = train(_cfg(sample_dir, tmp_path / "b", epochs=None, batch_size=None))
     sa, sb = read_checkpoint(a.run_dir)["state_dict"], read_checkpoint(b.run_dir)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a.metrics["head_grad_norm"] < 1e-5 and a.metrics["head_cv_folds"] >= 2
@@ -85,7 +83,7 @@ def test_unfreeze_outside_finetune_is_an_error(sample_dir: Path, tmp_path: Path)
 
     for mode in (None, "features", "full"):
         with pytest.raises(ConfigError, match="--unfreeze applies to --mode finetune") as exc:
-            train(_cfg(sample_dir, tmp_path / "x", mode=mode, unfreeze=1), console=QUIET)
+            train(_cfg(sample_dir, tmp_path / "x", mode=mode, unfreeze=1))
         assert "--mode finetune" in exc.value.hint
     assert not (tmp_path / "x").exists()
 
@@ -93,7 +91,7 @@ def test_unfreeze_outside_finetune_is_an_error(sample_dir: Path, tmp_path: Path)
 @pytest.mark.parametrize("mode", ["finetune", "full"])
 def test_image_modes_train_what_they_should(sample_dir: Path, tmp_path: Path, mode: str) -> None:
     kw = {"unfreeze": 1} if mode == "finetune" else {}
-    res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, epochs=2, batch_size=24, **kw), console=QUIET)
+    res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, epochs=2, batch_size=24, **kw))
     torch.manual_seed(0)
     init = create_model("tiny_cnn", num_classes=len(res.card.classes), weights="none", img_size=32).state_dict()
     trained = read_checkpoint(res.run_dir)["state_dict"]
@@ -123,18 +121,18 @@ def test_resume_reaches_the_uninterrupted_result(sample_dir: Path, tmp_path: Pat
         kw.update(patience=50, unfreeze=1, batch_size=24)
     else:
         kw.update(batch_size=None)
-    full = train(_cfg(sample_dir, tmp_path / "full", **kw), console=QUIET)
+    full = train(_cfg(sample_dir, tmp_path / "full", **kw))
 
     def stop(epoch: int, row: dict) -> None:
         if epoch == cut:
             raise _Stop()
 
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(sample_dir, tmp_path / "cut", **kw), console=QUIET, on_epoch=stop)
+        train(_cfg(sample_dir, tmp_path / "cut", **kw), on_epoch=stop)
     assert (tmp_path / "cut" / "train_state.pt").is_file() and not (tmp_path / "cut" / "model.pt").exists()
     torch.manual_seed(12345)  # resume must restore the RNG state, not depend on the caller's
     resumed = train(TrainConfig(out=str(tmp_path / "cut"), resume=True, data=str(sample_dir), progress=False,
-                                engine="torch"), console=QUIET)
+                                engine="torch"))
     assert [r["epoch"] for r in resumed.history] == list(range(1, (epochs or 1) + 1))
     for key in ("train_loss", "val_loss", "val_acc"):
         assert [r[key] for r in resumed.history] == pytest.approx([r[key] for r in full.history], rel=1e-6)
@@ -168,7 +166,7 @@ def test_dataset_with_its_own_split_is_kept(sample_dir: Path, tmp_path: Path) ->
             (root / part / cls.name).mkdir(parents=True, exist_ok=True)
             for f in chunk:
                 shutil.copy(f, root / part / cls.name / f.name)
-    res = train(_cfg(root, tmp_path / "run", epochs=1), console=QUIET)
+    res = train(_cfg(root, tmp_path / "run", epochs=1))
     m = Manifest.load(res.run_dir / "split.json")
     assert sorted(Path(p).name for p in m.files("test")) == sorted(p.name for p in (root / "test").rglob("*.*"))
     assert m.select("val") and all("/train/" in str(p) for p in m.files("val"))

@@ -89,3 +89,29 @@ def test_probe_folds_standardisation_into_the_raw_head() -> None:
     assert np.allclose(raw, sel.fit.logits((x - mu) / sd), atol=1e-3)
     w2, b2 = fold_into_raw(sel.fit, mu, sd)
     assert np.allclose(w, w2) and np.allclose(b, b2)
+
+
+def test_tiny_data_gets_fewer_folds_and_a_coarser_grid() -> None:
+    from edge_tl.train.head import L2_GRID, TINY_IMAGES, cv_plan
+
+    assert cv_plan(np.arange(4 * TINY_IMAGES) % 4, 4) == (5, L2_GRID)  # enough data: the full plan
+    assert cv_plan(np.array([0] * 300 + [1] * 2), 2)[0] == 2  # folds never exceed the smallest class
+    k, grid = cv_plan(np.arange(60) % 4, 4)
+    assert k == 3 and grid == L2_GRID[::2] and len(grid) == 6
+    assert cv_plan(np.arange(60) % 4, 4, grid=(1e-2, 1e-1)) == (3, (1e-2, 1e-1))  # a short grid is kept
+    x, y = _blobs(n=60, d=8)
+    sel = select_head(x, y, 4)
+    assert sel.folds == 3 and [r["l2"] for r in sel.path] == list(L2_GRID[::2])
+
+
+def test_selection_in_one_row_space_basis_is_exact() -> None:
+    """More dimensions than images: every fit of the selection runs in one shared row-space basis, and the
+    refit is the plain full-dimensional fit at the chosen l2."""
+    x, y = _blobs(n=120, d=300)
+    sel = select_head(x, y, 4, folds=3, grid=(1e-1, 1.0))  # penalties strong enough for a well-defined optimum
+    ref = fit_logistic(x, y, 4, sel.fit.l2, row_space=False, tol=1e-8)
+    assert sel.fit.weight.shape == (4, 300)
+    assert np.abs(sel.fit.weight - ref.weight).max() < 1e-3 * np.abs(ref.weight).max()
+    xt, _ = _blobs(n=120, d=300, seed=1)
+    za, zb = sel.fit.logits(xt), ref.logits(xt)
+    assert np.abs(za - zb).max() < 1e-2 * np.abs(zb).max() and (za.argmax(1) == zb.argmax(1)).all()

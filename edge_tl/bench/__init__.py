@@ -13,5 +13,8 @@ Modules (import what you need; none imports a backend at import time):
 - ``runner``: ``run_bench(targets, eval_set, settings, cores) -> BenchResult``, ``plan_threads``.
 - ``results``: ``BenchSettings``, ``BenchRow``, ``BenchResult`` (frozen, ``to_json()``), ``recommend``,
   ``pareto_front``, ``PEAK_GFLOPS_PER_CORE``.
-- ``format``: ``rich_table``, ``to_csv``, ``to_markdown``; ``plot``: ``plot_latency_accuracy``.
+- ``format``: ``COLUMNS`` and ``caption`` (the table as plain text; the CLI draws it), ``to_csv``,
+  ``to_markdown``; ``plot``: ``plot_latency_accuracy``.
+
+Nothing here prints or draws progress: ``runner.run_bench`` reports through its ``progress`` callback.
 """

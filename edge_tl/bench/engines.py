@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_tl.data.preprocess import normalize
+from edge_tl.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,22 +29,17 @@ class TimedCall:
 
 
 Adapter = Callable[[Any, np.ndarray], TimedCall]
-_ADAPTERS: dict[str, Adapter] = {}
+ADAPTERS: Registry[Adapter] = Registry("bench engine")
 
 
 def register_engine(runtime_name: str) -> Callable[[Adapter], Adapter]:
     """Register ``adapter(runtime, pixels) -> TimedCall`` for runtimes whose ``name`` is ``runtime_name``."""
-
-    def deco(fn: Adapter) -> Adapter:
-        _ADAPTERS[runtime_name] = fn
-        return fn
-
-    return deco
+    return ADAPTERS.register(runtime_name)
 
 
 def timed_call(runtime: Any, pixels: np.ndarray) -> TimedCall:
     """The tightest faithful call for ``runtime`` on the uint8 batch ``pixels``."""
-    adapter = _ADAPTERS.get(getattr(runtime, "name", ""))
+    adapter = ADAPTERS.find(getattr(runtime, "name", ""))
     if adapter is not None:
         return adapter(runtime, pixels)
     return TimedCall(lambda: runtime(pixels), "runtime-call")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_tl.errors import ArtifactError
+from edge_tl.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -27,22 +28,17 @@ class Complexity:
 
 
 Counter = Callable[[Path], Complexity]
-_COUNTERS: dict[str, Counter] = {}
+COUNTERS: Registry[Counter] = Registry("complexity counter")
 
 
 def register_counter(fmt: str) -> Callable[[Counter], Counter]:
     """Register ``counter(path) -> Complexity`` for artefacts of card format ``fmt``."""
-
-    def deco(fn: Counter) -> Counter:
-        _COUNTERS[fmt] = fn
-        return fn
-
-    return deco
+    return COUNTERS.register(fmt)
 
 
 def complexity(path: Path, fmt: str) -> Complexity | None:
     """Params/MACs of ``path`` (card format ``fmt``), or None for a format without a counter."""
-    counter = _COUNTERS.get(fmt)
+    counter = COUNTERS.find(fmt)
     return counter(Path(path)) if counter else None
 
 
@@ -72,9 +68,9 @@ def _onnx_shapes(model: Any) -> dict[str, list[int]]:
 @register_counter("onnx")
 def count_onnx(path: Path) -> Complexity:
     """Count from the ONNX graph; the batch dimension is taken as 1 whatever the file declares."""
-    from edge_tl.runtimes.onnx_rt import _read_model
+    from edge_tl.runtimes.onnx_rt import read_model
 
-    model = _read_model(path)
+    model = read_model(path)
     shapes = _onnx_shapes(model)
     producer = {o: n for n in model.graph.node for o in n.output}
 

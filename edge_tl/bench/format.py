@@ -1,4 +1,5 @@
-"""Bench results as a rich table (the terminal), CSV and Markdown. JSON is ``BenchResult.to_json()``."""
+"""Bench results as plain table data (:data:`COLUMNS`, :func:`caption`), CSV and Markdown. JSON is
+``BenchResult.to_json()``; the terminal table is drawn from the same columns by ``edge_tl.cli.tables``."""
 
 from __future__ import annotations
 
@@ -56,23 +57,6 @@ COLUMNS: tuple[Column, ...] = (
     Column("peak MB", lambda r: _f(r.peak_rss_mb, 0)),
     Column("GFLOP/s", lambda r: "-" if r.gflops is None else f"{r.gflops:.1f} ({r.peak_pct:.0f}%)"),
 )
-
-
-def rich_table(result: BenchResult) -> Any:
-    """A :class:`rich.table.Table`: fastest first, the recommendation in bold green with a marker."""
-    from rich.table import Table
-
-    s = result.settings
-    table = Table(title=f"edge-tl bench ({s.profile}, batch {s.batch}, min-time {s.min_time:g} s)",
-                  caption=caption(result), caption_justify="left")
-    table.add_column("")
-    for c in COLUMNS:
-        table.add_column(c.header, justify="right" if c.right else "left", no_wrap=c.header == "artefact")
-    for r in result.rows:
-        best = r.key == result.recommended
-        style = "bold green" if best else "red" if not r.ok or r.parity_failed else "yellow" if r.noise else None
-        table.add_row("*" if best else "", *(c.cell(r) for c in COLUMNS), style=style)
-    return table
 
 
 def caption(result: BenchResult) -> str:

@@ -14,16 +14,14 @@ _RUNTIME_COLOURS = {"pytorch": "tab:gray", "onnxruntime": "tab:blue", "litert": 
 
 def plot_latency_accuracy(result: BenchResult, path: Path) -> Path:
     """Write a PNG of p50 latency (log x) against top-1 accuracy to ``path`` (atomically); return ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     points = _fastest_per_artifact(result)
     if not points:
         raise DataError("nothing to plot: no artefact was measured with an accuracy", "check the error rows")
     front = pareto_front([(p50, top1) for _, p50, top1 in points])
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    fig = Figure(figsize=(8, 5), dpi=120)  # no pyplot: no backend set, no global figure state
+    ax = fig.subplots()
     for (fmt, marker), (rt, colour) in ((f, c) for f in _MARKERS.items() for c in _RUNTIME_COLOURS.items()):
         sel = [(p50, top1) for r, p50, top1 in points if r.format == fmt and r.runtime == rt]
         if sel:
@@ -61,7 +59,6 @@ def plot_latency_accuracy(result: BenchResult, path: Path) -> Path:
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return Path(path)
 
 

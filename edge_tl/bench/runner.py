@@ -50,10 +50,10 @@ def _size_mb(path: Path) -> float:
     if path.suffix == ".xml" and path.with_suffix(".bin").is_file():  # an IR's weights live beside it
         total += path.with_suffix(".bin").stat().st_size
     if path.suffix == ".onnx":
-        from edge_tl.runtimes.onnx_rt import _read_model
+        from edge_tl.runtimes.onnx_rt import read_model
 
         try:
-            model = _read_model(path)
+            model = read_model(path)
         except EdgeTLError:  # a damaged file: its own size; the measurement reports the defect
             return total / 1e6
         locations = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_tl.bench.profiles import Profile
-from edge_tl.card import ModelCard, sidecar_path
-from edge_tl.errors import ArtifactError, CardError, ConfigError, DataError, EdgeTLError
+from edge_tl.card import ModelCard
+from edge_tl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 
 ARTIFACT_SUFFIXES = (".pt", ".onnx", ".tflite", ".xml")
 # --runtimes spellings -> runtime names (as in edge_tl.runtimes.base.register_runtime)
@@ -124,31 +124,10 @@ def read_card(path: Path) -> ModelCard:
             pass
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from None
-    # The card inside the file wins over a sidecar (which may have been edited or copied by hand).
-    if path.suffix == ".pt":
-        run_card = path.parent / "card.json"
-        if run_card.is_file():
-            return ModelCard.load(run_card)
-        from edge_tl.models.checkpoint import read_card as read_checkpoint_card
+    # one reader per format, registered by its runtime module; the card inside the file wins over a sidecar
+    from edge_tl.runtimes.base import read_card
 
-        return read_checkpoint_card(path)
-    if path.suffix == ".onnx":
-        from edge_tl.runtimes.onnx_rt import _card_of, _read_model
-
-        return _card_of(_read_model(path), path)
-    if path.suffix == ".tflite":
-        from edge_tl.runtimes.litert_rt import read_card as tflite_card
-
-        return tflite_card(path.read_bytes(), path)
-    if path.suffix == ".xml":
-        from edge_tl.runtimes.openvino_rt import read_card as ir_card
-
-        return ir_card(path)
-    side = sidecar_path(path)
-    if side.is_file():
-        return ModelCard.load(side)
-    raise CardError(f"{path}: cannot read a model card from a '{path.suffix}' file",
-                    f"bench takes {', '.join(ARTIFACT_SUFFIXES)} files")
+    return read_card(path)
 
 
 def load_targets(paths: list[Path]) -> list[Target]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edge_tl.bench.profiles import PROFILES
 from edge_tl.cli.options import IntListType, NameListType, cpu_count, emit_json, json_option
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
               help="Runtimes to run each file with, e.g. ort,litert,openvino (default: every installed runtime "
                    "that can run the file; OpenVINO also runs .onnx and .tflite). Checkpoints always run.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per inference.")
-@click.option("--profile", type=click.Choice(["desktop", "mobile"]), default="desktop", show_default=True,
+@click.option("--profile", type=click.Choice(list(PROFILES)), default="desktop", show_default=True,
               help="mobile: LiteRT only, batch 1, 1 and 2 pinned cores, int8 first (host CPU, not a phone).")
 @click.option("--min-time", type=click.FloatRange(min=0.0, min_open=True), default=2.0, show_default=True,
               help="Seconds of timed runs per measurement.")
@@ -58,7 +59,7 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], runtime
     from rich.console import Console
 
     from edge_tl._io import atomic_write_text
-    from edge_tl.bench.format import rich_table, to_csv, to_markdown
+    from edge_tl.bench.format import to_csv, to_markdown
     from edge_tl.bench.profiles import get_profile
     from edge_tl.bench.results import PEAK_GFLOPS_PER_CORE, BenchSettings
     from edge_tl.bench.runner import plan_threads
@@ -71,6 +72,7 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], runtime
         parse_runtimes,
         with_runtimes,
     )
+    from edge_tl.cli.tables import bench_table
 
     err = Console(stderr=True)
     prof = get_profile(profile)
@@ -99,7 +101,7 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], runtime
     out = err if json_path == "-" else Console()
     if not out.is_terminal:
         out = Console(stderr=out.stderr, width=max(out.width, 190))
-    out.print(rich_table(result))
+    out.print(bench_table(result))
     emit_json(result.to_json(), json_path)
     if csv_path:
         atomic_write_text(Path(csv_path), to_csv(result))

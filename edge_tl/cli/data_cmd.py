@@ -43,9 +43,10 @@ def check(path: str, data_root: Path | None, threads: int | None, show: int, jso
     """
     from rich.console import Console
 
+    from edge_tl.cli.progress import ConsoleReporter
     from edge_tl.data.check import check_path, has_problems
 
-    report = check_path(path, data_root, threads=threads, progress=sys.stderr.isatty())
+    report = check_path(path, data_root, threads=threads, reporter=ConsoleReporter())
     console = Console(stderr=json_path == "-", width=max(Console().width, 100))
     render(report, console, show)
     emit_json(report.to_json(), json_path)

@@ -31,12 +31,13 @@ def eval_(model: str, data: str | None, data_root: str | None, split: str, plot:
     """
     from rich.console import Console
 
+    from edge_tl.cli.progress import ConsoleReporter
+    from edge_tl.cli.tables import class_table
     from edge_tl.train.evaluate import evaluate
-    from edge_tl.train.metrics import rich_table
 
-    res = evaluate(model, data, data_root, split, engine, plot, progress=not quiet)
+    res = evaluate(model, data, data_root, split, engine, plot, progress=not quiet, reporter=ConsoleReporter())
     console = Console(stderr=json_path == "-")
-    console.print(rich_table(res.report, f"eval: {res.source}" + (f" ({res.runtime})" if res.runtime else "")))
+    console.print(class_table(res.report, f"eval: {res.source}" + (f" ({res.runtime})" if res.runtime else "")))
     for bad in res.skipped[:10]:
         console.print(f"skipped {bad['path']}: {bad['reason']}", markup=False)
     if len(res.skipped) > 10:

@@ -11,14 +11,22 @@ from typing import Any
 import click
 
 from edge_tl.cli.options import NameListType, emit_json, force_option, json_option, threads_option
+from edge_tl.export.registry import (
+    CALIB_METHODS,
+    INT8_PREPS,
+    OPENVINO_PRECISIONS,
+    OUTPUT_RECIPES,
+    QUANTIZE_MODES,
+    formats,
+)
 
-QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.registry.QUANTIZE_MODES
+QUANT_CHOICES = list(QUANTIZE_MODES)
 
 
 @click.command("export")
 @click.option("--model", "model", default="runs/latest", show_default=True,
               help="Run folder (or its model.pt) to export.")
-@click.option("--format", "fmt", type=NameListType("format", lambda: ["onnx", "tflite", "openvino", "all"]),
+@click.option("--format", "fmt", type=NameListType("format", lambda: [*formats(), "all"]),
               default="onnx", show_default=True,
               help="onnx, tflite, openvino (IR .xml/.bin) or all (comma-separated list allowed).")
 @click.option("--quantize", type=NameListType("quantisation mode", lambda: QUANT_CHOICES), default="none",
@@ -27,10 +35,18 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
                    "Quantised variants also write the float one.")
 @click.option("--calib-size", type=click.IntRange(min=1), default=200, show_default=True,
               help="Calibration images from the run's train split (static int8).")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax",
               show_default=True, help="How static int8 picks activation ranges.")
-@click.option("--int8-output", type=click.Choice(["float", "quantized"]), default="float", show_default=True,
+@click.option("--int8-output", type=click.Choice(OUTPUT_RECIPES), default="float", show_default=True,
               help="Static int8: keep the logits layer in float (no saturated outputs) or quantise it too.")
+@click.option("--int8-prep", type=click.Choice(INT8_PREPS), default="auto", show_default=True,
+              help="Weight preparation before full int8 (ONNX, TFLite): bias = BN folding + bias correction, "
+                   "cle = cross-layer equalisation, cle+bias = both, none = as trained, auto = what measured best "
+                   "for the backbone.")
+@click.option("--openvino-precision", type=NameListType("OpenVINO precision", lambda: list(OPENVINO_PRECISIONS)),
+              default="f32", show_default=True,
+              help="Float OpenVINO IRs to write, each pinned to its compute precision: f32 = model.xml, "
+                   "bf16 = model_bf16.xml (needs a CPU with bf16); comma list allowed.")
 @click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Accuracy budget (points) for quantised variants: int8 over it on validation images keeps its "
@@ -49,9 +65,9 @@ QUANT_CHOICES = ["none", "fp16", "dynamic", "int8"]  # mirrors edge_tl.export.re
 @force_option
 @json_option
 def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, calib_method: str, int8_output: str,
-           opset: int, max_drop: float, no_fallback: bool, min_agreement: float, max_saturated: float,
-           max_ece_delta: float, no_verify: bool, out_dir: str, threads: int | None, force: bool,
-           json_path: str | None) -> None:
+           int8_prep: str, openvino_precision: list[str], opset: int, max_drop: float, no_fallback: bool,
+           min_agreement: float, max_saturated: float, max_ece_delta: float, no_verify: bool, out_dir: str,
+           threads: int | None, force: bool, json_path: str | None) -> None:
     """Export a trained run to edge artefacts and check each one against the PyTorch model.
 
     \b
@@ -59,9 +75,11 @@ def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, cal
       edge-tl export                                  # exported/model.onnx
       edge-tl export --format all --quantize int8     # float + int8, ONNX and TFLite
       edge-tl export --quantize fp16,dynamic --force
+      edge-tl export --format openvino --openvino-precision f32,bf16
     """
     from rich.console import Console
 
+    from edge_tl.cli.progress import ConsoleReporter
     from edge_tl.errors import ParityError
     from edge_tl.export.api import export as run_export
     from edge_tl.export.registry import ExportOptions
@@ -70,9 +88,10 @@ def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, cal
     opts = ExportOptions(calib_size=calib_size, calib_method=calib_method, output=int8_output, opset=opset,
                          max_drop=max_drop, min_agreement=min_agreement / 100.0,
                          max_saturated=max_saturated / 100.0, max_ece_delta=max_ece_delta,
-                         verify=not no_verify, fallback=not no_fallback, force=force, threads=threads)
-    try:  # progress lines on stderr (the calibration bar draws there too), results on stdout
-        result = run_export(model, fmt, quantize, out_dir, opts, progress=lambda msg: err.print(f"[dim]{msg}"))
+                         verify=not no_verify, fallback=not no_fallback, force=force, threads=threads,
+                         int8_prep=int8_prep, openvino_precision=tuple(openvino_precision))
+    try:  # progress (steps, calibration bars) on stderr, results on stdout
+        result = run_export(model, fmt, quantize, out_dir, opts, reporter=ConsoleReporter(err))
     except ParityError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:
@@ -119,3 +138,14 @@ def _report(result: Any, err: Any, json_on_stdout: bool = False) -> None:
     for a in result.artifacts:
         for note in a.notes:
             err.print(f"warning: {a.path.name}: {note}")
+        _report_budget(a, err)
+
+
+def _report_budget(art: Any, err: Any) -> None:
+    """One line per accuracy-budget repair that was measured (OpenVINO runs two and keeps the better)."""
+    budget = (art.card.quantization or {}).get("budget") or {}
+    for name, c in (budget.get("candidates") or {}).items():
+        kept = ", kept" if name == budget.get("method") else ""
+        err.print(f"budget {art.path.name}: {name}: drop {c['drop']:.2f} pt, agreement {100 * c['agreement']:.1f} %, "
+                  f"{c['latency_ms']:.2f} ms (1 thread), {len(c['fallback_layers'])} layer(s) float, "
+                  f"{'fits' if c['fits'] else 'over budget'}{kept}")

@@ -74,8 +74,8 @@ def predict(images: tuple[Path, ...], backbone: str | None, model_path: Path | N
 def _run(images: list[Path], runtime: Runtime, top: int, batch_size: int, warnings: list[str],
          quiet: bool) -> PredictResult:
     from rich.console import Console
-    from rich.progress import Progress
 
+    from edge_tl.cli.progress import ConsoleReporter
     from edge_tl.runtimes.predict import predict_files
 
     err = Console(stderr=True)
@@ -83,10 +83,8 @@ def _run(images: list[Path], runtime: Runtime, top: int, batch_size: int, warnin
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     if quiet or len(images) <= batch_size:
         return predict_files(images, runtime, top, batch_size, warnings)
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("predicting", total=len(images))
-        return predict_files(images, runtime, top, batch_size, warnings,
-                             on_batch=lambda n: progress.advance(task, n))
+    with ConsoleReporter(err).task("predicting", len(images), "img") as advance:
+        return predict_files(images, runtime, top, batch_size, warnings, on_batch=advance)
 
 
 def _print(result: PredictResult) -> None:

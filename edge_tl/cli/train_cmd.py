@@ -68,21 +68,22 @@ def train(data: str, data_root: str | None, backbone: str | None, weights: str, 
     """
     from rich.console import Console
 
+    from edge_tl.cli.progress import ConsoleReporter
+    from edge_tl.cli.tables import class_table
     from edge_tl.train.api import TrainConfig
     from edge_tl.train.api import train as run_train
-    from edge_tl.train.metrics import rich_table
 
     cfg = TrainConfig(data=data, data_root=data_root, backbone=backbone, weights=weights, mode=mode,
                       unfreeze=unfreeze, epochs=epochs, batch_size=batch_size, lr=lr, img_size=img_size,
                       device=device, precision=precision, workers=workers, seed=seed, out=out, resume=resume,
                       aug_views=aug_views, engine=engine, split=split, progress=not quiet, force=force)
-    result = run_train(cfg)
+    result = run_train(cfg, reporter=ConsoleReporter())  # rank 0 only: train() silences the other ranks
     from edge_tl.train.ddp import env_dist
 
     if not env_dist().is_main:
         return
     out_console = Console(stderr=json_path == "-")
-    out_console.print(rich_table(result.test, f"test split: {result.card.backbone} {result.config.mode}, "
+    out_console.print(class_table(result.test, f"test split: {result.card.backbone} {result.config.mode}, "
                                               f"{result.run_dir.name}"))
     m = result.metrics
     out_console.print(f"val accuracy {100 * (m['val_accuracy'] or 0):.2f}% (best epoch {m['best_epoch']}), "

@@ -9,10 +9,11 @@ from typing import Any
 from edge_tl.data.hygiene import ScanReport, scan
 from edge_tl.data.manifest import Manifest, min_class_size
 from edge_tl.data.sources import resolve_dataset
+from edge_tl.progress import Reporter
 
 
-def load_target(spec: str, root: Path | None = None) -> tuple[str, Path, list[str], list[Path], list[int],
-                                                                 list[str] | None, Manifest | None]:
+def load_target(spec: str, root: Path | None = None, reporter: Reporter | None = None
+                ) -> tuple[str, Path, list[str], list[Path], list[int], list[str] | None, Manifest | None]:
     """(name, root, classes, files, labels, splits, manifest) of what ``spec`` names.
 
     ``spec`` is a split manifest (``split.json``), a run folder holding one, or anything ``--data`` accepts.
@@ -26,16 +27,20 @@ def load_target(spec: str, root: Path | None = None) -> tuple[str, Path, list[st
         return (m.dataset or manifest_file.stem, Path(m.root) if m.root else manifest_file.parent.resolve(),
                 list(m.classes), m.files(),
                 [it.label for it in items], [it.split for it in items], m)
-    ds = resolve_dataset(spec, root)
+    ds = resolve_dataset(spec, root, reporter=reporter)
     return ds.name, ds.root, ds.classes, ds.files, ds.labels, ds.splits, None
 
 
 def check_path(spec: str, root: Path | None = None, *, threads: int | None = None, progress: bool = True,
-               val_frac: float = 0.15, test_frac: float = 0.15) -> ScanReport:
+               val_frac: float = 0.15, test_frac: float = 0.15, reporter: Reporter | None = None) -> ScanReport:
     """Scan ``spec`` and return the report; ``report.extra`` adds the target, classes too small to split
-    (unsplit datasets only) and, for a manifest, files whose content changed since the split was made."""
-    name, where, classes, files, labels, splits, manifest = load_target(spec, root)
-    report = scan(files, labels, splits, classes=classes, threads=threads, progress=progress)
+    (unsplit datasets only) and, for a manifest, files whose content changed since the split was made. The scan
+    (and a dataset download) is a task on ``reporter`` unless ``progress`` is off."""
+    from edge_tl import progress as _progress
+
+    tasks = _progress.of(reporter, tasks=progress)
+    name, where, classes, files, labels, splits, manifest = load_target(spec, root, tasks)
+    report = scan(files, labels, splits, classes=classes, threads=threads, reporter=tasks)
     extra: dict[str, Any] = {"dataset": name, "root": str(where), "classes": list(classes), "too_small": [],
                              "changed": []}
     if manifest is not None:

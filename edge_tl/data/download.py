@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edge_tl._io import atomic_path, ensure_writable_dir
 from edge_tl.errors import DataError
+from edge_tl.progress import Reporter, of
 
 
 def cache_dir() -> Path:
@@ -26,15 +27,13 @@ def cache_dir() -> Path:
 
 
 def download_file(url: str, dest: Path, *, md5: str | None = None, what: str = "file",
-                  timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` with a progress bar (atomic; skipped when ``dest`` exists).
+                  timeout: float = 30.0, reporter: Reporter | None = None) -> Path:
+    """Download ``url`` to ``dest`` (atomic; skipped when ``dest`` exists), a task in bytes on ``reporter``.
 
     Any network failure raises :class:`DataError` naming the URL and how to provide the file by hand.
     """
     import urllib.error
     import urllib.request
-
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     dest = Path(dest)
     if dest.is_file() and dest.stat().st_size > 0:
@@ -44,13 +43,11 @@ def download_file(url: str, dest: Path, *, md5: str | None = None, what: str = "
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_path(dest) as tmp:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with open(tmp, "wb") as f, Progress(TextColumn(f"downloading {what}"), BarColumn(), DownloadColumn(),
-                                                TransferSpeedColumn(), transient=True) as bar:
-                task = bar.add_task("dl", total=total)
+            with open(tmp, "wb") as f, of(reporter).task(f"downloading {what}", total, "B") as advance:
                 while block := resp.read(1 << 20):
                     f.write(block)
                     digest.update(block)
-                    bar.advance(task, len(block))
+                    advance(len(block))
             if md5 and digest.hexdigest() != md5:
                 raise DataError(f"{what} from {url} has md5 {digest.hexdigest()}, expected {md5}", hint)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_tl.data.manifest import Record
+from edge_tl.progress import Reporter
 
 SCAN_SIDE = 64  # draft-mode target: decode at >= 2 * SCAN_SIDE px on the short side
 BAD_KINDS: dict[str, str] = {
@@ -244,11 +245,13 @@ def _sniff(data: bytes) -> str:
 
 def scan(files: Sequence[Path], labels: Sequence[int], splits: Sequence[str] | None = None, *,
          classes: Sequence[str] = (), threads: int | None = None, progress: bool = True,
-         draft_side: int | None = SCAN_SIDE) -> ScanReport:
+         draft_side: int | None = SCAN_SIDE, reporter: Reporter | None = None) -> ScanReport:
     """Scan ``files`` (with their ``labels`` and optional ``splits``) and report what is usable.
 
-    ``threads`` defaults to the cores available; ``progress`` shows a rich progress bar on stderr.
+    ``threads`` defaults to the cores available; the scan is a task ("scanning images", one step per file) on
+    ``reporter`` unless ``progress`` is off.
     """
+    from edge_tl import progress as _progress
     from edge_tl.errors import DataError
 
     if len(files) != len(labels) or (splits is not None and len(splits) != len(files)):
@@ -260,7 +263,7 @@ def scan(files: Sequence[Path], labels: Sequence[int], splits: Sequence[str] | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data", "Truncated File Read"
-        results = _run_pool(list(files), list(labels), workers, progress, draft_side)
+        results = _run_pool(list(files), list(labels), workers, _progress.of(reporter, tasks=progress), draft_side)
     return build_report(results, splits, classes, time.perf_counter() - t0)
 
 
@@ -271,19 +274,14 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _run_pool(files: list[Path], labels: list[int], workers: int, progress: bool,
+def _run_pool(files: list[Path], labels: list[int], workers: int, reporter: Reporter,
               draft_side: int | None) -> list[FileResult]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    cols = (TextColumn("scanning images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with ThreadPoolExecutor(max_workers=workers) as pool, \
-            Progress(*cols, console=Console(stderr=True), transient=True, disable=not progress) as bar:
-        task = bar.add_task("scan", total=len(files))
+            reporter.task("scanning images", len(files), "img") as advance:
         results: list[FileResult] = []
         for res in pool.map(lambda fl: check_file(fl[0], fl[1], draft_side), zip(files, labels), chunksize=8):
             results.append(res)
-            bar.advance(task)
+            advance(1)
     return results
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from edge_tl.card import ModelCard
     from edge_tl.data.hygiene import ScanReport
     from edge_tl.data.sources import Dataset
+    from edge_tl.progress import Reporter
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FORMAT = "edge-tl-manifest"
@@ -262,17 +263,18 @@ def fixed_split(records: Iterable[Record], splits: dict[Path, str], classes: Seq
 
 
 def split_dataset(dataset: Dataset, seed: int = 0, val_frac: float = 0.15, test_frac: float = 0.15, *,
-                  threads: int | None = None, progress: bool = True) -> tuple[Manifest, ScanReport]:
+                  threads: int | None = None, progress: bool = True,
+                  reporter: Reporter | None = None) -> tuple[Manifest, ScanReport]:
     """Hygiene-scan ``dataset`` and split its usable images: what ``edge-tl train`` writes as ``split.json``.
 
     Bad files are skipped (listed in the report). A dataset that came already split (``train/``, ``val/``,
     ``test/`` folders) keeps its split; otherwise :func:`make_split`. Leakage in a predefined split raises
-    :class:`DataError`.
+    :class:`DataError`. The scan is a task on ``reporter`` (unless ``progress`` is off).
     """
     from edge_tl.data.hygiene import scan
 
     report = scan(dataset.files, dataset.labels, dataset.splits, classes=dataset.classes, threads=threads,
-                  progress=progress)
+                  progress=progress, reporter=reporter)
     if dataset.splits is None:
         manifest = make_split(report.records, dataset.classes, seed, val_frac, test_frac, dataset=dataset.name,
                               root=dataset.root)

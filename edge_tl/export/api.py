@@ -17,8 +17,10 @@ from typing import Any
 
 from edge_tl._io import ensure_writable_dir, sha256_file
 from edge_tl.card import ModelCard, sidecar_path
-from edge_tl.errors import CardError, CheckpointError, ConfigError, ParityError
+from edge_tl.errors import BackendMissingError, CardError, CheckpointError, ConfigError, ParityError
 from edge_tl.export.registry import (
+    FORMAT_PACKAGES,
+    PRECISION_VARIANTS,
     QUANTIZE_MODES,
     Artifact,
     ExporterEntry,
@@ -26,9 +28,11 @@ from edge_tl.export.registry import (
     ExportRequest,
     get_card_writer,
     get_exporter,
+    has_exporter,
 )
 from edge_tl.export.registry import formats as registered_formats
 from edge_tl.parity import ParityResult, check_parity, gate, limits_for
+from edge_tl.progress import Reporter, of
 from edge_tl.runtimes import default_threads
 
 Progress = Callable[[str], None]
@@ -43,6 +47,7 @@ class ExportResult:
     artifacts: tuple[Artifact, ...]
     parity: tuple[ParityResult, ...]
     reused: tuple[Path, ...] = ()
+    skipped: tuple[str, ...] = ()  # formats left out of --format all, with the reason
 
     @property
     def passed(self) -> bool:
@@ -51,7 +56,7 @@ class ExportResult:
     def to_json(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), "out_dir": str(self.out_dir), "passed": self.passed,
                 "artifacts": [a.to_json() for a in self.artifacts], "reused": [str(p) for p in self.reused],
-                "parity": [r.to_json() for r in self.parity]}
+                "skipped": list(self.skipped), "parity": [r.to_json() for r in self.parity]}
 
 
 def resolve_checkpoint(model: str | Path) -> Path:
@@ -65,16 +70,51 @@ def resolve_checkpoint(model: str | Path) -> Path:
     return ckpt
 
 
-def plan(formats: Sequence[str], quantize: Sequence[str]) -> list[ExporterEntry]:
-    """Ordered exporter entries: per format, the float artefact first when a quantised one needs it."""
+def plan(formats: Sequence[str], quantize: Sequence[str], precisions: Sequence[str] = ()) -> list[ExporterEntry]:
+    """Ordered exporter entries: per format, the float artefact first when a quantised one needs it, then the
+    float artefacts pinned to another precision (``precisions``, e.g. ``bf16``) for formats that register them."""
     fmts = registered_formats() if "all" in formats else list(dict.fromkeys(formats))
     out: list[ExporterEntry] = []
     for f in fmts:
         wanted = [get_exporter(f, q) for q in sorted(set(quantize), key=QUANTIZE_MODES.index)]
+        wanted += [get_exporter(f, p) for p in PRECISION_VARIANTS if p in precisions and has_exporter(f, p)]
         if any(e.needs_float for e in wanted) and all(e.quantize != "none" for e in wanted):
             wanted.insert(0, get_exporter(f, "none"))
         out.extend(wanted)
     return out
+
+
+def missing_package(fmt: str) -> str | None:
+    """The first Python package ``fmt``'s exporters need that cannot be imported, or None."""
+    import importlib
+
+    for pkg in FORMAT_PACKAGES.get(fmt, ((), ""))[0]:
+        try:
+            importlib.import_module(pkg)
+        except ImportError:
+            return pkg
+    return None
+
+
+def available_formats(formats: Sequence[str], warn: Callable[[str], None]) -> tuple[list[str], list[str]]:
+    """``formats`` without those whose backend is missing, and the reasons. ``all`` skips them with one warning
+    each; a format asked for by name raises :class:`BackendMissingError` naming what to install."""
+    auto = "all" in formats
+    fmts = registered_formats() if auto else list(dict.fromkeys(formats))
+    kept, skipped = [], []
+    for f in fmts:
+        pkg = missing_package(f)
+        if pkg is None:
+            kept.append(f)
+            continue
+        install = FORMAT_PACKAGES[f][1]
+        if not auto:
+            err = BackendMissingError(pkg, f"export {f}")
+            err.hint = install
+            raise err
+        skipped.append(f"{f}: {pkg} is not installed ({install})")
+        warn(f"skipping {f} artefacts: {pkg} is not installed ({install})")
+    return kept, skipped
 
 
 def _reusable(path: Path, source_sha: str) -> bool:
@@ -102,24 +142,34 @@ def _check_targets(entries: list[ExporterEntry], out_dir: Path, requested: set[s
 
 def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Sequence[str] = ("none",),
            out_dir: str | Path = "exported", options: ExportOptions | None = None,
-           progress: Progress | None = None) -> ExportResult:
+           progress: Progress | None = None, reporter: Reporter | None = None) -> ExportResult:
     """Export the run at ``run_dir`` to every (format, quantize) pair and verify each artefact.
 
     Raises ``ConfigError`` (bad pair, existing file, unwritable folder), ``CheckpointError``, ``DataError``
-    (no calibration / held-out images), ``ExportError`` (converter failure; earlier artefacts are kept) and
+    (no calibration / held-out images), ``ExportError`` (converter failure; earlier artefacts are kept),
+    ``BackendMissingError`` (a format named in ``formats`` whose package is missing; ``all`` skips it) and
     ``ParityError`` (after everything is written, when any artefact failed its limits).
+
+    ``reporter`` (:class:`edge_tl.progress.Reporter`) gets the steps as notes and the calibration as a task;
+    ``progress`` (a plain ``message -> None``), when given, gets the notes instead.
     """
     from edge_tl.data.manifest import manifest_for_card
     from edge_tl.export.calibration import make_calibration
     from edge_tl.models.checkpoint import load_checkpoint
 
     opts = options or ExportOptions()
-    say = progress or (lambda _msg: None)
+    rep = of(reporter)
+    say = progress or rep.note
+    warn = (lambda m: say(f"warning: {m}")) if progress else (lambda m: rep.note(m, "warning"))
     ckpt = resolve_checkpoint(run_dir)
-    entries = plan(formats, quantize)
+    fmts, skipped = available_formats(formats, warn)
+    if set(opts.openvino_precision) - {"f32"} and "openvino" not in fmts and "all" not in formats:
+        raise ConfigError("--openvino-precision applies to OpenVINO IR", "add --format openvino (or all)")
+    entries = plan(fmts, quantize, opts.openvino_precision)
     out = Path(out_dir)
     source_sha = sha256_file(ckpt)
-    reuse = _check_targets(entries, out, set(quantize), source_sha, opts.force) if out.exists() else set()
+    asked = {*quantize, *opts.openvino_precision}
+    reuse = _check_targets(entries, out, asked, source_sha, opts.force) if out.exists() else set()
     ensure_writable_dir(out)
     say(f"loading {ckpt}")
     model, card = load_checkpoint(ckpt)
@@ -128,7 +178,8 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
     manifest = manifest_for_card(card, ckpt.parent / "card.json") if needs_data else None
     calibration = None
     if manifest is not None and any(e.needs_calibration for e in entries):
-        calibration = make_calibration(manifest, card.input, opts.calib_size, opts.calib_split, opts.seed)
+        calibration = make_calibration(manifest, card.input, opts.calib_size, opts.calib_split, opts.seed,
+                                       reporter=reporter)
     fidelity = None
     if manifest is not None and (opts.verify or calibration is not None):
         from edge_tl.parity import fidelity_set
@@ -145,7 +196,7 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
             folder.mkdir(parents=True, exist_ok=True)
             return fe.fn(ExportRequest(model=m, card=card, checkpoint=ckpt, source_sha256=source_sha,
                                        out_path=folder / fe.filename, format=fmt, quantize="none", options=opts,
-                                       manifest=manifest)).path
+                                       manifest=manifest, reporter=reporter)).path
 
         prep = PreparedSources(model, card.input, card.backbone, calibration, opts.int8_prep, export_float, say)
 
@@ -164,7 +215,7 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
         req = ExportRequest(model=model, card=card, checkpoint=ckpt, source_sha256=source_sha, out_path=target,
                             format=e.format, quantize=e.quantize, options=opts, manifest=manifest,
                             float_path=source or float_paths.get(e.format),
-                            calibration=calibration if e.needs_calibration else None)
+                            calibration=calibration if e.needs_calibration else None, reporter=reporter)
         say(f"exporting {target}")
         art = e.fn(req)
         if prep is not None and e.quantize == "int8":
@@ -186,7 +237,7 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
         artifacts.append(art)
     if prep is not None:
         prep.close()
-    result = ExportResult(ckpt.parent, out, tuple(artifacts), tuple(results), tuple(reused))
+    result = ExportResult(ckpt.parent, out, tuple(artifacts), tuple(results), tuple(reused), tuple(skipped))
     if results:
         try:
             gate(results)

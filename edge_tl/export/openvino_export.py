@@ -1,4 +1,4 @@
-"""OpenVINO IR export: ``model.xml`` + ``model.bin`` in f32, fp16-compressed weights, and NNCF int8.
+"""OpenVINO IR export: ``model.xml`` + ``model.bin`` in f32, fp16-compressed weights, bf16-pinned, and NNCF int8.
 
 The float IR is converted by ``openvino.convert_model`` from the same ONNX graph the ONNX exporter writes
 (dynamic batch, normalised NCHW float input), so every format starts from one trace. The card rides in the
@@ -8,7 +8,9 @@ layers run in f32): OpenVINO's CPU plugin would otherwise pick bf16 on CPUs with
 
 ``fp16`` is ``compress_to_fp16``: half-size weights, decompressed at load, computed in f32. ``int8`` is NNCF
 post-training quantisation calibrated on the same real train images as the other formats; the accuracy budget
-(:mod:`edge_tl.export.openvino_quant`) is NNCF's accuracy-control quantisation.
+(:mod:`edge_tl.export.openvino_quant`) runs NNCF's accuracy control and edge-tl's own float-fallback search and
+keeps the better. ``bf16`` (``--openvino-precision bf16``) is ``model_bf16.xml``: the float IR with its card
+pinned to bf16 compute, verified in bf16 by the parity gate (needs a CPU with bf16).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from edge_tl._io import ensure_writable_dir
 from edge_tl.card import CARD_KEY, ModelCard, library_versions, sidecar_path
-from edge_tl.errors import ArtifactError, BackendMissingError, ExportError
+from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError
 from edge_tl.export.registry import (
     Artifact,
     ExportRequest,
@@ -133,3 +135,24 @@ def export_openvino_fp16(req: ExportRequest) -> Artifact:
     save_ir(model, req.out_path, card, compress_to_fp16=True)
     return Artifact(req.out_path, card, "openvino", "fp16", time.perf_counter() - t0,
                     ("fp16 IR halves the size; the CPU decompresses the weights and computes in f32 (no speed-up)",))
+
+
+BF16_RECIPE = "f32 IR pinned to bf16 compute (OpenVINO INFERENCE_PRECISION_HINT bf16, AMX / AVX512-BF16)"
+
+
+@register_exporter("openvino", "bf16", filename="model_bf16.xml")
+def export_openvino_bf16(req: ExportRequest) -> Artifact:
+    """The float IR with its card pinned to bf16: edge-tl's runtime compiles it in bf16 and refuses a CPU that
+    would not, so the file runs (and was verified) at the precision it states."""
+    ov = _ov()
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        raise ConfigError("this CPU has no bf16 support, so model_bf16.xml could not be verified or run here",
+                          "export it on a CPU with AMX or AVX512-BF16, or use --openvino-precision f32")
+    t0 = time.perf_counter()
+    model = read_ir(require_float_ir(req))
+    model.set_rt_info("", [CARD_KEY])
+    recipe = {"mode": "bf16", "recipe": BF16_RECIPE, "calibration": None, "float_layers": []}
+    card = ir_card(req, "bf16", recipe)
+    save_ir(model, req.out_path, card)
+    return Artifact(req.out_path, card, "openvino", "bf16", time.perf_counter() - t0,
+                    ("bf16 IR: same weights as model.xml, computed in bf16; runs only where the CPU has bf16",))

@@ -146,15 +146,13 @@ def _float_latency(backend: QuantBackend) -> float | None:
 
 def plot_sensitivity(report: QuantReport, path: Path, top: int = 25) -> Path:
     """Horizontal bar chart of the most sensitive layers (relative logit error when quantised alone)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from edge_tl._io import atomic_path
 
     rows = list(report.sensitivity.layers[:top])[::-1]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.6))
+    fig = Figure(figsize=(9, 0.32 * len(rows) + 1.6))  # no pyplot: no global backend or figure state
+    ax = fig.subplots()
     colors = ["#d62728" if r.flags else "#1f77b4" for r in rows]
     ax.barh([r.label or short_name(r.name, 48) for r in rows], [r.rel_error for r in rows], color=colors)
     ax.set_xlabel("relative logit error when only this layer is int8")
@@ -167,7 +165,6 @@ def plot_sensitivity(report: QuantReport, path: Path, top: int = 25) -> Path:
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return Path(path)
 
 

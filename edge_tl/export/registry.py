@@ -26,13 +26,24 @@ if TYPE_CHECKING:
     import torch
 
     from edge_tl.data.manifest import Manifest
+    from edge_tl.progress import Reporter
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
+# Float artefacts pinned to another inference precision than f32 (``--openvino-precision``): registered like a
+# quantisation mode, planned from ExportOptions.openvino_precision rather than --quantize.
+PRECISION_VARIANTS = ("bf16",)
+OPENVINO_PRECISIONS = ("f32", *PRECISION_VARIANTS)
+_MODES = (*QUANTIZE_MODES, *PRECISION_VARIANTS)
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 OUTPUT_RECIPES = ("float", "quantized")  # logits layer kept in float (default) or fully quantised
 INT8_PREPS = ("auto", "none", "bias", "cle", "cle+bias")  # weight preparation before int8 (export/int8_prep.py)
 _FORMAT_MODULES = ("edge_tl.export.onnx_export", "edge_tl.export.onnx_quant", "edge_tl.export.tflite_export",
                    "edge_tl.export.openvino_export", "edge_tl.export.openvino_quant")
+# Python packages a format's exporters need, and what to install: a missing one skips the format in
+# ``--format all`` (one warning) and is an error when the format is asked for by name.
+FORMAT_PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
+    "openvino": (("openvino",), "pip install 'edge-tl[openvino]'"),
+}
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,12 @@ class ExportOptions:
     threads: int | None = None
     seed: int = 0
     int8_prep: str = "auto"  # BN folding + bias correction / CLE on a copy of the model before full int8
+    openvino_precision: tuple[str, ...] = ("f32",)  # float IRs to write: f32 -> model.xml, bf16 -> model_bf16.xml
 
     def __post_init__(self) -> None:
+        for p in self.openvino_precision:
+            if p not in OPENVINO_PRECISIONS:
+                raise UnknownNameError("OpenVINO precision", p, OPENVINO_PRECISIONS)
         if self.int8_prep not in INT8_PREPS:
             raise UnknownNameError("int8 preparation", self.int8_prep, INT8_PREPS)
         if self.calib_size < 1:
@@ -92,6 +107,7 @@ class ExportRequest:
     float_path: Path | None = None
     calibration: Callable[[int], Iterator[np.ndarray]] | None = None
     notes: list[str] = field(default_factory=list)  # warnings the exporter wants shown to the user
+    reporter: Reporter | None = None  # where long steps (calibration) report progress; None = silent
 
 
 @dataclass(frozen=True)
@@ -114,7 +130,7 @@ class Artifact:
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
                 "size_mb": round(self.size_mb, 4), "seconds": round(self.seconds, 3), "notes": list(self.notes),
-                "parity": self.card.parity}
+                "budget": (self.card.quantization or {}).get("budget"), "parity": self.card.parity}
 
 
 Exporter = Callable[[ExportRequest], Artifact]
@@ -143,7 +159,7 @@ def register_exporter(format: str, quantize: str, *, filename: str, needs_float:
     ``needs_float`` (default: quantize != "none") makes the driver write the float artefact first and pass it as
     ``req.float_path``; ``needs_calibration`` makes it supply ``req.calibration``. Duplicates raise.
     """
-    if quantize not in QUANTIZE_MODES:
+    if quantize not in _MODES:
         raise ConfigError(f"unknown quantisation mode '{quantize}' in exporter registration")
 
     def deco(fn: Exporter) -> Exporter:
@@ -183,7 +199,7 @@ def formats() -> list[str]:
 def valid_pairs() -> list[str]:
     """Every registered ``format/quantize`` pair, e.g. ``onnx/int8``."""
     _ensure_loaded()
-    return [f"{f}/{q}" for f, q in sorted(_EXPORTERS, key=lambda k: (k[0], QUANTIZE_MODES.index(k[1])))]
+    return [f"{f}/{q}" for f, q in sorted(_EXPORTERS, key=lambda k: (k[0], _MODES.index(k[1])))]
 
 
 def get_exporter(format: str, quantize: str) -> ExporterEntry:
@@ -195,6 +211,12 @@ def get_exporter(format: str, quantize: str) -> ExporterEntry:
         raise ConfigError(f"{format} export does not support --quantize {quantize}",
                           f"valid pairs: {', '.join(valid_pairs())}")
     return _EXPORTERS[(format, quantize)]
+
+
+def has_exporter(format: str, quantize: str) -> bool:
+    """Whether ``(format, quantize)`` is registered."""
+    _ensure_loaded()
+    return (format, quantize) in _EXPORTERS
 
 
 def get_card_writer(format: str) -> CardWriter:

@@ -29,6 +29,7 @@ from edge_tl.card import CARD_KEY, InputSpec, ModelCard, OutputSpec, library_ver
 from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError
 from edge_tl.export.registry import Artifact, ExportRequest, register_card_writer, register_exporter
 from edge_tl.export.tflite_quant import OUTPUT_MARGIN, QUANT_MODES, QuantizedTflite, quantize_tflite
+from edge_tl.progress import Reporter, of
 
 if TYPE_CHECKING:
     import torch
@@ -356,17 +357,19 @@ def _collect_calibration(req: ExportRequest) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _calibration_progress(total: int) -> Iterator[Callable[[int], None] | None]:
-    """A transient rich progress bar over the calibration images (none when there is nothing to calibrate)."""
+def _calibration_progress(total: int, reporter: Reporter | None) -> Iterator[Callable[[int], None] | None]:
+    """``done -> None`` reporting calibrated images to ``reporter`` (none when there is nothing to calibrate)."""
     if total == 0:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    with of(reporter).task("calibrating TFLite int8", total=total, unit="img") as advance:
+        seen = [0]
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as bar:
-        task = bar.add_task("calibrating TFLite int8", total=total)
-        yield lambda done: bar.update(task, completed=done)
+        def progress(done: int) -> None:  # the quantiser reports images done so far; the reporter counts steps
+            advance(done - seen[0])
+            seen[0] = done
+
+        yield progress
 
 
 def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
@@ -380,7 +383,7 @@ def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
             method = _tflite_calib_method(req)
             pixels = _collect_calibration(req)
         threads = req.options.threads or min(2, os.cpu_count() or 1)
-        with _calibration_progress(0 if pixels is None else len(pixels)) as progress:
+        with _calibration_progress(0 if pixels is None else len(pixels), req.reporter) as progress:
             res = export_tflite(req.model, req.card, req.out_path, quantize, pixels, calib_method=method,
                                 calib_split=req.options.calib_split, output=req.options.output,
                                 float_content=float_content, source_sha256=req.source_sha256, threads=threads,

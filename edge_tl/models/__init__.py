@@ -15,6 +15,7 @@ from edge_tl.models.weights import DEFAULT, ResolvedWeights, resolve_weights
 
 if TYPE_CHECKING:
     from edge_tl.models.base import EdgeModel
+    from edge_tl.progress import Reporter
 
 __all__ = [
     "BackboneSpec",
@@ -33,7 +34,7 @@ MIN_IMG_SIZE = 32
 
 
 def create_model(name: str, *, num_classes: int | None = None, weights: str | os.PathLike[str] = DEFAULT,
-                 img_size: int | None = None) -> EdgeModel:
+                 img_size: int | None = None, reporter: Reporter | None = None) -> EdgeModel:
     """Build backbone ``name`` as an :class:`~edge_tl.models.base.EdgeModel` (in eval mode).
 
     Args:
@@ -45,6 +46,7 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | os
             torchvision file, or in EdgeModel's own ``features.*``/``head.*`` layout).
         img_size: the input size the model will see (only validated here: every backbone pools adaptively);
             ``model.input_spec`` holds the matching preprocessing.
+        reporter: where a weights download reports its progress (:class:`edge_tl.progress.Reporter`).
 
     Raises:
         UnknownNameError, WeightsError, ConfigError.
@@ -54,7 +56,7 @@ def create_model(name: str, *, num_classes: int | None = None, weights: str | os
         raise ConfigError(f"image size {img_size} is too small", f"use --img-size {MIN_IMG_SIZE} or more")
     if num_classes is not None and num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    resolved = resolve_weights(spec, weights)
+    resolved = resolve_weights(spec, weights, reporter=reporter)
     model = _build(spec, resolved)
     if num_classes is not None and num_classes != model.num_classes:
         model.reset_head(num_classes)

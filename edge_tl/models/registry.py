@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge_tl.card import InputSpec
-from edge_tl.errors import ConfigError, UnknownNameError
+from edge_tl.registry import Registry
 
 if TYPE_CHECKING:
     from edge_tl.models.base import EdgeModel
@@ -62,31 +62,24 @@ class BackboneSpec:
         return InputSpec(size=size, resize=resize, mean=self.mean, std=self.std, interpolation=self.interpolation)
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    """Add ``spec`` to the registry; a duplicate name is a programming error and raises."""
-    if spec.name in _REGISTRY:
-        raise ConfigError(f"backbone '{spec.name}' is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
 def _ensure_loaded() -> None:
     # The catalogue module registers every built-in backbone on import (builders import torch lazily).
     from edge_tl.models import catalogue  # noqa: F401
 
 
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", load=_ensure_loaded)
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add ``spec`` to the registry; a duplicate name is a programming error and raises."""
+    return BACKBONES.add(spec.name, spec)
+
+
 def list_backbones(include_test: bool = False) -> list[str]:
     """Registered backbone names (tiny test backbones only with ``include_test``)."""
-    _ensure_loaded()
-    return sorted(n for n, s in _REGISTRY.items() if include_test or not s.test_only)
+    return sorted(n for n, s in BACKBONES.items() if include_test or not s.test_only)
 
 
 def get_spec(name: str) -> BackboneSpec:
     """The spec of backbone ``name``; unknown names raise with the closest match and the valid ones."""
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownNameError("backbone", name, list_backbones(include_test=True))
-    return _REGISTRY[name]
+    return BACKBONES.get(name)

@@ -26,6 +26,7 @@ from typing import IO, Any
 from edge_tl._io import atomic_path, sha256_file
 from edge_tl.errors import WeightsError
 from edge_tl.models.registry import BackboneSpec, WeightSource
+from edge_tl.progress import Reporter, of
 
 NONE = "none"
 DEFAULT = "default"
@@ -91,13 +92,15 @@ def _expected_for_explicit(path: Path, src: WeightSource | None) -> str | None:
 
 
 def resolve_weights(spec: BackboneSpec, weights_arg: str | os.PathLike[str] = DEFAULT, *,
-                    allow_download: bool | None = None, opener: Opener | None = None) -> ResolvedWeights | None:
+                    allow_download: bool | None = None, opener: Opener | None = None,
+                    reporter: Reporter | None = None) -> ResolvedWeights | None:
     """Find and verify the weights of ``spec``; None means random init (``"none"``, or a test backbone).
 
     ``weights_arg`` is ``"default"``, ``"none"`` or a path. An explicit file named like the source's file, or
     following torch.hub's ``name-<sha256 prefix>.pth`` convention, is verified against that hash; any other
     explicit file (your own state dict) is hashed and recorded. ``allow_download`` defaults to not
-    ``$EDGE_TL_OFFLINE``; ``opener`` replaces ``urllib.request.urlopen`` (tests).
+    ``$EDGE_TL_OFFLINE``; ``opener`` replaces ``urllib.request.urlopen`` (tests); a download is a task on
+    ``reporter``.
     """
     arg = str(weights_arg)
     if arg == NONE:
@@ -122,7 +125,7 @@ def resolve_weights(spec: BackboneSpec, weights_arg: str | os.PathLike[str] = DE
         allow_download = os.environ.get("EDGE_TL_OFFLINE", "") in ("", "0")
     if src.url and allow_download:
         try:
-            got = download(src.url, cached, src.sha256, opener=opener)
+            got = download(src.url, cached, src.sha256, opener=opener, reporter=reporter)
         except (urllib.error.URLError, OSError, ValueError):
             got = None  # offline or unreachable: fall through to the error that says where to put the file
         if got is not None:
@@ -146,28 +149,24 @@ def missing_weights_error(spec: BackboneSpec, cached: Path) -> WeightsError:
 
 
 def download(url: str, dest: Path, expected: str | None, *, opener: Opener | None = None,
-             chunk: int = 1 << 20) -> str:
+             chunk: int = 1 << 20, reporter: Reporter | None = None) -> str:
     """Stream ``url`` into ``dest`` atomically, verifying sha256 before the file appears; returns the hash.
 
-    Shows a transient progress bar on stderr.
+    The transfer is a task in bytes ("downloading NAME") on ``reporter``.
     """
     import hashlib
 
-    from rich.console import Console
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
     open_url = opener or urllib.request.urlopen
     h = hashlib.sha256()
-    with atomic_path(dest) as tmp, Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                                            console=Console(stderr=True), transient=True) as progress:
+    with atomic_path(dest) as tmp:
         with open_url(url, timeout=60) as resp, open(tmp, "wb") as out:
             headers = getattr(resp, "headers", None)
             size = headers.get("Content-Length") if headers is not None else None
-            task = progress.add_task(f"downloading {dest.name}", total=int(size) if size else None)
-            while block := resp.read(chunk):
-                h.update(block)
-                out.write(block)
-                progress.advance(task, len(block))
+            with of(reporter).task(f"downloading {dest.name}", int(size) if size else None, "B") as advance:
+                while block := resp.read(chunk):
+                    h.update(block)
+                    out.write(block)
+                    advance(len(block))
         actual = h.hexdigest()
         if expected and not actual.startswith(expected.lower()):
             raise WeightsError(f"download of {url} fails its hash check: expected sha256 {expected}, got {actual}",

@@ -13,8 +13,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edge_tl.card import ModelCard
-from edge_tl.errors import ArtifactError, UnknownNameError
+from edge_tl.card import ModelCard, sidecar_path
+from edge_tl.errors import ArtifactError, CardError, UnknownNameError
+from edge_tl.registry import Registry
 
 
 @runtime_checkable
@@ -120,6 +121,30 @@ def load(path: str | Path, threads: int | None = None, runtime: str | None = Non
     if name not in _LOADERS[suffix]:
         raise UnknownNameError(f"runtime for {suffix} files", name, runtimes_for(suffix))
     return _LOADERS[suffix][name](p, threads=threads, **kwargs)
+
+
+CardReader = Callable[[Path], ModelCard]
+# suffix -> the function that reads the card a file carries (registered by the format's runtime module)
+CARD_READERS: Registry[CardReader] = Registry("model card reader", load=_ensure_loaded)
+
+
+def register_card_reader(suffix: str) -> Callable[[CardReader], CardReader]:
+    """Register ``reader(path) -> ModelCard`` as *the* way to read the card of ``suffix`` files."""
+    return CARD_READERS.register(suffix)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The card of ``path`` as its format's module reads it (the card inside the file wins over a sidecar);
+    a suffix with no reader falls back to the sidecar ``<file>.card.json``."""
+    p = Path(path)
+    reader = CARD_READERS.find(p.suffix.lower())
+    if reader is not None:
+        return reader(p)
+    side = sidecar_path(p)
+    if side.is_file():
+        return ModelCard.load(side)
+    raise CardError(f"{p}: cannot read a model card from a '{p.suffix}' file",
+                    f"give a file ending in {', '.join(CARD_READERS.names())} or put its card in {side.name}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

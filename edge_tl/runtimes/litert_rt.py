@@ -22,7 +22,7 @@ from edge_tl.card import CARD_KEY, ModelCard, sidecar_path
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import ArtifactError, BackendMissingError, CardError
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
-from edge_tl.runtimes.base import register_runtime
+from edge_tl.runtimes.base import register_card_reader, register_runtime
 
 TFLITE_IDENTIFIER = b"TFL3"
 STANDARD_METADATA = "TFLITE_METADATA"  # the metadata buffer MediaPipe and the TFLite Task Library read
@@ -203,6 +203,12 @@ def read_card(data: bytes | bytearray | memoryview, path: Path) -> ModelCard:
         return ModelCard.load(side)
     raise CardError(f"{path} carries no edge-tl model card (metadata '{CARD_KEY}') and has no {side.name}",
                     "export it with edge-tl export --format tflite")
+
+
+@register_card_reader(".tflite")
+def read_file_card(path: Path) -> ModelCard:
+    """The card of the ``.tflite`` file at ``path`` (see :func:`read_card`)."""
+    return read_card(Path(path).read_bytes(), Path(path))
 
 
 def _check_input(interpreter: Any, card: ModelCard, path: Path) -> None:

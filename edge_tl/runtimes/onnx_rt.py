@@ -18,7 +18,7 @@ from edge_tl.card import CARD_KEY, ModelCard, sidecar_path
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import ArtifactError, BackendMissingError, CardError
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
-from edge_tl.runtimes.base import register_runtime
+from edge_tl.runtimes.base import register_card_reader, register_runtime
 
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -105,7 +105,8 @@ def _run_fixed(fn: Any, x: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-def _read_model(path: Path) -> Any:
+def read_model(path: Path) -> Any:
+    """The ONNX model at ``path`` (protobuf parsed, external data not loaded); a bad file is an ArtifactError."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -128,6 +129,12 @@ def _card_of(model: Any, path: Path) -> ModelCard:
         return ModelCard.load(side)
     raise CardError(f"{path} carries no edge-tl model card (metadata '{CARD_KEY}') and has no {side.name}",
                     "export it with edge-tl export")
+
+
+@register_card_reader(".onnx")
+def read_card(path: Path) -> ModelCard:
+    """The card embedded in an ONNX file's metadata (or, for a file without one, its sidecar)."""
+    return _card_of(read_model(path), path)
 
 
 def output_quantization(model: Any) -> OutputQuant | None:
@@ -181,7 +188,7 @@ def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntim
     except ImportError:
         raise BackendMissingError("onnxruntime", "run .onnx models") from None
     path = Path(path)
-    model = _read_model(path)
+    model = read_model(path)
     card = _card_of(model, path)
     _check_input_shape(model, card, path)
     _check_output_width(model, card, path)

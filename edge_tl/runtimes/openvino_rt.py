@@ -27,7 +27,7 @@ from edge_tl.card import CARD_KEY, PRECISIONS, ModelCard, sidecar_path
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import ArtifactError, BackendMissingError, CardError, ConfigError
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
-from edge_tl.runtimes.base import register_runtime
+from edge_tl.runtimes.base import register_card_reader, register_runtime
 
 DEVICE = "CPU"
 # edge-tl precision -> the plugin's INFERENCE_PRECISION_HINT; int8 graphs run their non-quantised layers in f32.
@@ -172,20 +172,15 @@ def ir_card_text(path: Path) -> str | None:
 
 
 def _card_of(path: Path, model: Any) -> ModelCard:
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from edge_tl.runtimes.onnx_rt import _card_of as onnx_card
-        from edge_tl.runtimes.onnx_rt import _read_model
+    if path.suffix.lower() != ".xml":  # an .onnx / .tflite run by OpenVINO: the card as its format reads it
+        from edge_tl.runtimes.base import read_card as read_any_card
 
-        return onnx_card(_read_model(path), path)
-    if suffix == ".tflite":
-        from edge_tl.runtimes.litert_rt import read_card
-
-        return read_card(path.read_bytes(), path)
+        return read_any_card(path)
     card = read_ir_card(model, path)
     return card if card is not None else _sidecar_card(path)
 
 
+@register_card_reader(".xml")
 def read_card(path: Path) -> ModelCard:
     """The card of an IR ``.xml`` without OpenVINO: its ``rt_info`` read as XML, else the sidecar."""
     text = ir_card_text(path)

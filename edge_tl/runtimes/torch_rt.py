@@ -14,7 +14,7 @@ import numpy as np
 from edge_tl.card import ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax
-from edge_tl.runtimes.base import register_runtime
+from edge_tl.runtimes.base import register_card_reader, register_runtime
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +51,18 @@ class TorchRuntime:
 
     def __repr__(self) -> str:
         return f"TorchRuntime({self.path}, threads={self.threads})"
+
+
+@register_card_reader(".pt")
+def read_card(path: Path) -> ModelCard:
+    """A checkpoint's card: the run folder's ``card.json`` when it is there, else the one inside ``model.pt``
+    (read without unpickling code)."""
+    run_card = Path(path).parent / "card.json"
+    if run_card.is_file():
+        return ModelCard.load(run_card)
+    from edge_tl.models.checkpoint import read_card as read_checkpoint_card
+
+    return read_checkpoint_card(path)
 
 
 @register_runtime(".pt", "pytorch")

@@ -17,9 +17,8 @@ from edge_tl.data.sources import SPLIT_POLICIES
 from edge_tl.errors import CheckpointError, ConfigError, check_choice
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from edge_tl.card import ModelCard
+    from edge_tl.progress import Reporter
     from edge_tl.train.metrics import ClassReport
 
 MODES = ("features", "finetune", "full")
@@ -169,23 +168,23 @@ def merge_resume(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
                    data_root=cfg.data_root or old.data_root)
 
 
-def train(cfg: TrainConfig, *, console: Console | None = None,
+def train(cfg: TrainConfig, *, reporter: Reporter | None = None,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train a classifier as ``cfg`` says and write its run folder; see the module docstring.
 
-    ``on_epoch(epoch, row)`` is called after each epoch's resumable state is saved (tests raise
-    KeyboardInterrupt there to simulate Ctrl-C).
+    Progress goes to ``reporter`` (:class:`edge_tl.progress.Reporter`): notes (the data, the head fit, each
+    epoch's numbers) and counted tasks (hygiene scan, features, each epoch's images); ``None`` is silent, and
+    ``cfg.progress=False`` keeps the notes only. Under DDP only rank 0 reports. Nothing is printed and no global
+    state (such as the matplotlib backend) is changed. ``on_epoch(epoch, row)`` is called after each epoch's
+    resumable state is saved (tests raise KeyboardInterrupt there to simulate Ctrl-C).
     """
-    from rich.console import Console
-
+    from edge_tl import progress
     from edge_tl.models import get_spec
     from edge_tl.train import ddp, modes, runs, state
     from edge_tl.train.device import resolve_device, resolve_precision
 
     dist = ddp.env_dist()
-    console = console or Console(stderr=True)
-    if not dist.is_main:
-        console = Console(stderr=True, quiet=True)
+    rep = progress.of(reporter if dist.is_main else None)
     saved = None
     if cfg.resume:
         run_dir = runs.resume_dir(cfg.out)
@@ -197,7 +196,7 @@ def train(cfg: TrainConfig, *, console: Console | None = None,
 
         note = sgd_settings_note(cfg)
         if note:
-            console.print(f"[yellow]{note}[/yellow]")
+            rep.note(note, level="warning")
     cfg = cfg.resolved()
     assert cfg.backbone is not None and cfg.mode is not None
     get_spec(cfg.backbone)  # unknown backbone -> UnknownNameError with the closest name
@@ -206,17 +205,17 @@ def train(cfg: TrainConfig, *, console: Console | None = None,
     ddp.init(dist, device)
     ctx = None
     try:
-        ctx = modes.setup(cfg, dist, device, precision, console, saved, on_epoch)
+        ctx = modes.setup(cfg, dist, device, precision, rep, saved, on_epoch)
         outcome = modes.RUNNERS[cfg.mode](ctx)
         return modes.finish(ctx, outcome)
     except KeyboardInterrupt:
         if dist.is_main:
             if ctx is not None and (ctx.run_dir / state.STATE_FILE).is_file():
-                console.print(f"[yellow]interrupted: the last finished epoch is saved; continue with "
-                              f"`edge-tl train --out {ctx.run_dir} --resume`[/yellow]")
+                rep.note(f"interrupted: the last finished epoch is saved; continue with "
+                         f"`edge-tl train --out {ctx.run_dir} --resume`", level="warning")
             else:
-                console.print("[yellow]interrupted before training started: run the same command again "
-                              "(features computed so far are cached)[/yellow]")
+                rep.note("interrupted before training started: run the same command again "
+                         "(features computed so far are cached)", level="warning")
         raise
     finally:
         ddp.shutdown()

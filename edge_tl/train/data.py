@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 from edge_tl.errors import CheckpointError, DataError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from edge_tl.data.manifest import Manifest
+    from edge_tl.progress import Reporter
 
 SPLIT_FILE = "split.json"
 
@@ -72,28 +71,34 @@ def dataset_name(data: str, data_root: str | None) -> str:
 
 
 def scan_and_split(data: str, data_root: str | None, seed: int, val_frac: float, test_frac: float,
-                   console: Console | None = None, progress: bool = True, split: str = "auto") -> Prepared:
+                   reporter: Reporter | None = None, progress: bool = True, split: str = "auto") -> Prepared:
     """Resolve ``data``, scan every file (bad ones reported and skipped) and split it: stratified by class, or
     the dataset's own train/val/test folders, or its official split (``split``, see
-    :func:`edge_tl.data.sources.with_split`); a val split is carved from train when there is none."""
+    :func:`edge_tl.data.sources.with_split`); a val split is carved from train when there is none.
+
+    Bad files are noted on ``reporter``; the scan (and a dataset download) is a task there unless ``progress``
+    is off."""
+    from edge_tl import progress as _progress
     from edge_tl.data.manifest import split_dataset
     from edge_tl.data.sources import resolve_dataset, with_split
 
-    ds = with_split(resolve_dataset(data, Path(data_root) if data_root else None), split)
+    rep = _progress.of(reporter)
+    tasks = _progress.of(reporter, tasks=progress)
+    ds = with_split(resolve_dataset(data, Path(data_root) if data_root else None, reporter=tasks), split)
     if not ds.files:
         raise DataError(f"dataset {ds.name or data} has no images", "point --data at a folder with one subfolder "
                         "of images per class")
     if len(ds.classes) < 2:
         raise DataError(f"dataset {ds.name or data} has a single class ({', '.join(ds.classes) or 'none'})",
                         "a classifier needs at least 2 classes: add a subfolder per class")
-    m, report = split_dataset(ds, seed, val_frac, test_frac, progress=progress)
+    m, report = split_dataset(ds, seed, val_frac, test_frac, reporter=tasks)
     bad = tuple({"path": str(b.path), "kind": b.kind, "reason": b.reason} for b in report.bad)
-    if console is not None and bad:
-        console.print(f"[yellow]hygiene scan: skipping {len(bad)} bad file(s)[/yellow]")
+    if bad:
+        rep.note(f"hygiene scan: skipping {len(bad)} bad file(s)", level="warning")
         for b in bad[:10]:
-            console.print(f"  {b['path']}: {b['reason']}")
+            rep.note(f"  {b['path']}: {b['reason']}")
         if len(bad) > 10:
-            console.print(f"  ... and {len(bad) - 10} more (edge-tl data check {data})")
+            rep.note(f"  ... and {len(bad) - 10} more (edge-tl data check {data})")
     if split != "auto":
         from dataclasses import replace
 

@@ -19,6 +19,7 @@ from edge_tl.errors import DataError
 if TYPE_CHECKING:
     from edge_tl.card import ModelCard
     from edge_tl.models.base import EdgeModel
+    from edge_tl.progress import Reporter
     from edge_tl.train.metrics import ClassReport
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
@@ -75,10 +76,10 @@ def is_artefact(model: str | Path) -> bool:
 
 
 def artefact_data(card: ModelCard, path: Path, data: str | None, data_root: str | None, split: str,
-                  progress: bool) -> EvalData:
+                  progress: bool, reporter: Reporter | None = None) -> EvalData:
     """``data`` if given, else the split of the run the artefact was exported from (its card's ``run_dir``)."""
     if data:
-        return data_from_dataset(card, data, data_root, progress)
+        return data_from_dataset(card, data, data_root, progress, reporter)
     run = Path(card.run_dir) if card.run_dir else None
     if run is None or not (run / "card.json").exists():
         raise DataError(f"{path.name} was exported from a run that is not here ({card.run_dir or 'unknown'})",
@@ -103,22 +104,21 @@ def predict_artefact(rt: Any, files: list[Path], tick: Any = None) -> Any:
 
 def evaluate_artefact(model: str | Path, data: str | None = None, data_root: str | None = None,
                       split: str = "test", plot: str | Path | None = None, progress: bool = True,
-                      threads: int | None = None) -> EvalResult:
+                      threads: int | None = None, reporter: Reporter | None = None) -> EvalResult:
     """Evaluate an exported file with its runtime on ``data`` (or its run's ``split``); write the confusion PNG
-    (default: ``<file>.eval_confusion.png`` beside it)."""
-    from rich.console import Console
-
+    (default: ``<file>.eval_confusion.png`` beside it). The scan and the predictions are tasks on ``reporter``
+    unless ``progress`` is off."""
+    from edge_tl import progress as _progress
     from edge_tl.runtimes import load
     from edge_tl.train.metrics import class_report
     from edge_tl.train.plots import plot_confusion
-    from edge_tl.train.runs import make_progress, ticker
 
     path = Path(model).expanduser()
     rt = load(path, threads=threads)
-    ed = artefact_data(rt.card, path, data, data_root, split, progress)
+    ed = artefact_data(rt.card, path, data, data_root, split, progress, reporter)
     t0 = time.perf_counter()
-    with make_progress(Console(stderr=True), progress) as prog:
-        logits = predict_artefact(rt, ed.files, ticker(prog, f"evaluating {path.name}", len(ed.files)))
+    with _progress.of(reporter, tasks=progress).task(f"evaluating {path.name}", len(ed.files), "img") as tick:
+        logits = predict_artefact(rt, ed.files, tick)
     report = class_report(rt.card.classes, ed.labels, logits.argmax(1).tolist())
     seconds = time.perf_counter() - t0
     png = Path(plot) if plot else path.with_name(path.name + ".eval_confusion.png")
@@ -142,12 +142,15 @@ def data_from_run(card: ModelCard, ckpt: Path, split: str) -> EvalData:
                     f"{m.dataset or 'run'}:{split}")
 
 
-def data_from_dataset(card: ModelCard, data: str, data_root: str | None, progress: bool = True) -> EvalData:
+def data_from_dataset(card: ModelCard, data: str, data_root: str | None, progress: bool = True,
+                      reporter: Reporter | None = None) -> EvalData:
     """Every usable image of another dataset; its classes must be the model's (any order)."""
+    from edge_tl import progress as _progress
     from edge_tl.data.hygiene import scan
     from edge_tl.data.sources import resolve_dataset
 
-    ds = resolve_dataset(data, Path(data_root) if data_root else None)
+    tasks = _progress.of(reporter, tasks=progress)
+    ds = resolve_dataset(data, Path(data_root) if data_root else None, reporter=tasks)
     if not ds.files:
         raise DataError(f"dataset {ds.name or data} has no images", "point --data at a folder of class subfolders")
     if set(ds.classes) != set(card.classes):
@@ -158,7 +161,7 @@ def data_from_dataset(card: ModelCard, data: str, data_root: str | None, progres
         raise DataError(f"the classes of {ds.name or data} do not match the model's ({detail})",
                         f"the model knows: {', '.join(card.classes)}")
     remap = [card.classes.index(c) for c in ds.classes]
-    report = scan(ds.files, ds.labels, classes=ds.classes, progress=progress)
+    report = scan(ds.files, ds.labels, classes=ds.classes, reporter=tasks)
     if not report.records:
         raise DataError(f"dataset {ds.name or data} has no readable images", f"run `edge-tl data check {data}`")
     recs = report.records
@@ -180,26 +183,27 @@ def predict(model: EdgeModel, card: ModelCard, files: list[Path], shas: list[str
 
 
 def evaluate(model: str | Path, data: str | None = None, data_root: str | None = None, split: str = "test",
-             engine: str = "onnx", plot: str | Path | None = None, progress: bool = True) -> EvalResult:
+             engine: str = "onnx", plot: str | Path | None = None, progress: bool = True,
+             reporter: Reporter | None = None) -> EvalResult:
     """Evaluate a run (folder or ``model.pt``) or an exported file (:func:`evaluate_artefact`) on its ``split``
-    or on ``data``; write the confusion PNG."""
-    from rich.console import Console
-
+    or on ``data``; write the confusion PNG. The scan and the predictions are tasks on ``reporter`` unless
+    ``progress`` is off; nothing is printed."""
+    from edge_tl import progress as _progress
     from edge_tl.errors import check_choice
     from edge_tl.models.checkpoint import load_checkpoint
     from edge_tl.train.metrics import class_report
     from edge_tl.train.plots import plot_confusion
-    from edge_tl.train.runs import make_progress, ticker
 
     check_choice("split", split, SPLIT_CHOICES)
     if is_artefact(model):
-        return evaluate_artefact(model, data, data_root, split, plot, progress)
+        return evaluate_artefact(model, data, data_root, split, plot, progress, reporter=reporter)
     ckpt = checkpoint_path(model)
     net, card = load_checkpoint(ckpt)
-    ed = data_from_dataset(card, data, data_root, progress) if data else data_from_run(card, ckpt, split)
+    ed = (data_from_dataset(card, data, data_root, progress, reporter) if data
+          else data_from_run(card, ckpt, split))
     t0 = time.perf_counter()
-    with make_progress(Console(stderr=True), progress) as prog:
-        logits = predict(net, card, ed.files, ed.shas, engine, ticker(prog, "evaluating", len(ed.files)))
+    with _progress.of(reporter, tasks=progress).task("evaluating", len(ed.files), "img") as tick:
+        logits = predict(net, card, ed.files, ed.shas, engine, tick)
     report = class_report(card.classes, ed.labels, logits.argmax(1).tolist())
     seconds = time.perf_counter() - t0
     png = Path(plot) if plot else ckpt.parent / "eval_confusion.png"

@@ -4,8 +4,9 @@
 convergence with full-batch L-BFGS in float64. That is scikit-learn's ``LogisticRegression(C=1 / (l2 * N))``
 objective, solved by PyTorch so the core needs no scikit-learn. ``select_head`` picks ``l2`` from a grid by
 stratified k-fold cross-validation (folds by image, so an image's augmented views never straddle train and
-held-out rows; held-out rows are the plain centre-crop view), then refits on all rows. Seeded, deterministic,
-seconds on a CPU.
+held-out rows; held-out rows are the plain centre-crop view), then refits on all rows. :func:`cv_plan` scales
+folds and grid down for tiny data; with fewer rows than dimensions every fit runs in one shared row-space basis
+(:func:`row_basis`, exact). Seeded, deterministic, seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 L2_GRID: tuple[float, ...] = tuple(float(10.0 ** e) for e in np.arange(-4.0, 1.51, 0.5))  # 1e-4 .. 3e1
 FOLDS = 5
+TINY_IMAGES = 100  # below this many images: at most TINY_FOLDS folds and every other grid value
+TINY_FOLDS = 3
 MAX_ITER = 1000
 SCORES = ("log_loss", "accuracy")
 
@@ -69,11 +72,12 @@ class HeadSelection:
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, *,
                  init: tuple[np.ndarray, np.ndarray] | None = None, max_iter: int = MAX_ITER,
-                 tol: float | None = None) -> LinearFit:
+                 tol: float | None = None, row_space: bool = True) -> LinearFit:
     """Minimise ``mean CE(x @ W.T + b, y) + l2 / 2 * ||W||^2`` over ``W, b`` with L-BFGS (float64).
 
     ``x`` is ``(N, D)``, ``y`` integer labels in ``[0, n_classes)``. ``init`` warm-starts from another solution
-    (same shapes). Stops when every gradient entry is below ``tol`` (default ``min(1e-5, 1e-2 * l2)``: a weak
+    (same shapes). With fewer rows than dimensions (and ``row_space``) it solves in the row space of ``x``
+    (:func:`row_basis`). Stops when every gradient entry is below ``tol`` (default ``min(1e-5, 1e-2 * l2)``: a weak
     penalty has a flat objective, so its tolerance is tighter). Deterministic for the same inputs.
     """
     tol = min(1e-5, 1e-2 * l2) if tol is None else tol
@@ -81,10 +85,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, *,
     import torch.nn.functional as F
 
     x = np.asarray(x, np.float64)
-    basis = None
-    if x.shape[0] < x.shape[1]:  # fewer rows than dimensions: the optimal W lies in the row space of x, so
-        _, _, vt = np.linalg.svd(x, full_matrices=False)  # fit B on x @ V (same penalty), W = B @ V.T: exact
-        basis = vt.T
+    basis = row_basis(x) if row_space else None
+    if basis is not None:
         x = x @ basis
     xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
@@ -132,6 +134,20 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, *,
     return LinearFit(weight, b.detach().numpy().copy(), float(l2), ce, acc, iters, grad)
 
 
+def row_basis(x: np.ndarray) -> np.ndarray | None:
+    """An orthonormal basis ``V`` ``(D, r)`` of the row space of ``x`` ``(N, D)`` when ``0 < N < D``, else ``None``.
+
+    The L2-penalised solution ``W`` lies in the span of the rows it is fitted on (any other component only adds
+    penalty), so fitting ``B`` on ``x @ V`` with the same penalty and taking ``W = B @ V.T`` is exact, in ``r``
+    dimensions instead of ``D``. It holds for any subset of the rows too, so one basis serves every CV fold.
+    """
+    x = np.asarray(x, np.float64)
+    if not 0 < x.shape[0] < x.shape[1]:
+        return None
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return np.ascontiguousarray(vt.T)
+
+
 def stratified_folds(y: Sequence[int], k: int, seed: int) -> np.ndarray:
     """Fold index ``0..k-1`` per sample: each class shuffled (seeded) and dealt round-robin, so every fold
     gets its share of every class."""
@@ -145,6 +161,27 @@ def stratified_folds(y: Sequence[int], k: int, seed: int) -> np.ndarray:
         fold[idx] = (np.arange(len(idx)) + offset) % k
         offset += len(idx)  # spread the classes' remainders over different folds
     return fold
+
+
+def cv_plan(y: Sequence[int], n_classes: int, *, folds: int = FOLDS,
+            grid: Sequence[float] = L2_GRID) -> tuple[int, tuple[float, ...]]:
+    """The folds and ``l2`` values the selection uses, scaled to the data: ``(k, grid)`` (``k < 2``: no CV).
+
+    ``k = min(folds, smallest class count)``, so every fold holds out every class. With fewer than
+    :data:`TINY_IMAGES` images one held-out image is worth more than a point of accuracy, finer than the
+    difference between neighbouring grid values, so a tiny set uses at most :data:`TINY_FOLDS` folds and every
+    other grid value (decade steps instead of half decades; a grid of 6 values or fewer is kept as it is).
+    """
+    y = np.asarray(y, np.int64)
+    values = tuple(sorted(float(g) for g in grid))
+    if not len(y):
+        return 0, values
+    k = min(int(folds), int(np.bincount(y, minlength=n_classes)[np.unique(y)].min()))
+    if len(y) < TINY_IMAGES:
+        k = min(k, TINY_FOLDS)
+        if len(values) > 6:
+            values = values[::2]
+    return k, values
 
 
 def _rows(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +202,7 @@ def select_head(x: np.ndarray, y: Sequence[int], n_classes: int, *, grid: Sequen
                 folds: int = FOLDS, seed: int = 0, score: str = "accuracy",
                 progress: Callable[[int, int], None] | None = None) -> HeadSelection:
     """Choose ``l2`` by stratified k-fold CV on ``x`` ``(N, V, D)`` (V views per image, view 0 the plain one),
-    then refit on every row with it.
+    then refit on every row with it. Folds and grid follow :func:`cv_plan` (fewer for tiny data).
 
     ``score`` ranks the grid: ``accuracy`` (held-out accuracy, ties broken by log loss; the default, since
     a strong penalty that flattens the probabilities often ranks classes best on few images per class) or
@@ -180,8 +217,11 @@ def select_head(x: np.ndarray, y: Sequence[int], n_classes: int, *, grid: Sequen
     if x.ndim == 2:
         x = x[:, None, :]
     y = np.asarray(y, np.int64)
-    grid = sorted(float(g) for g in grid)[::-1]  # strong -> weak: each fit warm-starts the next
-    k = min(int(folds), int(np.bincount(y, minlength=n_classes)[np.unique(y)].min())) if len(y) else 0
+    basis = row_basis(x.reshape(-1, x.shape[-1]))  # once for all fits (exact: see row_basis)
+    if basis is not None:
+        x = x @ basis
+    k, values = cv_plan(y, n_classes, folds=folds, grid=grid)
+    grid = list(values)[::-1]  # strong -> weak: each fit warm-starts the next
     total = (k if k >= 2 else 0) * len(grid) + 1
     done = 0
     path: list[dict[str, float]] = []
@@ -193,7 +233,7 @@ def select_head(x: np.ndarray, y: Sequence[int], n_classes: int, *, grid: Sequen
             xtr, ytr = _rows(x, y, tr)
             init = None
             for g in grid:
-                fit = fit_logistic(xtr, ytr, n_classes, g, init=init)
+                fit = fit_logistic(xtr, ytr, n_classes, g, init=init, row_space=False)
                 init = (fit.weight, fit.bias)
                 loss, correct = _held_out(fit, x[te, 0], y[te])
                 sums[g][0] += loss
@@ -208,7 +248,9 @@ def select_head(x: np.ndarray, y: Sequence[int], n_classes: int, *, grid: Sequen
     else:
         chosen, how = grid[len(grid) // 2], "middle of the grid (a class has fewer than 2 images to cross-validate)"
     xall, yall = _rows(x, y, np.arange(len(y)))
-    fit = fit_logistic(xall, yall, n_classes, chosen)
+    fit = fit_logistic(xall, yall, n_classes, chosen, row_space=False)
+    if basis is not None:
+        fit = replace(fit, weight=fit.weight @ basis.T)
     if progress:
         progress(total, total)
     return HeadSelection(fit, k if k >= 2 else 0, score, path, how, time.perf_counter() - t0)

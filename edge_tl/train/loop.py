@@ -8,9 +8,11 @@ from generators seeded by ``(seed, epoch)``, so a resumed run follows the same p
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -127,10 +129,11 @@ class Trainer:
 def fit(task: Task, trainer: Trainer, state: LoopState, *, epochs: int, patience: int, dist: Dist,
         device: torch.device, keep_best: Callable[[], None], save_state: Callable[[LoopState], None],
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-        progress: Callable[[int, int], Callable[[int], None]] | None = None) -> LoopState:
+        progress: Callable[[int, int], AbstractContextManager[Callable[[int], None]]] | None = None) -> LoopState:
     """Train from ``state.epoch`` to ``epochs`` (or until ``patience`` epochs without a better val accuracy).
 
-    ``progress(epoch, images)`` returns the per-batch ``advance(n_images)`` callback of a progress bar.
+    ``progress(epoch, images)`` returns a context (a :meth:`edge_tl.progress.Reporter.task`) that yields the
+    per-batch ``advance(n_images)`` callback; it is left when the epoch's training pass ends.
     ``keep_best`` snapshots the current weights as the best; ``save_state`` persists a resumable state (called
     on every rank; it writes on rank 0 only); ``on_epoch(epoch, row)`` runs after the state is saved (a
     KeyboardInterrupt raised there, or anywhere, leaves the last saved state resumable).
@@ -140,10 +143,11 @@ def fit(task: Task, trainer: Trainer, state: LoopState, *, epochs: int, patience
     params = [p for p in task.module.parameters() if p.requires_grad]
     while state.epoch < epochs and not state.stopped_early:
         epoch = state.epoch + 1
-        tick = progress(epoch, task.epoch_images()) if progress else (lambda n: None)
+        bar = progress(epoch, task.epoch_images()) if progress else contextlib.nullcontext(lambda n: None)
         t0 = time.perf_counter()
         task.module.train()
-        tr = task.train_epoch(epoch, lambda loss: trainer.step(loss, params), tick)
+        with bar as tick:
+            tr = task.train_epoch(epoch, lambda loss: trainer.step(loss, params), tick)
         tr_sums = ddp.all_sum(dist, [tr.loss, tr.correct, tr.images], device)
         task.module.eval()
         va = task.validate()

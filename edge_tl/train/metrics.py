@@ -49,20 +49,3 @@ def class_report(classes: Sequence[str], y_true: Sequence[int], y_pred: Sequence
     """Build a :class:`ClassReport` from labels and predictions."""
     return ClassReport(tuple(classes), confusion_matrix(y_true, y_pred, len(classes)))
 
-
-def rich_table(report: ClassReport, title: str) -> Any:
-    """A rich table of per-class accuracy with the overall accuracy as the last row."""
-    from rich.table import Table
-
-    t = Table(title=title)
-    t.add_column("class")
-    t.add_column("images", justify="right")
-    t.add_column("correct", justify="right")
-    t.add_column("accuracy %", justify="right")
-    for r in report.per_class():
-        acc = "-" if r["images"] == 0 else f"{100 * r['accuracy']:.1f}"
-        t.add_row(r["class"], str(r["images"]), str(r["correct"]), acc)
-    t.add_section()
-    t.add_row("all", str(report.total), str(int(np.trace(report.matrix))), f"{100 * report.accuracy:.2f}",
-              style="bold")
-    return t

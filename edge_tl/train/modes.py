@@ -16,10 +16,10 @@ from edge_tl.train import ddp
 
 if TYPE_CHECKING:
     import torch
-    from rich.console import Console
 
     from edge_tl.card import InputSpec
     from edge_tl.models.base import EdgeModel
+    from edge_tl.progress import Reporter
     from edge_tl.train.api import TrainConfig, TrainResult
     from edge_tl.train.data import Prepared
     from edge_tl.train.ddp import Dist
@@ -29,19 +29,27 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunContext:
-    """Everything a mode needs: resolved config, devices, run folder, data, model, resumed state."""
+    """Everything a mode needs: resolved config, devices, where progress goes, run folder, data, model, resumed
+    state. ``reporter`` is never None (silent on non-main ranks); ``tasks`` is where counted work goes (silent when
+    the config turns progress off or on non-main ranks)."""
 
     cfg: TrainConfig
     dist: Dist
     device: torch.device
     precision: Precision
-    console: Console
+    reporter: Reporter
     run_dir: Path
     prep: Prepared
     model: EdgeModel
     saved: dict[str, Any] | None = None
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
     extra_state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> Reporter:
+        from edge_tl import progress
+
+        return progress.of(self.reporter, tasks=self.cfg.progress)
 
 
 @dataclass
@@ -55,7 +63,7 @@ class Outcome:
     l2_path: list[dict[str, float]] | None = None  # features mode: cross-validation per L2 strength
 
 
-def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precision, console: Console,
+def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precision, reporter: Reporter,
           saved: dict[str, Any] | None, on_epoch: Callable[[int, dict[str, float]], None] | None) -> RunContext:
     """Run folder, data (scan + split, or the saved split on resume) and the model."""
 
@@ -73,21 +81,22 @@ def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precisi
     ddp.barrier(dist)
     run_dir = run_dir.resolve()
     try:
-        prep, model = _data_and_model(cfg, dist, run_dir, saved, console)
+        prep, model = _data_and_model(cfg, dist, run_dir, saved, reporter)
     except EdgeTLError:
         if fresh and dist.is_main:  # a bad --data / --weights leaves no half-made run folder behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    console.print(f"[bold]{cfg.mode}[/bold] training of {cfg.backbone} on {prep.dataset}: {len(prep.classes)} "
+    reporter.note(f"{cfg.mode} training of {cfg.backbone} on {prep.dataset}: {len(prep.classes)} "
                   f"classes, {len(prep.train)} train / {len(prep.val)} val / {len(prep.test)} test images, "
                   f"{input_spec(model).size} px -> {run_dir}")
-    return RunContext(cfg, dist, device, precision, console, run_dir, prep, model, saved, on_epoch)
+    return RunContext(cfg, dist, device, precision, reporter, run_dir, prep, model, saved, on_epoch)
 
 
 def _data_and_model(cfg: TrainConfig, dist: Dist, run_dir: Path, saved: dict[str, Any] | None,
-                    console: Console) -> tuple[Any, EdgeModel]:
+                    reporter: Reporter) -> tuple[Any, EdgeModel]:
     import torch
 
+    from edge_tl import progress
     from edge_tl.models import create_model
     from edge_tl.train import data
 
@@ -99,14 +108,15 @@ def _data_and_model(cfg: TrainConfig, dist: Dist, run_dir: Path, saved: dict[str
                                   "train a new run with another --out")
     else:
         if dist.is_main:
-            prep = data.scan_and_split(cfg.data, cfg.data_root, cfg.seed, cfg.val_frac, cfg.test_frac, console,
+            prep = data.scan_and_split(cfg.data, cfg.data_root, cfg.seed, cfg.val_frac, cfg.test_frac, reporter,
                                        progress=cfg.progress, split=cfg.split)
             prep.manifest.save(run_dir / data.SPLIT_FILE)
         ddp.barrier(dist)
         if not dist.is_main:
             prep = data.load_split(run_dir)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.backbone, num_classes=len(prep.classes), weights=cfg.weights, img_size=cfg.img_size)
+    model = create_model(cfg.backbone, num_classes=len(prep.classes), weights=cfg.weights, img_size=cfg.img_size,
+                         reporter=progress.of(reporter, tasks=cfg.progress))
     return prep, model
 
 
@@ -121,7 +131,7 @@ def input_spec(model: EdgeModel) -> InputSpec:
 def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[dict[str, Any]]) -> LoopState:
     """Optimiser + schedule + (resumed) state around :func:`edge_tl.train.loop.fit`; loads the best weights."""
     from edge_tl.train import loop as L
-    from edge_tl.train import runs, state
+    from edge_tl.train import state
     from edge_tl.train.device import make_scaler, oom_guard
 
     cfg = ctx.cfg
@@ -146,7 +156,7 @@ def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[di
         loop_state = L.LoopState.from_json(s["loop"])
         best["sd"] = s["best"]
         state.set_rng_state(s["rng"])
-        ctx.console.print(f"resuming {ctx.run_dir.name} after epoch {loop_state.epoch}")
+        ctx.reporter.note(f"resuming {ctx.run_dir.name} after epoch {loop_state.epoch}")
 
     def keep_best() -> None:
         best["sd"] = state.tensors_to_cpu(bare.state_dict())
@@ -161,7 +171,7 @@ def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[di
         ddp.barrier(ctx.dist)
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
-        ctx.console.print(
+        ctx.reporter.note(
             f"epoch {epoch:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:5.1f}%"
             f"  val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:5.1f}%  lr {row['lr']:.2e}"
             f"  {row['images_per_s']:,.0f} img/s")
@@ -170,13 +180,12 @@ def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[di
 
     if ctx.saved is None:
         save(loop_state)  # epoch 0: even an interrupt in the first epoch leaves something to resume
-    show = cfg.progress and ctx.dist.is_main
-    with runs.make_progress(ctx.console, show, transient=True) as prog, oom_guard(cfg.batch_size or 0):
+    with oom_guard(cfg.batch_size or 0):
         loop_state = L.fit(task, trainer, loop_state, epochs=cfg.epochs, patience=cfg.patience, dist=ctx.dist,
                            device=ctx.device, keep_best=keep_best, save_state=save, on_epoch=on_epoch,
-                           progress=lambda e, n: runs.ticker(prog, f"epoch {e}/{cfg.epochs}", n))
+                           progress=lambda e, n: ctx.tasks.task(f"epoch {e}/{cfg.epochs}", n, "img"))
     if loop_state.stopped_early:
-        ctx.console.print(f"early stop after epoch {loop_state.epoch}: no better val accuracy for "
+        ctx.reporter.note(f"early stop after epoch {loop_state.epoch}: no better val accuracy for "
                           f"{cfg.patience} epochs")
     bare.load_state_dict(best["sd"])
     return loop_state

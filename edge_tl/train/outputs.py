@@ -86,7 +86,7 @@ def write_outputs(ctx: RunContext, outcome: Outcome) -> TrainResult:
         plot_confusion(report.matrix, classes, run / FILES["confusion"],
                        title=f"test split: {100 * report.accuracy:.1f}% of {report.total}")
         link_latest(run)
-        ctx.console.print(f"test accuracy {100 * report.accuracy:.2f}% on {report.total} images; wrote {run}")
+        ctx.reporter.note(f"test accuracy {100 * report.accuracy:.2f}% on {report.total} images; wrote {run}")
     return TrainResult(run_dir=run, card=card, config=ctx.cfg, history=history, test=report, metrics=metrics,
                        split=split_summary(ctx.prep), bad_files=ctx.prep.bad_files,
                        files={k: str(run / v) for k, v in FILES.items()})

@@ -1,4 +1,8 @@
-"""PNG plots of a run: loss/accuracy curves per epoch and the confusion matrix (matplotlib, Agg backend)."""
+"""PNG plots of a run: loss/accuracy curves per epoch and the confusion matrix.
+
+Figures are built with matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`, ``fig.savefig``),
+which needs no backend: plotting never changes the caller's ``matplotlib`` backend or opens a window.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,17 @@ import numpy as np
 from edge_tl._io import atomic_path
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(figsize: tuple[float, float], dpi: int = 100) -> Any:
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize, dpi=dpi)
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
     """Train/val loss (left) and accuracy (right) per epoch; the best val epoch marked."""
-    plt = _pyplot()
     ep = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig = _figure((10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
     ax1.plot(ep, [r["val_loss"] for r in history], "o-", label="val")
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -45,9 +46,9 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path, title: str = ""
 
 def plot_l2_path(path_rows: Sequence[dict[str, float]], chosen: float, path: Path, title: str = "") -> Path:
     """Cross-validated loss (left) and accuracy (right) of the head per L2 strength; the chosen one marked."""
-    plt = _pyplot()
     l2 = [r["l2"] for r in path_rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig = _figure((10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(l2, [r["cv_loss"] for r in path_rows], "o-", label="held-out folds")
     ax1.set(xlabel="L2 strength", ylabel="cross-entropy", title="cross-validated loss", xscale="log")
     ax2.plot(l2, [100 * r["cv_acc"] for r in path_rows], "o-", label="held-out folds")
@@ -64,13 +65,13 @@ def plot_l2_path(path_rows: Sequence[dict[str, float]], chosen: float, path: Pat
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (true class per row) with counts in the cells."""
-    plt = _pyplot()
     m = np.asarray(matrix, dtype=np.float64)
     rows = m.sum(axis=1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     n = len(classes)
     side = min(4 + 0.35 * n, 22)
-    fig, ax = plt.subplots(figsize=(side, side * 0.85), dpi=100)
+    fig = _figure((side, side * 0.85))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), labels=list(classes), rotation=90 if n > 6 else 45, ha="right" if n <= 6 else "center")
     ax.set_yticks(range(n), labels=list(classes))
@@ -87,8 +88,6 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title
 
 
 def _save(fig: Any, path: Path) -> Path:
-    plt = _pyplot()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return Path(path)

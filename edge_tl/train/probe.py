@@ -27,7 +27,6 @@ SGD_ONLY = ("epochs", "lr", "batch_size", "patience", "weight_decay")
 
 def split_features(ctx: RunContext, views: dict[str, int]) -> tuple[dict[str, np.ndarray], ExtractStats, str]:
     """Features ``(N, 1 + views, D)`` of the named splits (cached or computed), the combined stats, the engine."""
-    from edge_tl.train import runs
     from edge_tl.train.features import ExtractStats, extract
     from edge_tl.train.modes import input_spec
 
@@ -47,31 +46,33 @@ def split_features(ctx: RunContext, views: dict[str, int]) -> tuple[dict[str, np
     hits = misses = 0
     seconds = 0.0
     total = sum(len(prep.split(n)) * (1 + nv) for n, nv in views.items())
-    with runs.make_progress(ctx.console, cfg.progress and ctx.dist.is_main) as prog:
-        tick = runs.ticker(prog, "features", total)
+    with ctx.tasks.task("features", total, "img") as tick:
         for name, nv in views.items():
             part = prep.split(name)
             feats[name], st = extract(model, spec, part.files, part.shas, views=nv, engine=engine, progress=tick)
             hits, misses, seconds = hits + st.hits, misses + st.misses, seconds + st.seconds
     model.to("cpu")
     rate = f" at {misses / seconds:,.0f} img/s" if misses and seconds > 0 else ""
-    ctx.console.print(f"features: {hits} from cache, {misses} computed{rate} ({engine})")
+    ctx.reporter.note(f"features: {hits} from cache, {misses} computed{rate} ({engine})")
     return feats, ExtractStats(hits, misses, seconds), engine
 
 
 def fit_probe(ctx: RunContext, x: np.ndarray, y: list[int], what: str) -> HeadSelection:
     """Select and fit the head on features ``x`` ``(N, V, D)``; load it into ``ctx.model.head`` (raw features)."""
-    from edge_tl.train import runs
     from edge_tl.train.head import load_into, probe
 
-    with runs.make_progress(ctx.console, ctx.cfg.progress and ctx.dist.is_main, transient=True) as prog:
-        task = prog.add_task(f"head ({what})", total=None)
-        sel, w, b = probe(x, y, len(ctx.prep.classes), seed=ctx.cfg.seed,
-                          progress=lambda done, total: prog.update(task, completed=done, total=total))
+    with ctx.tasks.task(f"head ({what})", None, "fit") as advance:
+        fits = [0]
+
+        def on_fit(done: int, total: int) -> None:
+            advance(done - fits[0])
+            fits[0] = done
+
+        sel, w, b = probe(x, y, len(ctx.prep.classes), seed=ctx.cfg.seed, progress=on_fit)
     load_into(ctx.model.head, w, b)
     cv = sel.best
     score = f"cv accuracy {100 * cv['cv_acc']:.2f}%, cv loss {cv['cv_loss']:.4f}, " if cv else ""
-    ctx.console.print(f"head ({what}): L-BFGS, l2 {sel.fit.l2:.1e} by {sel.chosen_by}; {score}"
+    ctx.reporter.note(f"head ({what}): L-BFGS, l2 {sel.fit.l2:.1e} by {sel.chosen_by}; {score}"
                       f"{len(y)} images, {x.shape[1]} view(s), {sel.seconds:.1f} s")
     return sel
 

@@ -1,20 +1,14 @@
-"""Run folders (``runs/<name>/``, ``runs/latest``) and the progress display of training."""
+"""Run folders: ``runs/<name>/`` and the ``runs/latest`` link."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from edge_tl._io import ensure_writable_dir
 from edge_tl.errors import CheckpointError, ConfigError
-
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.progress import Progress
 
 LATEST = "latest"
 
@@ -63,32 +57,3 @@ def link_latest(run_dir: Path) -> Path:
     os.symlink(run_dir.name, tmp)
     os.replace(tmp, link)
     return link
-
-
-def make_progress(console: Console, enabled: bool = True, transient: bool = False) -> Progress:
-    """A rich progress display with an images/s column."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} img/s" if speed else "", style="cyan")
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient,
-                    disable=not enabled)
-
-
-def ticker(progress: Progress, description: str, total: int) -> Callable[[int], None]:
-    """Add a task and return ``advance(n)`` for it."""
-    task = progress.add_task(description, total=total)
-    return lambda n: progress.advance(task, n)

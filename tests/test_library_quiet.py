@@ -1,0 +1,123 @@
+"""Library calls print nothing and change no global state; progress reaches the caller's reporter instead."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_tl.progress import Recorder
+from edge_tl.train.api import TrainConfig, train
+
+
+@pytest.fixture
+def svg_backend() -> Iterator[str]:
+    """Switch matplotlib to a backend the library would never pick, and restore the old one afterwards."""
+    import matplotlib
+
+    old = matplotlib.get_backend()
+    matplotlib.use("svg", force=True)
+    yield matplotlib.get_backend()
+    matplotlib.use(old, force=True)
+
+
+def _tasks(rec: Recorder) -> dict[str, dict[str, object]]:
+    return {str(t["description"]): t for t in rec.tasks}
+
+
+def test_train_and_eval_are_silent_and_report_to_the_reporter(sample_dir: Path, tmp_path: Path,
+                                                              capfd: pytest.CaptureFixture[str],
+                                                              svg_backend: str) -> None:
+    import matplotlib
+
+    from edge_tl.train.evaluate import evaluate
+
+    capfd.readouterr()
+    rec = Recorder()
+    res = train(TrainConfig(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32,
+                            out=str(tmp_path / "run"), seed=0, workers=0), reporter=rec)
+    n_files = len(list(sample_dir.rglob("*.jpg")))
+    tasks = _tasks(rec)
+    assert tasks["scanning images"]["total"] == n_files == tasks["scanning images"]["done"]
+    split = res.split
+    feats = tasks["features"]
+    assert feats["total"] == split["train"] + split["val"] + split["test"] == feats["done"] and feats["unit"] == "img"
+    assert all(t["finished"] for t in rec.tasks)
+    notes = " | ".join(m for _, m in rec.notes)
+    assert "features training of tiny_cnn" in notes and "test accuracy" in notes and "head (train + val)" in notes
+
+    ev = Recorder()
+    out = evaluate(res.run_dir, plot=tmp_path / "cm.png", reporter=ev)
+    assert _tasks(ev)["evaluating"]["total"] == out.report.total == split["test"]
+
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert matplotlib.get_backend() == svg_backend  # plots were written without switching the backend
+    assert (res.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_finetune_reports_each_epoch_with_its_image_count(sample_dir: Path, tmp_path: Path,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    capfd.readouterr()
+    rec = Recorder()
+    res = train(TrainConfig(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32, mode="finetune",
+                            epochs=2, batch_size=16, out=str(tmp_path / "ft"), seed=0, workers=0, engine="torch"),
+                reporter=rec)
+    tasks = _tasks(rec)
+    for e in (1, 2):
+        t = tasks[f"epoch {e}/2"]
+        assert t["total"] == t["done"] == res.split["train"] and t["unit"] == "img"
+    assert sum(m.startswith("epoch ") for _, m in rec.notes) == 2
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_progress_off_keeps_the_notes_and_drops_the_tasks(sample_dir: Path, tmp_path: Path) -> None:
+    rec = Recorder()
+    train(TrainConfig(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32, out=str(tmp_path / "q"),
+                      seed=0, workers=0, engine="torch", progress=False), reporter=rec)
+    assert rec.tasks == [] and any("test accuracy" in m for _, m in rec.notes)
+
+
+def _console(terminal: bool) -> tuple[object, io.StringIO]:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    return Console(file=buf, force_terminal=terminal, width=200), buf
+
+
+def test_console_reporter_in_a_log_prints_start_progress_and_done_lines() -> None:
+    from edge_tl.cli.progress import ConsoleReporter
+
+    console, buf = _console(terminal=False)
+    rep = ConsoleReporter(console, every_s=0.0)  # type: ignore[arg-type]
+    assert rep.terminal is False
+    rep.note("hygiene scan: skipping 1 bad file(s) [x]", level="warning")
+    with rep.task("epoch 1/3", 10, "img") as advance:
+        advance(4)
+        advance(6)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "hygiene scan: skipping 1 bad file(s) [x]"  # markup-like text printed as is
+    assert lines[1] == "epoch 1/3 ..."
+    assert lines[2].startswith("epoch 1/3: 4/10 img, ") and "img/s" in lines[2] and "ETA" in lines[2]
+    assert lines[-1].startswith("epoch 1/3: done, 10/10 img, ") and "img/s" in lines[-1]
+
+
+def test_console_reporter_quiet_modes_and_nested_bars() -> None:
+    from edge_tl.cli.progress import ConsoleReporter
+
+    console, buf = _console(terminal=False)
+    rep = ConsoleReporter(console, tasks=False)  # type: ignore[arg-type]
+    rep.note("kept")
+    with rep.task("dropped", 3) as advance:
+        advance(3)
+    assert buf.getvalue() == "kept\n"
+    console, buf = _console(terminal=True)
+    bars = ConsoleReporter(console)  # type: ignore[arg-type]
+    with bars.task("outer", 2, "img") as a, bars.task("inner", None, "fit") as b:  # one shared display
+        a(1)
+        b(5)
+        bars.note("between bars")
+    assert "between bars" in buf.getvalue() and bars._live is None
