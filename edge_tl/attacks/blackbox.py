@@ -46,17 +46,25 @@ def p_selection(p_init: float, it: int, n_iters: int) -> float:
     return p_init / 512
 
 
+def image_streams(seed: int, ids: np.ndarray) -> list[np.random.Generator]:
+    """One random generator per image, keyed by ``(seed, image id)``: an image's random draws do not depend on
+    which other images share its batch, so attacking a subset gives each image the same search as the full
+    set (stopping an image early changes no other image's result)."""
+    return [np.random.default_rng((int(seed), int(i))) for i in ids]
+
+
 @register_attack("square", "blackbox", norms=("linf", "l2"),
                  description="Square attack (score-based), own batched implementation.")
 def square(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float, settings: AttackSettings,
            target: np.ndarray | None = None, p_init: float = 0.05,
-           progress: Callable[[int, float], None] | None = None) -> Crafted:
+           progress: Callable[[int, float], None] | None = None, ids: np.ndarray | None = None) -> Crafted:
     """Square attack on uint8 images ``x`` with at most ``settings.queries`` queries per image.
 
     L-inf perturbations are whole grey levels (``floor(eps * 255)`` of them); L2 ones are rounded inside the
-    ball. What is queried is what is judged.
+    ball. What is queried is what is judged. An image stops being queried once it is adversarial (success is
+    final); the still-active images of an iteration go to the model together, ``settings.batch_size`` rows per
+    call. ``ids`` (default ``0..n-1``) key each image's own random stream (:func:`image_streams`).
     """
-    rng = np.random.default_rng(settings.seed)
     n, h, w, c = x.shape
     labels = np.asarray(target if target is not None else y, np.int64)
     targeted = target is not None
@@ -65,26 +73,33 @@ def square(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float, settings:
     k = eps * 255.0 if l2 else eps_levels(eps)
     if n == 0 or k == 0:
         return Crafted(x.copy(), queries)
+    streams = image_streams(settings.seed, np.arange(n) if ids is None else np.asarray(ids))
+    pm = np.array([-1, 1], np.int16)
+    stripes = np.stack([g.choice(pm, size=(1, w, c)) for g in streams])
+    # per image and iteration: window row, window column, one sign per channel
+    draws = np.stack([g.random((settings.queries, 2 + c), dtype=np.float32) for g in streams])
     xi = x.astype(np.int16)
-    stripes = rng.choice(np.array([-1, 1], np.int16), size=(n, 1, w, c))
     delta = _on_sphere(np.broadcast_to(stripes, x.shape).astype(np.float32), k) if l2 else \
-        np.broadcast_to(k * stripes, x.shape).copy()
+        np.broadcast_to(k * stripes, x.shape).astype(np.int16)
     apply = (lambda xs, d: _apply_l2(xs, d, k)) if l2 else _apply
     loss = margin(batched(predict, apply(xi, delta), settings.batch_size), labels, targeted)
     queries += 1
+    share = np.float32(2.0 * k / np.sqrt(h * w * c))
     for it in range(1, settings.queries):
         active = np.flatnonzero(loss >= 0)
         if active.size == 0:
             break
         s = int(np.clip(round(np.sqrt(p_selection(p_init, it, settings.queries) * h * w)), 1, max(min(h, w) - 1, 1)))
-        r, col = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        u = draws[active, it]
+        rows = np.minimum((u[:, 0] * (h - s + 1)).astype(np.int64), h - s)
+        cols = np.minimum((u[:, 1] * (w - s + 1)).astype(np.int64), w - s)
+        signs = np.where(u[:, 2:] < 0.5, pm[0], pm[1]).reshape(-1, 1, 1, c)
         d_new = delta[active]
-        signs = rng.choice(np.array([-1, 1], np.int16), size=(active.size, 1, 1, c))
+        value = signs * share if l2 else (k * signs).astype(np.int16)
+        for j, (r, col) in enumerate(zip(rows, cols)):
+            d_new[j, r:r + s, col:col + s, :] = value[j]
         if l2:  # the window gets a share of the budget a few times its area's, then all is rescaled to the sphere
-            d_new[:, r:r + s, col:col + s, :] = signs * (2.0 * k / np.sqrt(h * w * c))
             d_new = _on_sphere(d_new, k)
-        else:
-            d_new[:, r:r + s, col:col + s, :] = k * signs
         l_new = margin(batched(predict, apply(xi[active], d_new), settings.batch_size), labels[active], targeted)
         queries[active] += 1
         better = l_new < loss[active]

@@ -7,6 +7,11 @@ image. White-box attacks are crafted once per eps on the surrogate and transferr
 the surrogate itself); black-box attacks query each model directly. Each finished (model, attack, eps) cell goes
 to an optional :class:`~edge_tl.attacks.cells.CellStore` at once (and is read back from it instead of being
 recomputed); the worst case over attacks per model and eps is added at the end.
+
+With ``settings.early_stop`` (the default) the attacks run as AutoAttack's standard evaluation: in order, each
+one at an eps only on the images no earlier attack fooled there, budgets from small to large with an image
+fooled at an eps counted as fooled at the larger ones; the worst case is the same as without, for much less
+work.
 """
 
 from __future__ import annotations
@@ -19,10 +24,25 @@ from typing import Any
 import numpy as np
 
 from edge_tl.attacks.cells import Cell, CellKey, CellStore
-from edge_tl.attacks.pixels import Predict, batched, check_eps, perturbation_norms, quantize_adversarial, torch_predict
+from edge_tl.attacks.pixels import (
+    CHUNK,
+    Predict,
+    batched,
+    check_eps,
+    perturbation_norms,
+    quantize_adversarial,
+    torch_predict,
+)
 from edge_tl.attacks.registry import AttackSettings, AttackSpec, get_attack
 from edge_tl.attacks.results import WORST_CASE, AttackReport, AttackResult
+from edge_tl.attacks.tally import fmt_eps, ids_kwarg, queries_sent, rate, softmax, trim_heap
 from edge_tl.errors import ConfigError
+
+JUDGE_BATCH = 8
+"""Rows per model call of the clean and judging passes (a small share of the work): a runtime's buffers grow
+with its largest batch (ONNX Runtime holds about 0.45 GB after batches of 32 of a 224-px MobileNetV2, 0.1 GB
+after batches of 8), and these passes run while the surrogate's gradients are in memory. Black-box queries go
+``settings.batch_size`` rows per call."""
 
 
 @dataclass(frozen=True)
@@ -129,21 +149,36 @@ def run_attacks(targets: Sequence[Target], images: np.ndarray, labels: np.ndarra
                 for e in eps:
                     state.whitebox(spec, surrogate, all_targets, e, surrogate_name)
             continue
+        trim_heap()  # the surrogate's freed activations, before the black-box attacks fill the runtime's buffers
         for t in targets:
             state.blackbox(spec, t)
     results = state.results + state.worst_cases([t.name for t in all_targets])
+    if settings.early_stop and len(specs) > 1:
+        notes.append("early stop (AutoAttack's standard evaluation): each attack ran only on the images the "
+                     f"attacks before it ({' > '.join(s.name for s in specs)}) left robust at that eps, and an "
+                     "image fooled at an eps counts as fooled at the larger ones; each row is cumulative (the last "
+                     "one equals the worst case); --no-early-stop runs every attack alone on every image")
+    sent = queries_sent(state.results, specs)
+    rates = {m: q / sec for m, (q, sec) in sent.items() if q and sec > 0}
+    notes += [f"black-box queries/s on {m}: {r:.1f} ({sent[m][0]} queries)" for m, r in rates.items()]
     report = AttackReport(
         results=tuple(results), clean_accuracy={t.name: state.clean_acc[t.name] for t in all_targets},
         n_images=len(images), classes=tuple(classes), notes=tuple(notes),
         config={"attacks": [s.name for s in specs], "eps": eps, "norm": settings.norm, "steps": settings.steps,
                 "step_size": settings.step_size, "queries": settings.queries, "seed": settings.seed,
+                "early_stop": settings.early_stop, "queries_per_s": rates,
                 "target_class": classes[target_class] if target_class is not None else None,
                 "source_class": classes[source_class] if source_class is not None else None})
-    return AttackRun(report, tuple(state.examples))
+    return AttackRun(report, tuple(state.grid_examples()))
 
 
 class _State:
-    """Book-keeping shared by the loops of :func:`run_attacks`."""
+    """Book-keeping shared by the loops of :func:`run_attacks`.
+
+    With ``settings.early_stop`` it also keeps, per model and eps, the images already fooled (``won``) and
+    those still robust (``robust``) after the attacks run so far; an attack at eps e only runs on the eligible
+    images not yet fooled at e, and what it fools at e is fooled at every larger eps too. Its cell's flags are
+    then cumulative (robust to this attack and every earlier one)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, classes: Sequence[str], target_class: int | None,
                  settings: AttackSettings, eps: list[float], n_examples: int, example_model: str,
@@ -153,23 +188,36 @@ class _State:
         self.tick, self.store, self.source_class = progress or (lambda _t: None), store, source_class
         self.tl = None if target_class is None else np.full(len(y), target_class, np.int64)
         self.clean_acc: dict[str, float] = {}
-        self.clean_probs: dict[str, np.ndarray] = {}
+        self.clean_pred: dict[str, np.ndarray] = {}
+        self.clean_conf: dict[str, np.ndarray] = {}
         self.correct: dict[str, np.ndarray] = {}
         self.eligible: dict[str, np.ndarray] = {}
+        self.won: dict[str, dict[float, np.ndarray]] = {}
+        self.robust: dict[str, dict[float, np.ndarray]] = {}
         self.results: list[AttackResult] = []
         self.cells: dict[CellKey, Cell] = {}
-        self.examples: list[Example] = []
+        self.examples: dict[str, tuple[float, tuple[Example, ...]]] = {}
+        self.judge_batch = min(settings.batch_size, JUDGE_BATCH)
 
     def clean(self, t: Target) -> None:
-        logits = batched(t.predict, self.x, self.settings.batch_size)
-        pred = logits.argmax(axis=1) if len(logits) else np.zeros(0, np.int64)
+        self.tick(Tick(f"clean accuracy of {t.name}", 0, len(self.x), 0.0))
+        logits = batched(t.predict, self.x, self.judge_batch)
+        probs = softmax(logits) if len(logits) else np.zeros((0, 1), np.float32)
+        pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
         correct = pred == self.y
         self.clean_acc[t.name] = float(correct.mean()) if len(correct) else 0.0
-        self.clean_probs[t.name] = _softmax(logits)
+        self.clean_pred[t.name], self.clean_conf[t.name] = pred, probs.max(axis=1) if len(probs) else probs[:, 0]
         self.correct[t.name] = correct
         ok = correct if self.tl is None else correct & (self.y != self.tl)
         self.eligible[t.name] = np.flatnonzero(ok)
+        self.won[t.name] = {e: np.zeros(len(self.x), bool) for e in self.eps}
+        self.robust[t.name] = {e: correct.copy() for e in self.eps}
         self.tick(Tick(f"clean accuracy of {t.name}", len(self.x), len(self.x), 1.0, finished=True))
+
+    def todo(self, name: str, eps: float) -> np.ndarray:
+        """The images to attack on model ``name`` at ``eps``: eligible, and (early stop) not fooled yet."""
+        idx = self.eligible[name]
+        return idx[~self.won[name][eps][idx]] if self.settings.early_stop else idx
 
     def _resume(self, keys: list[CellKey], unit: str) -> bool:
         """Adopt stored cells for every key, if all are there."""
@@ -188,92 +236,119 @@ class _State:
             self.store.put(key, cell)
         self.cells[key] = cell
         self.results.append(cell.result)
-        self.examples.extend(cell.examples)
+        model, attack, eps = key
+        if self.settings.early_stop:  # an adversarial within eps lies within every larger eps too
+            for e in self.eps:
+                if e >= eps:
+                    self.won[model][e] |= cell.success
+                    self.robust[model][e] &= cell.robust
+        ok = [ex for ex in cell.examples if ex.adv_pred != ex.label]
+        have = self.examples.get(attack)
+        if cell.examples and (have is None or ok or not any(ex.adv_pred != ex.label for ex in have[1])):
+            self.examples[attack] = (eps, cell.examples)
 
-    def _progress(self, unit: str, n: int) -> Callable[[int, float], None]:
+    def _progress(self, unit: str, n: int, offset: int = 0) -> Callable[[int, float], None]:
+        """Progress of one attack call; ``offset`` images of the unit were done by earlier calls."""
+        if offset:
+            return lambda done, _f: self.tick(Tick(unit, offset + int(done), n, (offset + int(done)) / n))
         return lambda done, frac: self.tick(Tick(unit, int(done), n, float(frac)))
 
     def whitebox(self, spec: AttackSpec, surrogate: Any, targets: list[Target], eps: float, sur_name: str) -> None:
-        unit = f"{spec.name} eps={_fmt(eps, self.settings.norm)}"
+        unit = f"{spec.name} eps={fmt_eps(eps, self.settings.norm)}"
         keys = [(t.name, spec.name, eps) for t in targets]
         if self._resume(keys, unit):
             return
-        union = np.flatnonzero(np.isin(np.arange(len(self.x)), np.concatenate(
-            [self.eligible[t.name] for t in targets])))
-        adv = self.x.copy()
-        if union.size:
-            tl = None if self.tl is None else self.tl[union]
-            crafted = spec.run(surrogate, self.x[union], self.y[union], eps, self.settings, tl,
-                               progress=self._progress(unit, union.size))
-            adv[union] = quantize_adversarial(self.x[union], crafted.adv, eps, self.settings.norm)
+        todo = {t.name: self.todo(t.name, eps) for t in targets}
+        union = np.unique(np.concatenate([todo[t.name] for t in targets])) if targets else np.zeros(0, np.int64)
+        self.tick(Tick(unit, 0, union.size, 0.0))
+        adv = np.empty((len(union), *self.x.shape[1:]), np.uint8)
+        for start in range(0, union.size, CHUNK):  # float adversarials of at most CHUNK images at a time
+            part = union[start:start + CHUNK]
+            tl = None if self.tl is None else self.tl[part]
+            crafted = spec.run(surrogate, self.x[part], self.y[part], eps, self.settings, tl,
+                               progress=self._progress(unit, union.size, offset=start))
+            adv[start:start + part.size] = quantize_adversarial(self.x[part], crafted.adv, eps, self.settings.norm)
+            del crafted
         for key, t in zip(keys, targets):
-            idx = self.eligible[t.name]
-            self._add(key, self.judge(t, spec, eps, idx, adv[idx], None, crafted_on=sur_name))
+            idx = todo[t.name]
+            self._add(key, self.judge(t, spec, eps, idx, adv[np.searchsorted(union, idx)], None, crafted_on=sur_name))
         self.tick(Tick(unit, union.size, union.size, 1.0, finished=True))
 
     def blackbox(self, spec: AttackSpec, t: Target) -> None:
-        idx = self.eligible[t.name]
-        tl = None if self.tl is None else self.tl[idx]
         norm = self.settings.norm
         if spec.eps_bounded:
             for e in self.eps:
-                unit = f"{spec.name} on {t.name} eps={_fmt(e, norm)}"
+                unit = f"{spec.name} on {t.name} eps={fmt_eps(e, norm)}"
                 key = (t.name, spec.name, e)
                 if self._resume([key], unit):
                     continue
+                idx = self.todo(t.name, e)
+                self.tick(Tick(unit, 0, idx.size, 0.0))
+                tl = None if self.tl is None else self.tl[idx]
                 t0 = time.perf_counter()
                 crafted = spec.run(t.predict, self.x[idx], self.y[idx], e, self.settings, tl,
-                                   progress=self._progress(unit, idx.size))
-                qps = _rate(crafted.queries, time.perf_counter() - t0)
+                                   progress=self._progress(unit, idx.size), **ids_kwarg(spec, idx))
+                qps = rate(crafted.queries, time.perf_counter() - t0)
                 adv = quantize_adversarial(self.x[idx], crafted.adv, e, norm)
-                self._add(key, self.judge(t, spec, e, idx, adv, crafted.queries, qps=qps))
+                self._add(key, self.judge(t, spec, e, idx, adv, crafted.queries, qps=qps,
+                                          sent=int(crafted.queries.sum())))
                 self.tick(Tick(unit, idx.size, idx.size, 1.0, finished=True))
             return
         unit = f"{spec.name} on {t.name}"
         keys = [(t.name, spec.name, e) for e in self.eps]
         if self._resume(keys, unit):
             return
+        idx = self.todo(t.name, self.eps[0])  # fooled at the smallest eps: fooled at all of them
+        self.tick(Tick(unit, 0, idx.size, 0.0))
+        tl = None if self.tl is None else self.tl[idx]
         seeds = self._seeds(t, idx)
         t0 = time.perf_counter()
         crafted = spec.run(t.predict, self.x[idx], self.y[idx], None, self.settings, tl, init_images=seeds,
-                           stop_at=self.eps[0], progress=self._progress(unit, idx.size))
-        qps = _rate(crafted.queries, time.perf_counter() - t0)
+                           stop_at=self.eps[0], progress=self._progress(unit, idx.size), **ids_kwarg(spec, idx))
+        qps = rate(crafted.queries, time.perf_counter() - t0)
         for key, e in zip(keys, self.eps):
-            adv = quantize_adversarial(self.x[idx], crafted.adv, e, norm)
-            self._add(key, self.judge(t, spec, e, idx, adv, crafted.queries, qps=qps))
+            keep = ~self.won[t.name][e][idx] if self.settings.early_stop else np.ones(idx.size, bool)
+            adv = quantize_adversarial(self.x[idx[keep]], crafted.adv[keep], e, norm)
+            self._add(key, self.judge(t, spec, e, idx[keep], adv, crafted.queries[keep], qps=qps,
+                                      sent=int(crafted.queries.sum())))
         self.tick(Tick(unit, idx.size, idx.size, 1.0, finished=True))
 
     def _seeds(self, t: Target, idx: np.ndarray) -> np.ndarray | None:
         """Starting points for a decision-based search: for each attacked image, another image the model
         already puts in the target class (targeted) or in a class other than the image's own (untargeted), the
         closest in L2. None when no such image exists (the attack then starts from random noise)."""
-        pred = self.clean_probs[t.name].argmax(axis=1)
+        pred = self.clean_pred[t.name]
         seeds = np.empty((len(idx), *self.x.shape[1:]), np.uint8)
         for j, i in enumerate(idx):
             pool = np.flatnonzero(pred == self.target_class if self.tl is not None else pred != self.y[i])
             if pool.size == 0:
                 return None
-            d = [float(((self.x[p].astype(np.float32) - self.x[i]) ** 2).sum()) for p in pool]
+            d = perturbation_norms(self.x[pool], np.broadcast_to(self.x[i], self.x[pool].shape))[1]
             seeds[j] = self.x[pool[int(np.argmin(d))]]
         return seeds
 
     def judge(self, t: Target, spec: AttackSpec, eps: float, idx: np.ndarray, adv: np.ndarray,
-              queries: np.ndarray | None, crafted_on: str | None = None, qps: float | None = None) -> Cell:
+              queries: np.ndarray | None, crafted_on: str | None = None, qps: float | None = None,
+              sent: int | None = None) -> Cell:
+        """Judge the 8-bit adversarials ``adv`` of images ``idx`` on ``t``; with early stop the cell's flags
+        also hold what earlier attacks (and smaller eps) achieved."""
         n = len(self.x)
-        probs = _softmax(batched(t.predict, adv, self.settings.batch_size)) if len(idx) else np.zeros((0, 1))
+        probs = softmax(batched(t.predict, adv, self.judge_batch)) if len(idx) else np.zeros((0, 1))
         pred = probs.argmax(axis=1)
         y = self.y[idx]
         s = pred == self.tl[idx] if self.tl is not None else pred != y
-        robust = self.correct[t.name].copy()
+        early = self.settings.early_stop
+        robust = self.robust[t.name][eps].copy() if early else self.correct[t.name].copy()
         robust[idx[pred != y]] = False
-        success = np.zeros(n, bool)
+        success = self.won[t.name][eps].copy() if early else np.zeros(n, bool)
         success[idx[s]] = True
+        elig = self.eligible[t.name]
         linf, l2 = perturbation_norms(self.x[idx], adv)
         conf = probs[np.arange(len(pred)), pred]
         result = AttackResult(
             model=t.name, attack=spec.name, eps=eps, kind=spec.kind, n_images=n, n_attacked=len(idx),
             clean_accuracy=self.clean_acc[t.name], robust_accuracy=float(robust.mean()) if n else 0.0,
-            success_rate=float(s.mean()) if len(idx) else 0.0,
+            success_rate=float(success[elig].mean()) if len(elig) else 0.0,
             median_queries=float(np.median(queries[s])) if queries is not None and s.any() else None,
             mean_linf=float(linf[s].mean()) if s.any() else None,
             mean_l2=float(l2[s].mean()) if s.any() else None,
@@ -284,17 +359,20 @@ class _State:
             median_l2=float(np.median(l2[s])) if s.any() else None,
             median_confidence=float(np.median(conf[s])) if s.any() else None,
             source_class=self.classes[self.source_class] if self.source_class is not None else None,
-            queries_per_s=qps)
+            queries_per_s=qps, n_fooled=int(s.sum()), queries_sent=sent)
         examples: list[Example] = []
-        if eps == self.eps[-1] and t.name == self.example_model:
+        if t.name == self.example_model:
             order = np.concatenate([np.flatnonzero(s), np.flatnonzero(~s)])[: self.n_examples]
-            cp = self.clean_probs[t.name]
             for j in order:
                 i = idx[j]
                 examples.append(Example(
-                    t.name, spec.name, eps, self.x[i], adv[j], int(self.y[i]), int(cp[i].argmax()),
-                    float(cp[i].max()), int(pred[j]), float(probs[j].max()), self.settings.norm))
+                    t.name, spec.name, eps, self.x[i], adv[j].copy(), int(self.y[i]), int(self.clean_pred[t.name][i]),
+                    float(self.clean_conf[t.name][i]), int(pred[j]), float(probs[j].max()), self.settings.norm))
         return Cell(result, robust, success, tuple(examples))
+
+    def grid_examples(self) -> list[Example]:
+        """Per attack, the examples of its largest eps where it fooled an image (else its largest eps)."""
+        return [ex for _eps, exs in self.examples.values() for ex in exs]
 
     def worst_cases(self, models: list[str]) -> list[AttackResult]:
         """Per model and eps, an image is robust only if it survived every attack run there."""
@@ -315,17 +393,3 @@ class _State:
                     target_class=cells[0].result.target_class, norm=self.settings.norm,
                     source_class=cells[0].result.source_class))
         return rows
-
-
-def _rate(queries: np.ndarray | None, seconds: float) -> float | None:
-    return float(queries.sum()) / seconds if queries is not None and seconds > 0 and queries.sum() else None
-
-
-def _fmt(eps: float, norm: str) -> str:
-    return f"{eps * 255:g}/255" if norm == "linf" else f"{eps:g}"
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

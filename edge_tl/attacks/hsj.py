@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edge_tl.attacks.blackbox import image_streams
 from edge_tl.attacks.pixels import Predict
 from edge_tl.attacks.registry import AttackSettings, Crafted, register_attack
 
@@ -48,7 +49,9 @@ def _dist(a: np.ndarray, b: np.ndarray, norm: str) -> np.ndarray:
 
 
 def _u8(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    r = np.rint(a)
+    np.clip(r, 0, 255, out=r)
+    return r.astype(np.uint8)
 
 
 def _between(x0: np.ndarray, cand: np.ndarray, alpha: np.ndarray, norm: str) -> np.ndarray:
@@ -64,9 +67,10 @@ def _between(x0: np.ndarray, cand: np.ndarray, alpha: np.ndarray, norm: str) -> 
 class _Search:
     """State of the batched search; arrays are indexed by image."""
 
-    def __init__(self, oracle: _Oracle, x: np.ndarray, settings: AttackSettings, norm: str, stop_at: float) -> None:
+    def __init__(self, oracle: _Oracle, x: np.ndarray, settings: AttackSettings, norm: str, stop_at: float,
+                 ids: np.ndarray) -> None:
         self.o, self.x, self.norm, self.budget = oracle, x, norm, settings.queries
-        self.rng = np.random.default_rng(settings.seed)
+        self.rngs = image_streams(settings.seed, ids)
         self.stop_at = stop_at
         n = len(x)
         self.cur = x.copy()
@@ -93,7 +97,7 @@ class _Search:
             todo = np.flatnonzero(~found & (self.left(np.arange(n)) > 0))
             if todo.size == 0:
                 break
-            noise = self.rng.integers(0, 256, (todo.size, *self.x.shape[1:]), dtype=np.uint8)
+            noise = np.stack([self.rngs[i].integers(0, 256, self.x.shape[1:], dtype=np.uint8) for i in todo])
             ok = self.o.decide(noise, todo)
             cand[todo[ok]], found[todo[ok]] = noise[ok], True
         self.alive = found.copy()
@@ -147,18 +151,25 @@ class _Search:
         for s in range(0, owners.size, bs):
             own = owners[s:s + bs]
             base = self.cur[idx[own]].astype(np.float32)
+            first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are sorted: sum runs
+            runs = np.diff(np.r_[first, own.size])
+            who = own[first]
             if self.norm == "linf":
                 delta = (np.maximum(1.0, _PROBE * self.dist[idx[own]]) * self.gain[idx[own]]).reshape(-1, 1, 1, 1)
-                noise = self.rng.uniform(-1, 1, base.shape).astype(np.float32) * delta
+                noise = np.concatenate([self.rngs[i].random((r, *shape), dtype=np.float32)
+                                        for i, r in zip(idx[who], runs)])  # float32 draws: no float64 copy
+                noise *= 2.0
+                noise -= 1.0
+                noise *= delta
             else:
                 delta = (np.maximum(np.sqrt(d), 0.1 * self.dist[idx[own]]) * self.gain[idx[own]]).reshape(-1, 1, 1, 1)
-                g = self.rng.standard_normal(base.shape).astype(np.float32)
+                g = np.concatenate([self.rngs[i].standard_normal((r, *shape), dtype=np.float32)
+                                    for i, r in zip(idx[who], runs)])
                 noise = g / np.sqrt((g * g).reshape(len(g), -1).sum(axis=1)).reshape(-1, 1, 1, 1) * delta
-            probe = _u8(base + noise)
-            u = probe.astype(np.float32) - base
+            noise += base
+            probe = _u8(noise)
+            u = np.subtract(probe, base, dtype=np.float32)
             f = np.where(self.o.decide(probe, idx[own]), 1.0, -1.0).astype(np.float32)
-            first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are sorted: sum runs
-            who = own[first]
             su[who] += np.add.reduceat(u, first, axis=0)
             sfu[who] += np.add.reduceat(u * f.reshape(-1, 1, 1, 1), first, axis=0)
             sf[who] += np.add.reduceat(f, first)
@@ -198,18 +209,19 @@ class _Search:
 
 def batched_hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, settings: AttackSettings,
                         target: np.ndarray | None = None, init_images: np.ndarray | None = None, *,
-                        norm: str = "linf", stop_at: float = 0.0,
-                        progress: AttackProgress | None = None) -> tuple[Crafted, np.ndarray]:
+                        norm: str = "linf", stop_at: float = 0.0, progress: AttackProgress | None = None,
+                        ids: np.ndarray | None = None) -> tuple[Crafted, np.ndarray]:
     """Minimum-distance adversarials of uint8 images ``x`` within ``settings.queries`` queries each; returns
     the crafted images (unchanged where none was found) and their distances in [0, 1] units (inf: none).
     ``init_images[i]``, an image already classified as wanted, seeds image ``i``; ``stop_at`` ([0, 1] units)
-    ends an image's search once it is that close."""
+    ends an image's search once it is that close. ``ids`` (default ``0..n-1``) key each image's own random
+    stream, so an image's search does not depend on the other images in the run."""
     n = len(x)
     labels = np.asarray(target if target is not None else y, np.int64)
     oracle = _Oracle(predict, labels, target is not None, settings.batch_size, n)
     if n == 0:
         return Crafted(x.copy(), oracle.used), np.zeros(0)
-    s = _Search(oracle, x, settings, norm, stop_at * 255.0)
+    s = _Search(oracle, x, settings, norm, stop_at * 255.0, np.arange(n) if ids is None else np.asarray(ids))
     s.start(init_images)
     s.binary_search()
     t = 0
@@ -228,9 +240,9 @@ def batched_hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, settings
 
 def _hsj(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float | None, settings: AttackSettings,
          target: np.ndarray | None = None, init_images: np.ndarray | None = None, stop_at: float = 0.0,
-         progress: AttackProgress | None = None) -> Crafted:
+         progress: AttackProgress | None = None, ids: np.ndarray | None = None) -> Crafted:
     return batched_hopskipjump(predict, x, y, settings, target, init_images, norm=settings.norm, stop_at=stop_at,
-                               progress=progress)[0]
+                               progress=progress, ids=ids)[0]
 
 
 register_attack("hopskipjump", "blackbox", eps_bounded=False, norms=("linf", "l2"),

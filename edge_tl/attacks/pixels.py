@@ -35,6 +35,11 @@ def eps_levels(eps: float) -> int:
     return int(np.floor(eps * 255.0 + 1e-6))
 
 
+CHUNK = 32
+"""Images per slice in the per-pixel helpers below: their float32 temporaries stay a few tens of MB whatever
+the number of images."""
+
+
 def quantize_adversarial(x: np.ndarray, adv: np.ndarray, eps: float | None, norm: str = "linf") -> np.ndarray:
     """The 8-bit image a uint8 pipeline would judge: ``adv`` projected into the ``norm`` ball of radius ``eps``
     around the uint8 image ``x``, rounded to grey levels, clipped to [0, 255].
@@ -47,15 +52,23 @@ def quantize_adversarial(x: np.ndarray, adv: np.ndarray, eps: float | None, norm
         raise TypeError("quantize_adversarial expects the clean images as uint8")
     if len(x) == 0:
         return x.copy()
-    a = adv.astype(np.float32) * 255.0 if adv.dtype != np.uint8 else adv.astype(np.float32)
-    raw = a - x.astype(np.float32)
+    out = np.empty(x.shape, np.uint8)
+    for i in range(0, len(x), CHUNK):
+        out[i:i + CHUNK] = _quantize(x[i:i + CHUNK], adv[i:i + CHUNK], eps, norm)
+    return out
+
+
+def _quantize(x: np.ndarray, adv: np.ndarray, eps: float | None, norm: str) -> np.ndarray:
+    xf = x.astype(np.float32)
+    raw = adv.astype(np.float32) * 255.0 if adv.dtype != np.uint8 else adv.astype(np.float32)
+    raw -= xf
     delta = np.rint(raw)
     if eps is not None and norm == "linf":
         k = eps_levels(eps)
-        delta = np.clip(delta, -k, k)
+        np.clip(delta, -k, k, out=delta)
     elif eps is not None:
         radius = float(eps) * 255.0
-        flat = np.clip(x.astype(np.float32) + delta, 0, 255) - x.astype(np.float32)
+        flat = np.clip(xf + delta, 0, 255) - xf
         over = np.sqrt((flat.reshape(len(x), -1) ** 2).sum(axis=1)) > radius
         if over.any():
             r = raw[over]
@@ -69,10 +82,14 @@ def perturbation_norms(x: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, np.n
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     if len(x) == 0:
         return np.zeros(0), np.zeros(0)
-    d = (adv.astype(np.float64) - x.astype(np.float64)).reshape(len(x), -1) / scale
-    if d.shape[1] == 0:
+    if x[0].size == 0:
         return np.zeros(len(x)), np.zeros(len(x))
-    return np.abs(d).max(axis=1), np.sqrt((d * d).sum(axis=1))
+    linf, l2 = np.empty(len(x)), np.empty(len(x))
+    for i in range(0, len(x), CHUNK):
+        d = (adv[i:i + CHUNK].astype(np.float32) - x[i:i + CHUNK].astype(np.float32)).reshape(len(x[i:i + CHUNK]), -1)
+        linf[i:i + CHUNK] = np.abs(d).max(axis=1)
+        l2[i:i + CHUNK] = np.sqrt(np.einsum("ij,ij->i", d, d, dtype=np.float64))
+    return linf / scale, l2 / scale
 
 
 def batched(predict: Predict, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -102,16 +119,25 @@ def pixel_model(model: Any, mean: tuple[float, float, float], std: tuple[float, 
     return PixelModel().eval()
 
 
+TORCH_BATCH = 4
+"""At most this many images per surrogate forward pass: a 224-px MobileNetV2 holds about 15 MB of activations
+per image even without gradients, and the surrogate runs next to the ONNX Runtime session."""
+
+
 def torch_predict(model: torch.nn.Module, batch_size: int = 64) -> Predict:
-    """A :data:`Predict` function for a pixel-space torch model (NCHW [0, 1] in, logits out)."""
+    """A :data:`Predict` function for a pixel-space torch model (NCHW [0, 1] in, logits out), at most
+    :data:`TORCH_BATCH` images per forward pass whatever ``batch_size``."""
     import torch
 
+    batch_size = max(1, min(batch_size, TORCH_BATCH))
+
     def predict(images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
         outs = []
         with torch.inference_mode():
-            for i in range(0, len(x), batch_size):
-                t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size].transpose(0, 3, 1, 2)))
+            for i in range(0, len(images), batch_size):
+                chunk = images[i:i + batch_size]
+                x = chunk.astype(np.float32) / 255.0 if chunk.dtype == np.uint8 else chunk.astype(np.float32)
+                t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
                 outs.append(model(t).float().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 

@@ -1,4 +1,7 @@
-"""PNG plots of an attack run (matplotlib, Agg backend): the robustness curve and the image grid."""
+"""PNG plots of an attack run: the robustness curve and the image grid.
+
+Figures are built with matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`, ``fig.savefig``),
+which renders without a backend: nothing here selects one or touches pyplot's global state."""
 
 from __future__ import annotations
 
@@ -12,25 +15,22 @@ from edge_tl.attacks.engine import Example
 from edge_tl.attacks.results import WORST_CASE, AttackReport
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def robustness_curve(report: AttackReport, path: Path) -> Path:
     """Robust accuracy against eps (L-inf in /255 units, or L2), one panel per attack and one for the worst
     case over attacks, one line per model; eps 0 is the clean accuracy."""
-    plt = _pyplot()
     attacks = sorted(dict.fromkeys(r.attack for r in report.results), key=lambda a: a == WORST_CASE)
     l2 = report.config.get("norm") == "l2"
     scale = 1.0 if l2 else 255.0
     if not attacks:
         attacks = ["(none)"]
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False, sharey=True)
+    fig = _figure((4.2 * len(attacks), 3.6))
+    axes = fig.subplots(1, len(attacks), squeeze=False, sharey=True)
     for ax, attack in zip(axes[0], attacks):
         for model in report.models():
             rows = report.select(model, attack)
@@ -61,9 +61,9 @@ def image_grid(examples: Sequence[Example], classes: Sequence[str], path: Path, 
     """One row per example: source image, perturbation (magnified around grey), result; titles give the
     predicted class and confidence of each (the true class for the source, the source's class for the
     result)."""
-    plt = _pyplot()
     rows = max(len(examples), 1)
-    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows), squeeze=False)
+    fig = _figure((7.5, 2.6 * rows))
+    axes = fig.subplots(rows, 3, squeeze=False)
     for ax_row, ex in zip(axes, examples):
         delta = ex.adversarial.astype(np.float32) - ex.original.astype(np.float32)
         peak = float(np.abs(delta).max()) or 1.0
@@ -84,10 +84,6 @@ def image_grid(examples: Sequence[Example], classes: Sequence[str], path: Path, 
 
 
 def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    try:
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return Path(path)

@@ -24,7 +24,10 @@ NORMS = ("linf", "l2")
 class AttackSettings:
     """Knobs shared by the attacks. ``step_size`` is a fraction of eps per PGD step (None: 2.5 / steps);
     ``queries`` is the per-image query budget of black-box attacks; ``batch_size`` images go per model call;
-    ``norm`` is the threat model (``linf`` or ``l2``), and eps budgets are in its units (pixels in [0, 1])."""
+    ``norm`` is the threat model (``linf`` or ``l2``), and eps budgets are in its units (pixels in [0, 1]).
+    ``early_stop`` (AutoAttack's standard evaluation): an attack at an eps only runs on the images that no
+    earlier attack fooled there, and an image fooled at an eps counts as fooled at every larger one (its
+    adversarial lies in those balls too); False runs every attack on every image at every eps."""
 
     steps: int = 10
     step_size: float | None = None
@@ -33,6 +36,7 @@ class AttackSettings:
     batch_size: int = 32
     seed: int = 0
     norm: str = "linf"
+    early_stop: bool = True
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -62,7 +66,9 @@ class AttackSpec:
     ``run`` is called as ``run(model, x, y, eps, settings, target)`` where ``model`` is a pixel-space torch
     module (whitebox) or a predict function ``pixels -> logits`` (blackbox), ``x`` uint8 NHWC, ``y`` labels,
     ``target`` the target labels in targeted mode or None. ``eps_bounded=False`` marks minimum-perturbation
-    attacks (HopSkipJump) that run once, ``eps=None``, and are projected onto each eps ball afterwards.
+    attacks (HopSkipJump) that run once, ``eps=None``, and are projected onto each eps ball afterwards. A
+    black-box attack that takes an ``ids`` keyword gets the images' indices in the full set, to key per-image
+    random streams (so attacking a subset leaves each image's search unchanged).
     """
 
     name: str

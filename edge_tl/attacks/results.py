@@ -22,7 +22,14 @@ class AttackResult:
     targeted mode), over successes. The ``worst-case`` attack (kind ``worst-case``) counts an image as robust only
     if it survived every attack run at that eps (AutoAttack's rule); ``source_class`` names the only class
     attacked, when one was chosen. ``queries_per_s`` is a black-box attack's rows sent to the model per second
-    of its wall time (for a minimum-distance attack, its one run serves every eps).
+    of its wall time and ``queries_sent`` the rows it sent (for a minimum-distance attack, its one run serves
+    every eps, and both figures are that run's).
+
+    With early stop (the default, AutoAttack's standard evaluation) an attack at an eps runs only on the images
+    no earlier attack fooled there (nor any attack at a smaller eps): ``n_attacked`` is the images it ran on,
+    ``n_fooled`` those it fooled itself (queries, norms and confidence are over these), and ``robust_accuracy``
+    / ``success_rate`` are cumulative, after this attack and every one before it, so the last attack's row
+    equals the worst case. Without early stop every row is its attack alone on every eligible image.
     """
 
     model: str
@@ -46,6 +53,8 @@ class AttackResult:
     median_confidence: float | None = None
     source_class: str | None = None
     queries_per_s: float | None = None
+    n_fooled: int | None = None
+    queries_sent: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict."""

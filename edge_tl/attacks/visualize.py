@@ -207,16 +207,14 @@ def _tv(img: Any) -> Any:
 
 def save_grid(images: Sequence[ClassImage], path: Path, title: str = "") -> Path:
     """A row of class images titled with class and probability, as PNG (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from edge_tl._io import atomic_path
 
     cols = min(len(images), 4)
     rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(3.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, im in zip(axes.ravel(), images):
@@ -225,9 +223,6 @@ def save_grid(images: Sequence[ClassImage], path: Path, title: str = "") -> Path
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    try:
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return Path(path)

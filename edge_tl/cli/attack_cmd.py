@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +10,7 @@ import click
 from edge_tl.cli.options import FloatListType, NameListType, emit_json, json_option, seed_option, threads_option
 
 if TYPE_CHECKING:
-    from edge_tl.attacks.results import AttackReport
+    from edge_tl.attacks.results import AttackReport, AttackResult
 
 DEFAULT_ATTACKS = "fgsm,pgd,square,hopskipjump"
 DEFAULT_EPS = {"linf": "1/255,2/255,4/255,8/255", "l2": "0.25,0.5,1,2"}
@@ -52,6 +50,11 @@ def _attack_names() -> list[str]:
               help="Attack only images of this class (e.g. --source-class dog --target-class cat).")
 @click.option("--resume", is_flag=True,
               help="Keep the finished (model, attack, eps) cells of an interrupted run in --out and do the rest.")
+@click.option("--early-stop/--no-early-stop", default=True, show_default=True,
+              help="AutoAttack's standard evaluation: an attack runs only on the images every earlier attack left "
+                   "robust at that eps, and an image fooled at an eps counts as fooled at larger ones (rows are "
+                   "cumulative; the worst case is unchanged). --no-early-stop: every attack alone on every image "
+                   "at every eps (much slower).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per model call.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -62,13 +65,20 @@ def _attack_names() -> list[str]:
 @threads_option()
 def attack(models: tuple[Path, ...], data: str | None, n_images: int, attacks: list[str], norm: str,
            eps: list[float] | None, surrogate: Path | None, queries: int, steps: int, step_size: float | None,
-           target_class: str | None, source_class: str | None, resume: bool, batch_size: int, out: Path | None,
+           target_class: str | None, source_class: str | None, resume: bool, early_stop: bool, batch_size: int,
+           out: Path | None,
            seed: int, json_path: str | None, threads: int | None) -> None:
     """Attack each --model and report robust accuracy per attack and eps, and the worst case over attacks.
 
     Only images a model classifies correctly are attacked; every adversarial is clipped to [0, 1] and
     rounded to 8 bits before it is judged, and its norm never exceeds eps. Each finished (model, attack, eps)
     cell is kept in --out at once: an interrupted run (Ctrl-C, SIGTERM) resumes with --resume.
+
+    By default (--early-stop, AutoAttack's standard evaluation) each attack only runs on the images the
+    attacks before it (fgsm, pgd, square, hopskipjump) left robust at that eps, budgets run from small to
+    large, and an image fooled at an eps counts as fooled at the larger ones: the worst case is the same as
+    running everything, for a fraction of the work (about 3 minutes for the defaults on a 224-px MobileNetV2
+    on 2 busy CPU cores), and the rows are cumulative along the attack order.
 
     \b
     Examples:
@@ -77,62 +87,33 @@ def attack(models: tuple[Path, ...], data: str | None, n_images: int, attacks: l
       edge-tl attack --model exported/model.onnx --attacks pgd --source-class dog --target-class cat --eps 4/255
       edge-tl attack --model exported/model.onnx --norm l2 --eps 0.5,1 --attacks pgd,square
     """
-    from dataclasses import replace
-
     from rich.console import Console
 
-    from edge_tl._io import atomic_write_json, ensure_writable_dir
-    from edge_tl.attacks import inputs
-    from edge_tl.attacks.cells import CellStore, fingerprint
-    from edge_tl.attacks.plots import image_grid, robustness_curve
-    from edge_tl.attacks.registry import AttackSettings, get_attack
+    from edge_tl.attacks.api import AttackRequest, cells_kept, out_dir_for
+    from edge_tl.attacks.api import attack as run_attack
+    from edge_tl.attacks.registry import AttackSettings
+    from edge_tl.cli.progress import ConsoleReporter
 
     err = Console(stderr=True)
     eps = eps or FloatListType(low=0.0, low_open=True).convert(DEFAULT_EPS[norm], None, None)
     if norm == "linf" and max(eps) > 1.0:
         raise click.BadParameter(f"{max(eps):g} is out of range (0, 1] for L-inf budgets", param_hint="--eps")
-    settings = AttackSettings(steps=steps, step_size=step_size, queries=queries, batch_size=batch_size, seed=seed,
-                              norm=norm)
-    rts = inputs.load_models(list(models), threads=threads)
-    card = rts[0].card
-    target_idx = inputs.resolve_target(target_class, card.classes)
-    source_idx = inputs.resolve_target(source_class, card.classes)
-    if source_idx is not None and source_idx == target_idx:
+    if source_class is not None and source_class == target_class:
         raise click.BadParameter("the source and target class are the same", param_hint="--source-class")
-    notes: list[str] = []
-    sur = None
-    if any(get_attack(a).kind == "whitebox" for a in attacks):
-        sur_path = inputs.find_surrogate(surrogate, rts)
-        if sur_path is None:
-            notes.append("no surrogate checkpoint found (the card names no run folder with a model.pt): white-box "
-                         "attacks skipped, black-box ones run; pass --surrogate runs/NAME/model.pt")
-        else:
-            sur = inputs.load_surrogate(sur_path, card)
-    data_ = inputs.load_data(card, Path(rts[0].path), data, n_images, seed, only_class=source_idx)
-    notes += data_.notes
-    for note in notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
-    out_dir = ensure_writable_dir(out or Path("attacks") / Path(inputs.model_names(models)[0]).stem)
-    names = inputs.model_names(models)
-    store = CellStore(out_dir / "cells", fingerprint(
-        data_.images, data_.labels, models=names, files=[inputs.file_identity(rt.path) for rt in rts],
-        surrogate=str(sur.path) if sur else None, attacks=list(attacks), eps=list(eps), settings=repr(settings),
-        target=target_class, source=source_class), resume)
-    run = _interruptible(lambda: _run(rts, names, data_, attacks, eps, settings, sur, target_idx, source_idx,
-                                      store, err), store, err)
-    report = replace(run.report, notes=tuple(data_.notes) + run.report.notes,
-                     config={**run.report.config, "data": data_.source, "models": [str(p) for p in models],
-                             "surrogate": str(sur.path) if sur else None})
-    atomic_write_json(out_dir / "attack.json", report.to_json())
-    robustness_curve(report, out_dir / "robustness.png")
-    image_grid(run.examples, card.classes, out_dir / "examples.png")
+    settings = AttackSettings(steps=steps, step_size=step_size, queries=queries, batch_size=batch_size, seed=seed,
+                              norm=norm, early_stop=early_stop)
+    req = AttackRequest(models=tuple(models), data=data, n_images=n_images, attacks=tuple(attacks), eps=tuple(eps),
+                        settings=settings, surrogate=surrogate, target_class=target_class,
+                        source_class=source_class, resume=resume, out=out, threads=threads)
+    outcome = _interruptible(lambda: run_attack(req, reporter=ConsoleReporter(err)), out_dir_for(req), cells_kept,
+                             err)
     console = Console(stderr=json_path == "-")
-    _print(report, console)
-    console.print(f"wrote {out_dir}/attack.json, robustness.png, examples.png", highlight=False)
-    emit_json(report.to_json(), json_path)
+    _print(outcome.report, console)
+    console.print(f"wrote {outcome.out_dir}/attack.json, robustness.png, examples.png", highlight=False)
+    emit_json(outcome.report.to_json(), json_path)
 
 
-def _interruptible(fn, store, err):
+def _interruptible(fn, out_dir, kept, err):
     """Run ``fn`` with SIGTERM turned into KeyboardInterrupt; on either, say what was kept and exit 130."""
     import signal
     import sys
@@ -144,65 +125,11 @@ def _interruptible(fn, store, err):
     try:
         return fn()
     except KeyboardInterrupt:
-        err.print(f"interrupted: {store.count()} finished cell(s) kept in {store.folder}; rerun the same command "
-                  "with --resume to finish", highlight=False)
+        err.print(f"interrupted: {kept(out_dir)} finished cell(s) kept in {out_dir / 'cells'}; rerun the same "
+                  "command with --resume to finish", highlight=False)
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def _run(rts: list, names: list[str], data: object, attacks: list[str], eps: list[float], settings: object,
-         sur: object, target_idx: int | None, source_idx: int | None, store: object, err: object):
-    from edge_tl.attacks.engine import Target, plan_steps, run_attacks
-
-    targets = [Target(name, rt) for name, rt in zip(names, rts)]
-    own = sur is not None and any(Path(rt.path).resolve() == Path(sur.path).resolve() for rt in rts)
-    total = plan_steps(len(targets), attacks, eps, sur is not None and not own, settings.norm)
-    with progress_reporter(err, total) as tick:
-        return run_attacks(targets, data.images, data.labels, rts[0].card.classes, attacks, eps, settings,
-                           surrogate=sur.module if sur else None, surrogate_name=sur.name if sur else "surrogate",
-                           target_class=target_idx, report_surrogate=not own, progress=tick, store=store,
-                           source_class=source_idx)
-
-
-@contextlib.contextmanager
-def progress_reporter(err, total: int) -> Iterator[Callable]:
-    """A progress callback for :func:`run_attacks`: a rich bar on a terminal; otherwise (a CI log, a pipe) one
-    line per finished unit with the images done, the elapsed time and an ETA."""
-    import time
-
-    start = time.monotonic()
-    done = [0]
-
-    def eta() -> str:
-        el = time.monotonic() - start
-        rest = el / done[0] * (total - done[0]) if done[0] else float("nan")
-        return f"elapsed {el:.0f} s, ETA {rest:.0f} s" if done[0] else f"elapsed {el:.0f} s"
-
-    if not err.is_terminal:
-        def line(t) -> None:
-            if t.finished:
-                done[0] += 1
-                how = " (resumed)" if t.resumed else ""
-                err.print(f"[{done[0]}/{total}] {t.unit}{how}: {t.images_done}/{t.n_images} images, {eta()}",
-                          highlight=False, soft_wrap=True)
-
-        yield line
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
-        overall = bar.add_task("attacking", total=total, info="")
-        cell = bar.add_task("", total=1.0, info="")
-
-        def update(t) -> None:
-            bar.update(cell, completed=t.fraction, description=t.unit, info=f"{t.images_done}/{t.n_images} images")
-            if t.finished:
-                done[0] += 1
-                bar.update(overall, advance=1, info=eta())
-
-        yield update
 
 
 def _print(report: AttackReport, console: object) -> None:
@@ -219,11 +146,13 @@ def _print(report: AttackReport, console: object) -> None:
     console.print(clean)
     target, source = report.config.get("target_class"), report.config.get("source_class")
     l2 = report.config.get("norm") == "l2"
+    chained = bool(report.config.get("early_stop"))
     unit = "L2, [0, 1] pixel units" if l2 else "L-inf in grey levels /255"
     table = Table(title="robustness" + (f", targeted at '{target}'" if target else "")
                   + (f", only '{source}' images" if source else "")
                   + f" (eps, {unit}; n = images attacked; queries, L-inf, L2, conf: medians over successes; "
-                  "worst-case: robust to every attack)")
+                  + ("+attack: cumulative, on what the attacks above left robust; " if chained else "")
+                  + "worst-case: robust to every attack)")
     cols = ("model", "attack", "eps", "robust%", "success%", "n", "queries", "L-inf", "L2", "conf%")
     for col in cols:
         if col == "model":
@@ -231,8 +160,17 @@ def _print(report: AttackReport, console: object) -> None:
         else:  # numbers and attack names are never cut; long model names fold instead
             table.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True, min_width=len(col))
     order = {m: i for i, m in enumerate(report.models())}
-    for r in sorted(report.results, key=lambda r: (order.get(r.model, 0), r.attack == "worst-case", r.attack, r.eps)):
-        table.add_row(r.model, r.attack, f"{r.eps:g}" if l2 else f"{r.eps * 255:g}", pct(r.robust_accuracy),
+    ran = [str(a) for a in report.config.get("attacks") or []]  # the order the attacks ran in
+    rank = {a: i for i, a in enumerate(ran)}
+
+    def label(attack: str) -> str:  # early stop: a row counts this attack and every one before it
+        return f"+{attack}" if chained and rank.get(attack, 0) > 0 else attack
+
+    def key(r: AttackResult) -> tuple:
+        return (order.get(r.model, 0), r.attack == "worst-case", rank.get(r.attack, len(rank)), r.attack, r.eps)
+
+    for r in sorted(report.results, key=key):
+        table.add_row(r.model, label(r.attack), f"{r.eps:g}" if l2 else f"{r.eps * 255:g}", pct(r.robust_accuracy),
                       pct(r.success_rate), str(r.n_attacked),
                       "-" if r.median_queries is None else f"{r.median_queries:.0f}",
                       "-" if r.median_linf is None else f"{255 * r.median_linf:.1f}",

@@ -13,6 +13,8 @@ import click
 
 from edge_tl import __version__
 
+LOG_WIDTH = 160  # columns rich lays tables out in when output is not a terminal (COLUMNS overrides)
+
 # name -> (module, attribute, one-line help). Help text lives here so listing commands imports nothing.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("edge_tl.cli.data_cmd", "data", "Inspect datasets: hygiene scan of an image folder."),
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> Any:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EDGE_TL_DEBUG") not in (None, "", "0")
+    if "COLUMNS" not in os.environ and not sys.stdout.isatty() and not sys.stderr.isatty():
+        os.environ["COLUMNS"] = str(LOG_WIDTH)  # a log or a pipe: tables keep one row per line instead of 80 columns
     if hasattr(signal, "SIGXFSZ"):  # over a file-size limit a write then fails with EFBIG instead of killing us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
