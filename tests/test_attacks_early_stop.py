@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from test_attacks_engine import CLASSES, TinyNet, make_data  # noqa: E402
+from test_attacks_engine import CLASSES, make_data, train_stripes  # noqa: E402
 from torch import nn  # noqa: E402
 
 from edge_tl.attacks.engine import Target, run_attacks  # noqa: E402
-from edge_tl.attacks.pixels import pixel_model, torch_predict  # noqa: E402
+from edge_tl.attacks.pixels import torch_predict  # noqa: E402
 from edge_tl.attacks.registry import AttackSettings, get_attack  # noqa: E402
 
 
@@ -20,20 +20,8 @@ def trained() -> nn.Module:
     """The stripes model of test_attacks_engine, trained to 100 % in ~2 s on one thread."""
     old = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    x, y = make_data(40, seed=0)
-    model = pixel_model(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).train()
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255, torch.from_numpy(y)
-    for _ in range(30):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 32):
-            b = perm[i:i + 32]
-            loss = nn.functional.cross_entropy(model(xt[b]), yt[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    yield model.eval()
+    model = train_stripes()
+    yield model
     torch.set_num_threads(old)
 
 
