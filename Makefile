@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 EDGE := $(VENV)/bin/edge-tl
 
-.PHONY: install demo test lint bench docs clean
+.PHONY: install demo test lint bench bench-save bench-compare docs clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,6 +35,18 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# pytest-benchmark speed suites (benchmarks/suites), saved in .benchmarks/ under the commit id; compare against the
+# last saved run. Opt-in gate: `make bench-compare FAIL=10%` fails on a median slower by more than that.
+# BENCH_ARGS passes more pytest options, e.g. BENCH_ARGS='-k onnxruntime'.
+BENCH_PYTEST := nice $(PY) -m pytest benchmarks/suites --benchmark-only --benchmark-warmup=on \
+	--benchmark-sort=name --benchmark-columns=min,median,iqr,rounds $(BENCH_ARGS)
+
+bench-save: $(STAMP)
+	$(BENCH_PYTEST) --benchmark-autosave
+
+bench-compare: $(STAMP)
+	$(BENCH_PYTEST) --benchmark-compare $(if $(FAIL),--benchmark-compare-fail=median:$(FAIL))
 
 clean:
 	rm -rf runs exported attacks .pytest_cache

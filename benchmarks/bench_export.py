@@ -17,54 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 import warnings
 from pathlib import Path
 
+from _workloads import batch1, export_variants, median_ms, train_run
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-
-
-def train_run(data: Path | None, backbone: str, work: Path, epochs: int) -> Path:
-    from edge_tl.train.api import TrainConfig, train
-
-    if data is None:
-        from edge_tl.data.sample import generate_sample
-
-        data, backbone = generate_sample(work / "sample", per_class=40, size=64), "tiny_cnn"
-        print(f"../shared data not found: using generated sample data with {backbone}")
-    cfg = TrainConfig(data=str(data), backbone=backbone, mode="features", epochs=epochs, seed=0,
-                      out=str(work / "runs" / f"{backbone}-{data.name}"), force=True,
-                      weights="none" if backbone.startswith("tiny") else "default")
-    return Path(train(cfg).run_dir)
-
-
-def latency_ms(path: Path, pixels, threads: int, runs: int) -> float:
-    from edge_tl.runtimes import load
-
-    rt = load(path, threads=threads)
-    one = pixels[:1]
-    for _ in range(5):
-        rt(one)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        rt(one)
-        times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)
-
-
-def export_variants(run: Path, out: Path, recipe: str, calib_size: int, modes: list[str]):
-    from edge_tl.errors import ParityError
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
-    opts = ExportOptions(calib_size=calib_size, output=recipe, force=True)
-    try:
-        return export(run, ["onnx"], modes, out, opts)
-    except ParityError as exc:  # a failing variant is a result to report, not a crash
-        return exc.result  # type: ignore[attr-defined]
 
 
 def main() -> None:
@@ -95,10 +54,10 @@ def main() -> None:
     test_files = manifest_for_card(card, run / "card.json").files("test")
     pixels = load_batch(test_files[:8], card.input)
 
-    results = {"float": export_variants(run, args.work / "exported", "float", args.calib_size,
-                                        ["none", "fp16", "dynamic", "int8"]),
-               "quantized": export_variants(run, args.work / "exported_naive", "quantized", args.calib_size,
-                                            ["int8"])}
+    results = {"float": export_variants(run, args.work / "exported", ["none", "fp16", "dynamic", "int8"],
+                                        recipe="float", calib_size=args.calib_size),
+               "quantized": export_variants(run, args.work / "exported_naive", ["int8"], recipe="quantized",
+                                            calib_size=args.calib_size)}
     table = Table(title=f"edge-tl export: {card.backbone} on {card.manifest and Path(card.run_dir or '').name} "
                         f"({len(test_files)} held-out images, {args.threads} thread)")
     for col in ("artefact", "recipe", "MB", "convert s", "acc %", "drop pt", "agree %", "max|Δlogit|",
@@ -113,7 +72,7 @@ def main() -> None:
             r = parity[a.path.name]
             with warnings.catch_warnings():  # the naive variant warns that it saturates: that is the point here
                 warnings.simplefilter("ignore")
-                ms = latency_ms(a.path, pixels, args.threads, args.runs)
+                ms = median_ms(batch1(a.path, pixels, args.threads), args.runs)
             row = {"artefact": a.path.name, "recipe": recipe if a.quantize == "int8" else "-",
                    "size_mb": a.size_mb, "convert_s": a.seconds, "ms": ms, **r.to_json()}
             rows.append(row)

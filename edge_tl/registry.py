@@ -69,6 +69,11 @@ class Registry(Generic[T]):
         self._ensure()
         return self._items.get(name)
 
+    def peek(self, name: str) -> T | None:
+        """The entry for ``name`` among those registered so far, without running ``load`` (for registration
+        code, which runs while the built-in entries are still being imported)."""
+        return self._items.get(name)
+
     def names(self) -> list[str]:
         """Every registered name, in registration order."""
         self._ensure()

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from _export_fixtures import build_run
 from PIL import Image
 
 from edge_tl.cli.options import cpu_count
 from helpers.cli import CliResult, cli
+from helpers.export_fixtures import build_run
 
 FAST = ["--min-time", "0.05", "--warmup", "2"]
 

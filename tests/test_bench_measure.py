@@ -6,11 +6,11 @@ import os
 import time
 from pathlib import Path
 
-import _bench_fakes as fakes
 import numpy as np
 import pytest
 
 from edge_tl.bench.measure import BenchWorkerBug, MeasureJob, peak_rss_mb, run_job, time_loop
+from helpers import bench_fakes as fakes
 
 
 @pytest.fixture(scope="module")

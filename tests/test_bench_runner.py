@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import _bench_fakes as fakes
 import pytest
 from PIL import Image
 
@@ -12,6 +11,7 @@ from edge_tl.bench.results import BenchSettings
 from edge_tl.bench.runner import plan_threads, run_bench
 from edge_tl.bench.targets import EvalSet, Target, check_classes, discover, eval_set, load_targets
 from edge_tl.errors import ArtifactError, DataError
+from helpers import bench_fakes as fakes
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_with_runtimes_expands_and_notes_missing_backends(folder: Path, monkeypa
     only, _ = with_runtimes(targets, ("openvino",))
     assert [(t.path.name, t.runtime) for t in only] == [("two.onnx", "openvino"), ("model.pt", "pytorch")]
     base._ensure_loaded()
-    monkeypatch.setitem(base._REQUIRES, "openvino", "no_such_backend_module")
+    monkeypatch.setattr(base.runtime_entry(".onnx", "openvino"), "requires", "no_such_backend_module")
     kept, notes = with_runtimes(targets, None)
     assert [t.runtime for t in kept] == ["onnxruntime", "pytorch"]
     assert notes == ["openvino is not installed, so its rows are skipped (pip install openvino)"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _export_fixtures import build_run, heldout_pixels
+
+from helpers.export_fixtures import build_run, heldout_pixels
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -95,9 +96,9 @@ def test_float_fallback_layers_stay_float_in_a_default_session(tmp_path: Path) -
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from test_export_sensitivity import fragile_model
 
     from edge_tl.export.onnx_export import export_float_proto, keep_float_weights
+    from helpers.fragile import fragile_model
 
     float_path, q_path = tmp_path / "f.onnx", tmp_path / "q.onnx"
     onnx.save(export_float_proto(fragile_model(), 32, 18), str(float_path))

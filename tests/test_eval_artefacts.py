@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _export_fixtures import build_run
+
+from helpers.export_fixtures import build_run
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")

@@ -5,22 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _export_fixtures import build_run
 
 from edge_tl.export.api import export
 from edge_tl.export.registry import ExportOptions
 from edge_tl.runtimes import load
-
-
-def make_fragile(model) -> None:
-    """Channel 7 of the stem is always 0 after its ReLU; stage1 gives it a weight of 1000 (harmless in float,
-    ruinous for the per-channel int8 scale of stage1's conv)."""
-    import torch
-
-    stem_bn, stage1_conv = model.features[0].stem[1], model.features[0].stage1[0]
-    with torch.no_grad():
-        stem_bn.weight[7], stem_bn.bias[7] = 0.0, -100.0
-        stage1_conv.weight[:, 7, 1, 1] = 1000.0
+from helpers.export_fixtures import build_run
+from helpers.fragile import make_fragile
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from _export_fixtures import build_run
+
+from helpers.export_fixtures import build_run
 
 
 @pytest.fixture(scope="module")

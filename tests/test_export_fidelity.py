@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _export_fixtures import build_run
 from torch import nn
 
 from edge_tl.errors import ExportError
 from edge_tl.export.bias_correction import correct_bias, fake_quant_act, fake_quant_weight
 from edge_tl.export.equalize import equalize, find_pairs, fold_batchnorm, range_spread
+from helpers.export_fixtures import build_run
 
 
 def _chain(act: type[nn.Module] = nn.ReLU) -> nn.Sequential:

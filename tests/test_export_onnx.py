@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _export_fixtures import build_run, heldout_pixels
 
 from edge_tl.errors import ParityError
+from helpers.export_fixtures import build_run, heldout_pixels
 
 MODES = ("none", "fp16", "dynamic", "int8")
 NAMES = {"none": "model.onnx", "fp16": "model_fp16.onnx", "dynamic": "model_dynamic.onnx",

@@ -12,48 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_tl.card import InputSpec
+from edge_tl.card import InputSpec, ModelCard
 from edge_tl.export.sensitivity import LayerInfo, budget_search, flag_layers, layer_sensitivity
+from helpers.fragile import fragile_model, pixels
 
 SPEC = InputSpec(size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-
-
-def fragile_model():
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-
-    class Fragile(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
-            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
-            self.c3 = nn.Conv2d(8, 8, 3, padding=1)
-            self.fc = nn.Linear(8, 4)
-            with torch.no_grad():
-                self.c1.bias[7] = -100.0  # channel 7 of relu(c1) is always 0
-                self.c2.weight[:, 7, 1, 1] = 1000.0  # harmless in float, ruinous for int8 weight scales
-                for m in (self.c2, self.c3, self.fc):
-                    m.bias.zero_()
-                self.fc.weight.mul_(10)
-
-        def forward(self, x):
-            x = torch.relu(self.c1(x))
-            x = torch.relu(self.c2(x))
-            x = torch.relu(self.c3(x))
-            return self.fc(x.mean((2, 3)))
-
-    model = Fragile().eval()
-    with torch.no_grad():  # centre the logits so the float model predicts every class on pixels()
-        x = (torch.from_numpy(pixels()).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
-        model.fc.bias -= model(x).mean(0)
-    return model
-
-
-def pixels(n: int = 64, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.clip(rng.integers(0, 256, (n, 1, 1, 3)) + rng.normal(0, 20, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+CARD = ModelCard(classes=("a", "b", "c", "d"), input=SPEC, backbone="fragile", weights="none")
 
 
 def _calibration(px: np.ndarray):
@@ -77,7 +41,7 @@ def tflite_backend():
     from edge_tl.export.sensitivity_tflite import TfliteQuantBackend
     from edge_tl.export.tflite_export import convert_float
 
-    return TfliteQuantBackend(convert_float(fragile_model(), 32), SPEC, _calibration(pixels()),
+    return TfliteQuantBackend(convert_float(fragile_model(), 32), CARD, _calibration(pixels()),
                               method="absmax")
 
 

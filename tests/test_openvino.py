@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _export_fixtures import build_run, heldout_pixels
 
 from helpers.cli import cli
+from helpers.export_fixtures import build_run, heldout_pixels
 
 pytest.importorskip("openvino")
 
@@ -203,11 +203,10 @@ def test_budget_runs_both_repairs_and_keeps_the_better(tmp_path_factory: pytest.
                                                        sample_dir: Path) -> None:
     """Plain NNCF int8 ruins a layer with one huge weight per output channel; NNCF accuracy control and edge-tl's
     own search on the IR both repair it, both outcomes are recorded, and the file on disk is the one kept."""
-    from test_export_budget import make_fragile
-
     from edge_tl.export.api import export
     from edge_tl.export.registry import ExportOptions
     from edge_tl.runtimes import load
+    from helpers.fragile import make_fragile
 
     root = tmp_path_factory.mktemp("ov_fragile")
     run = build_run(root / "run", sample_dir, tweak=make_fragile, steps=80)

@@ -401,7 +401,7 @@ def _own_run(request: pytest.FixtureRequest, d: Path) -> None:
     """A run built in the case folder on a copy of the sample data (``data/``), so its split can be altered."""
     import shutil
 
-    from _export_fixtures import build_run
+    from helpers.export_fixtures import build_run
 
     shutil.copytree(request.getfixturevalue("sample_dir"), d / "data")
     build_run(d / "runs" / "own", d / "data", steps=5)

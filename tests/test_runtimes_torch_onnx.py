@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _export_fixtures import build_run, heldout_pixels
 
 from edge_tl.errors import ArtifactError, CardError, DataError
+from helpers.export_fixtures import build_run, heldout_pixels
 
 
 @pytest.fixture(scope="module")

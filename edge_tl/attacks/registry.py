@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.errors import ConfigError, UnknownNameError
+from edge_tl.errors import ConfigError
+from edge_tl.registry import Registry
 
 KINDS = ("whitebox", "blackbox")
 NORMS = ("linf", "l2")
@@ -79,7 +80,11 @@ class AttackSpec:
     norms: tuple[str, ...] = ("linf",)
 
 
-_REGISTRY: dict[str, AttackSpec] = {}
+def _import_builtin_attacks() -> None:
+    from edge_tl.attacks import blackbox, hsj, whitebox  # noqa: F401
+
+
+ATTACKS: Registry[AttackSpec] = Registry("attack", load=_import_builtin_attacks)
 
 
 def register_attack(name: str, kind: str, *, eps_bounded: bool = True, description: str = "",
@@ -90,35 +95,24 @@ def register_attack(name: str, kind: str, *, eps_bounded: bool = True, descripti
         raise ConfigError(f"attack kind '{kind}' is not one of {', '.join(KINDS)}")
 
     def deco(fn: AttackFn) -> AttackFn:
-        if name in _REGISTRY:
-            raise ConfigError(f"attack '{name}' is already registered")
-        _REGISTRY[name] = AttackSpec(name, kind, fn, eps_bounded, description or (fn.__doc__ or "").split("\n")[0],
-                                     tuple(norms))
+        ATTACKS.add(name, AttackSpec(name, kind, fn, eps_bounded, description or (fn.__doc__ or "").split("\n")[0],
+                                     tuple(norms)))
         return fn
 
     return deco
 
 
-def _ensure_loaded() -> None:
-    from edge_tl.attacks import blackbox, hsj, whitebox  # noqa: F401
-
-
 def list_attacks(kind: str | None = None) -> list[str]:
     """Registered attack names, in registration order (optionally only one kind)."""
-    _ensure_loaded()
-    return [n for n, s in _REGISTRY.items() if kind is None or s.kind == kind]
+    return [n for n, s in ATTACKS.items() if kind is None or s.kind == kind]
 
 
 def get_attack(name: str) -> AttackSpec:
     """The spec of attack ``name``; unknown names raise with a suggestion and the valid names."""
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownNameError("attack", name, list(_REGISTRY))
-    return _REGISTRY[name]
+    return ATTACKS.get(name)
 
 
 def describe() -> list[dict[str, Any]]:
     """Name, kind and one-line description of every attack (for help text and docs)."""
-    _ensure_loaded()
     return [{"name": s.name, "kind": s.kind, "norms": list(s.norms), "description": s.description}
-            for s in _REGISTRY.values()]
+            for s in ATTACKS.values()]

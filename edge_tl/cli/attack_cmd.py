@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edge_tl.attacks.registry import NORMS
 from edge_tl.cli.options import FloatListType, NameListType, emit_json, json_option, seed_option, threads_option
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def _attack_names() -> list[str]:
 @click.option("--attacks", type=NameListType("attack", _attack_names), default=DEFAULT_ATTACKS, show_default=True,
               help="White-box (fgsm, pgd: crafted on the surrogate, transferred) and black-box (square, "
                    "hopskipjump: queries to the artefact itself).")
-@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True,
+@click.option("--norm", type=click.Choice(NORMS), default="linf", show_default=True,
               help="Threat model: L-inf (fgsm, pgd, square, hopskipjump) or L2 (pgd, square, hopskipjump).")
 @click.option("--eps", type=FloatListType(low=0.0, low_open=True), default=None,
               help="Budgets in pixel units ([0, 1] scale); fractions such as 8/255 allowed.  "

@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from edge_tl.cli.options import emit_json, json_option
+from edge_tl.export.sensitivity import BACKENDS
 
 
 @click.command("quant-report")
 @click.option("--model", "run", default="runs/latest", show_default=True, help="Run folder (runs/NAME).")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(BACKENDS.names()), default="onnx", show_default=True)
 @click.option("--calib-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Calibration images from the run's train split.")
 @click.option("--calib-method", default="minmax", show_default=True,

@@ -58,16 +58,16 @@ def _backend(art: Artifact, card: ModelCard, float_path: Path, calibration: Call
              method: str, threads: int, output: str) -> Any:
     factory = get_backend(art.format)
     if art.format == "onnx":
-        return factory(float_path, card.input, calibration, method=method, threads=threads, output=output)
+        return factory(float_path, card, calibration, method=method, threads=threads, output=output)
     from edge_tl.export.tflite_export import folded_input, is_folded
 
     # Candidates are built the way the exporter builds the shipped file: from the float flatbuffer with the
     # normalisation folded in (pixels in [0, 1] go in, the input range fixed to one pixel level), uint8 input.
     content = Path(float_path).read_bytes()
     fold = is_folded(content)
-    return factory(content, folded_input(card.input) if fold else card.input, calibration, method=method,
-                   threads=threads, classes=card.classes, output=output,
-                   input_range=(0.0, 1.0) if fold else None, io_type=art.card.input.dtype)
+    return factory(content, card.with_(input=folded_input(card.input)) if fold else card, calibration, method=method,
+                   threads=threads, output=output, input_range=(0.0, 1.0) if fold else None,
+                   io_type=art.card.input.dtype)
 
 
 class _Referenced:

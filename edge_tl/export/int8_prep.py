@@ -23,11 +23,12 @@ import numpy as np
 
 from edge_tl.errors import UnknownNameError
 from edge_tl.export.registry import INT8_PREPS as PREP_CHOICES
+from edge_tl.registry import Registry
 
 # Per-backbone choices that measured better than plain int8 (benchmarks/bench_int8_fidelity.py). Empty until a
 # preparation beats plain int8 on real photos: plain full int8 of mobilenet_v2 on catsdogs already agrees on
 # 797 / 800 (ONNX) and 799 / 800 (TFLite) unseen photos, and no measurement has shown bias correction or CLE better.
-AUTO_PREP: dict[str, str] = {}
+AUTO_PREP: Registry[str] = Registry("backbone with an automatic int8 preparation")
 AUTO_DEFAULT = "none"
 BIAS_IMAGES = 64  # images for the bias statistics (one batch: the corrected pass sees them all at once)
 PROBE_IMAGES = 4  # images used to trace the graph and check that CLE kept the float function
@@ -37,7 +38,7 @@ def resolve_prep(choice: str, backbone: str) -> str:
     """The concrete steps for ``choice`` on ``backbone`` (``auto`` -> :data:`AUTO_PREP`)."""
     if choice not in PREP_CHOICES:
         raise UnknownNameError("int8 preparation", choice, PREP_CHOICES)
-    return AUTO_PREP.get(backbone, AUTO_DEFAULT) if choice == "auto" else choice
+    return (AUTO_PREP.find(backbone) or AUTO_DEFAULT) if choice == "auto" else choice
 
 
 def _images(calibration: Callable[[int], Iterator[np.ndarray]], n: int) -> np.ndarray:
@@ -49,14 +50,37 @@ def _images(calibration: Callable[[int], Iterator[np.ndarray]], n: int) -> np.nd
     return np.concatenate(out)[:n]
 
 
+# One weight-preparation step: ``fn(model, probe, images) -> {card key: record}`` changes ``model`` in place
+# (BN already folded); ``--int8-prep cle+bias`` runs "cle" then "bias".
+PrepStep = Callable[[Any, Any, Any], dict[str, Any]]
+PREP_STEPS: Registry[PrepStep] = Registry("int8 preparation step")
+
+
+@PREP_STEPS.register("cle")
+def _cle(model: Any, probe: Any, _x: Any) -> dict[str, Any]:
+    from edge_tl.export.equalize import equalize
+
+    eq = equalize(model, probe, relu6="replace")
+    return {"cle": {"pairs": eq.pairs, "iterations": eq.iterations, "relu6_replaced": eq.relu6_replaced,
+                    "max_float_change": round(eq.max_output_change, 6)}}
+
+
+@PREP_STEPS.register("bias")
+def _bias(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
+    from edge_tl.export.bias_correction import correct_bias
+
+    bc = correct_bias(model, x)
+    return {"bias_correction": {"layers": bc.layers, "images": bc.images, "activations": bc.activations,
+                                "mean_shift": round(bc.mean_shift, 6), "max_correction": round(bc.max_correction, 6)}}
+
+
 def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterator[np.ndarray]], steps: str,
                      *, bias_images: int = BIAS_IMAGES) -> tuple[Any, dict[str, Any]]:
     """A prepared copy of ``model`` and the record for ``card.quantization["prep"]`` (``steps`` resolved)."""
     import torch
 
     from edge_tl.data.preprocess import normalize
-    from edge_tl.export.bias_correction import correct_bias
-    from edge_tl.export.equalize import equalize, fold_batchnorm
+    from edge_tl.export.equalize import fold_batchnorm
 
     record: dict[str, Any] = {"steps": steps}
     if steps == "none":
@@ -66,15 +90,8 @@ def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterato
     x = torch.from_numpy(normalize(pixels, spec, "NCHW"))
     probe = x[:PROBE_IMAGES]
     record["bn_folded"] = fold_batchnorm(prepared, probe)
-    if "cle" in steps.split("+"):
-        eq = equalize(prepared, probe, relu6="replace")
-        record["cle"] = {"pairs": eq.pairs, "iterations": eq.iterations, "relu6_replaced": eq.relu6_replaced,
-                         "max_float_change": round(eq.max_output_change, 6)}
-    if "bias" in steps.split("+"):
-        bc = correct_bias(prepared, x)
-        record["bias_correction"] = {"layers": bc.layers, "images": bc.images, "activations": bc.activations,
-                                     "mean_shift": round(bc.mean_shift, 6),
-                                     "max_correction": round(bc.max_correction, 6)}
+    for step in steps.split("+"):
+        record.update(PREP_STEPS.get(step)(prepared, probe, x))
     return prepared, record
 
 

@@ -91,10 +91,7 @@ def make_backend(model: Any, card: ModelCard, manifest: Any, fmt: str, calib_siz
         raise UnknownNameError(f"{fmt} calibration method", method, CALIB_METHODS[fmt])
     calibration: Callable[[int], Iterator[np.ndarray]] = make_calibration(manifest, card.input, calib_size)
     factory = get_backend(fmt)
-    kwargs: dict[str, Any] = {"method": method, "threads": threads}
-    if fmt == "tflite":
-        kwargs["classes"] = card.classes
-    return factory(float_artefact(model, card, fmt, tmp), card.input, calibration, **kwargs)
+    return factory(float_artefact(model, card, fmt, tmp), card, calibration, method=method, threads=threads)
 
 
 def _method_row(backend: QuantBackend, pixels: np.ndarray, labels: np.ndarray) -> dict[str, float]:

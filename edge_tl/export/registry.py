@@ -5,8 +5,9 @@ card inside and beside) and returns an :class:`Artifact`. A card writer per form
 existing file (used to store the parity result after verification). The registry feeds the CLI's choices,
 validation ("valid pairs: ...") and dispatch; :func:`edge_tl.export.api.export` drives it.
 
-Format modules register on import; :func:`_ensure_loaded` imports those that exist, so a backend written later
-(or missing) never breaks the others.
+Both tables are :class:`~edge_tl.registry.Registry` objects (:data:`EXPORTERS` keyed ``format/quantize``,
+:data:`CARD_WRITERS` keyed by format). Format modules register on import; the registries import those that exist
+on first read, so a backend written later (or missing) never breaks the others.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_tl.card import ModelCard
 from edge_tl.errors import ConfigError, UnknownNameError
+from edge_tl.registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -148,8 +150,16 @@ class ExporterEntry:
     own_budget: bool = False  # the exporter enforces --max-drop itself (the driver's fallback search is skipped)
 
 
-_EXPORTERS: dict[tuple[str, str], ExporterEntry] = {}
-_CARD_WRITERS: dict[str, CardWriter] = {}
+def _import_formats() -> None:
+    # Format modules register on import; one that is not installed or not written is skipped.
+    for mod in _FORMAT_MODULES:
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod)
+
+
+# "format/quantize" (e.g. "onnx/int8") -> its exporter; format -> the writer of the card inside its files.
+EXPORTERS: Registry[ExporterEntry] = Registry("exporter", load=_import_formats)
+CARD_WRITERS: Registry[CardWriter] = Registry("card writer", load=_import_formats)
 
 
 def register_exporter(format: str, quantize: str, *, filename: str, needs_float: bool | None = None,
@@ -163,12 +173,9 @@ def register_exporter(format: str, quantize: str, *, filename: str, needs_float:
         raise ConfigError(f"unknown quantisation mode '{quantize}' in exporter registration")
 
     def deco(fn: Exporter) -> Exporter:
-        key = (format, quantize)
-        if key in _EXPORTERS:
-            raise ConfigError(f"exporter {format}/{quantize} is already registered")
-        _EXPORTERS[key] = ExporterEntry(format, quantize, filename, fn,
-                                        quantize != "none" if needs_float is None else needs_float,
-                                        needs_calibration, own_budget)
+        EXPORTERS.add(f"{format}/{quantize}", ExporterEntry(format, quantize, filename, fn,
+                                                             quantize != "none" if needs_float is None
+                                                             else needs_float, needs_calibration, own_budget))
         return fn
 
     return deco
@@ -176,54 +183,39 @@ def register_exporter(format: str, quantize: str, *, filename: str, needs_float:
 
 def register_card_writer(format: str) -> Callable[[CardWriter], CardWriter]:
     """Register ``fn(path, card)`` that replaces the card inside an artefact of ``format`` (atomically)."""
-
-    def deco(fn: CardWriter) -> CardWriter:
-        _CARD_WRITERS[format] = fn
-        return fn
-
-    return deco
-
-
-def _ensure_loaded() -> None:
-    for mod in _FORMAT_MODULES:
-        if importlib.util.find_spec(mod) is not None:
-            importlib.import_module(mod)
+    return CARD_WRITERS.register(format)
 
 
 def formats() -> list[str]:
     """Formats with at least one registered exporter."""
-    _ensure_loaded()
-    return sorted({f for f, _ in _EXPORTERS})
+    return sorted({e.format for e in EXPORTERS.values()})
 
 
 def valid_pairs() -> list[str]:
     """Every registered ``format/quantize`` pair, e.g. ``onnx/int8``."""
-    _ensure_loaded()
-    return [f"{f}/{q}" for f, q in sorted(_EXPORTERS, key=lambda k: (k[0], _MODES.index(k[1])))]
+    entries = sorted(EXPORTERS.values(), key=lambda e: (e.format, _MODES.index(e.quantize)))
+    return [f"{e.format}/{e.quantize}" for e in entries]
 
 
 def get_exporter(format: str, quantize: str) -> ExporterEntry:
     """The entry for ``(format, quantize)``; an unsupported pair raises listing the valid ones."""
-    _ensure_loaded()
-    if format not in {f for f, _ in _EXPORTERS}:
+    if format not in formats():
         raise UnknownNameError("format", format, [*formats(), "all"])
-    if (format, quantize) not in _EXPORTERS:
+    entry = EXPORTERS.find(f"{format}/{quantize}")
+    if entry is None:
         raise ConfigError(f"{format} export does not support --quantize {quantize}",
                           f"valid pairs: {', '.join(valid_pairs())}")
-    return _EXPORTERS[(format, quantize)]
+    return entry
 
 
 def has_exporter(format: str, quantize: str) -> bool:
     """Whether ``(format, quantize)`` is registered."""
-    _ensure_loaded()
-    return (format, quantize) in _EXPORTERS
+    return f"{format}/{quantize}" in EXPORTERS
 
 
 def get_card_writer(format: str) -> CardWriter:
-    _ensure_loaded()
-    if format not in _CARD_WRITERS:
-        raise ConfigError(f"no card writer registered for {format}")
-    return _CARD_WRITERS[format]
+    """The card writer of ``format``; an unknown format raises with a suggestion."""
+    return CARD_WRITERS.get(format)
 
 
 def artifact_card(req: ExportRequest, *, layout: str = "NCHW", input_dtype: str = "float32",

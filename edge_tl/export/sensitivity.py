@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_tl.errors import UnknownNameError
+from edge_tl.registry import Registry
 
 WIDE_RANGE_FACTOR = 8.0  # a tensor whose range is this many times the median range is flagged "wide range"
 HARD_SWISH_OPS = {"HardSwish", "HardSigmoid", "HARD_SWISH", "HARD_SIGMOID"}
@@ -259,27 +259,28 @@ def budget_search(backend: QuantBackend, pixels: np.ndarray, labels: np.ndarray,
                         reasons=reasons)
 
 
-_BACKENDS: dict[str, Callable[..., QuantBackend]] = {}
+BACKEND_MODULES = ("edge_tl.export.sensitivity_onnx", "edge_tl.export.sensitivity_tflite")
 
 
-def register_backend(format: str) -> Callable[[Callable[..., QuantBackend]], Callable[..., QuantBackend]]:
-    """Register the sensitivity backend factory of ``format``."""
-
-    def deco(fn: Callable[..., QuantBackend]) -> Callable[..., QuantBackend]:
-        _BACKENDS[format] = fn
-        return fn
-
-    return deco
-
-
-def get_backend(format: str) -> Callable[..., QuantBackend]:
-    """The backend factory for ``format`` (``onnx`` or ``tflite``)."""
+def _import_backends() -> None:
+    # Each backend module registers itself on import; one whose module is missing is skipped.
     import importlib
     import importlib.util
 
-    for mod in ("edge_tl.export.sensitivity_onnx", "edge_tl.export.sensitivity_tflite"):
+    for mod in BACKEND_MODULES:
         if importlib.util.find_spec(mod) is not None:
             importlib.import_module(mod)
-    if format not in _BACKENDS:
-        raise UnknownNameError("quantisation format", format, list(_BACKENDS))
-    return _BACKENDS[format]
+
+
+BackendFactory = Callable[..., QuantBackend]
+BACKENDS: Registry[BackendFactory] = Registry("quantisation format", load=_import_backends)
+
+
+def register_backend(format: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Register the sensitivity backend factory of ``format``."""
+    return BACKENDS.register(format)
+
+
+def get_backend(format: str) -> BackendFactory:
+    """The backend factory for ``format`` (``onnx`` or ``tflite``)."""
+    return BACKENDS.get(format)

@@ -17,16 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.card import InputSpec
+from edge_tl.card import InputSpec, ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
 from edge_tl.export.sensitivity import LayerInfo, median_latency_ms, register_backend
-from edge_tl.runtimes.onnx_rt import KEEP_FLOAT_OPTIMIZERS
+from edge_tl.runtimes.onnx_rt import KEEP_FLOAT_OPTIMIZERS, make_session
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
                "GlobalAveragePool", "AveragePool", "Concat", "LeakyRelu")
 METHODS = ("minmax", "entropy", "percentile")
-
 
 
 class OnnxQuantBackend:
@@ -108,14 +107,8 @@ class OnnxQuantBackend:
             path = self._quantize(Path(tmp) / "q.onnx", exclude=float_layers, only=[only] if only else None)
             return path.read_bytes()
 
-    def _session(self, content: bytes) -> Any:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
-        so.log_severity_level = 3
-        return ort.InferenceSession(content, so, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
+    def _session(self, content: bytes, threads: int | None = None) -> Any:
+        return make_session(content, threads or self.threads, disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
 
     def _run(self, session: Any, pixels: np.ndarray) -> np.ndarray:
         outs = [session.run(None, {self.input_name: normalize(pixels[i:i + 64], self.spec, "NCHW")})[0]
@@ -129,12 +122,7 @@ class OnnxQuantBackend:
         return self._run(self._float_session, pixels)
 
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-        sess = ort.InferenceSession(content, so, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
+        sess = self._session(content, threads=1)
         x = np.zeros((1, 3, self.spec.size, self.spec.size), np.float32)
         return median_latency_ms(lambda: sess.run(None, {self.input_name: x}), runs)
 
@@ -162,7 +150,7 @@ def _as_array(v: Any) -> np.ndarray:
 
 
 @register_backend("onnx")
-def make_onnx_backend(float_path: Path, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
+def make_onnx_backend(float_path: Path, card: ModelCard, calibration: Callable[[int], Iterator[np.ndarray]],
                       method: str = "minmax", **kw: Any) -> OnnxQuantBackend:
-    """Factory registered for ``format="onnx"``."""
-    return OnnxQuantBackend(float_path, spec, calibration, method=method, **kw)
+    """Factory registered for ``format="onnx"`` (the candidates take ``card.input``)."""
+    return OnnxQuantBackend(float_path, card.input, calibration, method=method, **kw)

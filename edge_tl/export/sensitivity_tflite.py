@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.card import InputSpec, ModelCard
+from edge_tl.card import ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
 from edge_tl.export.sensitivity import LayerInfo, median_latency_ms, register_backend
@@ -58,13 +58,15 @@ class TfliteQuantBackend:
 
     format = "tflite"
 
-    def __init__(self, float_content: bytes, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
-                 method: str = "minmax", threads: int = 2, classes: Sequence[str] = (),
-                 output: str = "float", input_range: tuple[float, float] | None = None,
-                 io_type: str = "int8") -> None:
+    def __init__(self, float_content: bytes, card: ModelCard, calibration: Callable[[int], Iterator[np.ndarray]],
+                 method: str = "minmax", threads: int = 2, output: str = "float",
+                 input_range: tuple[float, float] | None = None, io_type: str = "int8") -> None:
+        """``card`` describes the candidates: the run's card, with the input the float flatbuffer takes."""
         from edge_tl.export.tflite_quant import calibrate, io_tensor_names
 
-        self.float_content, self.spec, self.threads, self.method = bytes(float_content), spec, threads, method
+        self.float_content, self.threads, self.method = bytes(float_content), threads, method
+        self.card, self.spec = card.with_(format="tflite"), card.input
+        spec = self.spec
         self.io_type = io_type  # "uint8": candidates get the shipped file's uint8 input (tflite_quant.uint8_io)
         pixels = [b for b in calibration(16)]
         if not pixels:
@@ -77,8 +79,6 @@ class TfliteQuantBackend:
         # As the exporter does: with output="float" the logits layer stays float and cannot saturate.
         self.base_float = list(io_tensor_names(self.float_content)[1]) if output == "float" else []
         self._float_rt = self._runtime(self.float_content)
-        n_out = int(self._float_rt.interpreter.get_output_details()[0]["shape"][-1])
-        self._card_classes = tuple(classes) if classes else tuple(f"class_{i}" for i in range(n_out))
 
     @staticmethod
     def _recipe(float_layers: Sequence[str] = (), only: str | None = None) -> Any:
@@ -126,12 +126,9 @@ class TfliteQuantBackend:
         return uint8_io(content) if self.io_type == "uint8" and only is None else content
 
     def _runtime(self, content: bytes, threads: int | None = None) -> Any:
-        from edge_tl.runtimes.litert_rt import LiteRtRuntime, make_interpreter
+        from edge_tl.runtimes.litert_rt import LiteRtRuntime
 
-        card = ModelCard(classes=getattr(self, "_card_classes", ("x",)), input=self.spec, backbone="?",
-                         weights="?", format="tflite")
-        n = threads or self.threads
-        return LiteRtRuntime(make_interpreter(content, n), card, "<memory>", n)  # type: ignore[arg-type]
+        return LiteRtRuntime.from_bytes(content, self.card, threads or self.threads)
 
     def run(self, content: bytes, pixels: np.ndarray) -> np.ndarray:
         return self._runtime(content)(pixels)
@@ -146,7 +143,7 @@ class TfliteQuantBackend:
 
 
 @register_backend("tflite")
-def make_tflite_backend(float_content: bytes, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
+def make_tflite_backend(float_content: bytes, card: ModelCard, calibration: Callable[[int], Iterator[np.ndarray]],
                         method: str = "minmax", **kw: Any) -> TfliteQuantBackend:
     """Factory registered for ``format="tflite"``."""
-    return TfliteQuantBackend(float_content, spec, calibration, method=method, **kw)
+    return TfliteQuantBackend(float_content, card, calibration, method=method, **kw)

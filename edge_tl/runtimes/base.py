@@ -8,6 +8,7 @@ the runtime, once, from its :class:`~edge_tl.card.ModelCard`. Runtimes never imp
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -41,29 +42,15 @@ class Runtime(Protocol):
 
 
 RuntimeLoader = Callable[..., Runtime]
-# suffix -> {runtime name: loader}; one runtime per suffix is its default (what ``load(path)`` picks).
-_LOADERS: dict[str, dict[str, RuntimeLoader]] = {}
-_DEFAULTS: dict[str, str] = {}
-_REQUIRES: dict[str, str] = {}  # runtime name -> the module it needs (for "which runtimes can run this file")
 
 
-def register_runtime(suffix: str, name: str, *, default: bool | None = None,
-                     requires: str | None = None) -> Callable[[RuntimeLoader], RuntimeLoader]:
-    """Register ``loader(path, threads=..., **kw)`` as runtime ``name`` for files ending in ``suffix``.
+@dataclass
+class RuntimeEntry:
+    """One runtime for one suffix: its loader and the module it needs (checked, never imported)."""
 
-    The first runtime registered for a suffix is its default unless a later one passes ``default=True``;
-    ``requires`` names the importable module without which the runtime cannot run (checked, never imported).
-    """
-
-    def deco(fn: RuntimeLoader) -> RuntimeLoader:
-        _LOADERS.setdefault(suffix, {})[name] = fn
-        if default or (default is None and suffix not in _DEFAULTS):
-            _DEFAULTS[suffix] = name
-        if requires:
-            _REQUIRES[name] = requires
-        return fn
-
-    return deco
+    name: str
+    loader: RuntimeLoader
+    requires: str | None = None
 
 
 _BACKENDS = ("edge_tl.runtimes.torch_rt", "edge_tl.runtimes.onnx_rt", "edge_tl.runtimes.litert_rt",
@@ -80,10 +67,38 @@ def _ensure_loaded() -> None:
             importlib.import_module(mod)
 
 
+# suffix -> (runtime name -> entry); DEFAULT_RUNTIMES: suffix -> the runtime ``load(path)`` picks.
+RUNTIMES: Registry[Registry[RuntimeEntry]] = Registry("model file type", load=_ensure_loaded)
+DEFAULT_RUNTIMES: Registry[str] = Registry("default runtime", load=_ensure_loaded)
+
+
+def register_runtime(suffix: str, name: str, *, default: bool | None = None,
+                     requires: str | None = None) -> Callable[[RuntimeLoader], RuntimeLoader]:
+    """Register ``loader(path, threads=..., **kw)`` as runtime ``name`` for files ending in ``suffix``.
+
+    The first runtime registered for a suffix is its default unless a later one passes ``default=True``;
+    ``requires`` names the importable module without which the runtime cannot run (checked, never imported).
+    """
+
+    def deco(fn: RuntimeLoader) -> RuntimeLoader:
+        # peek, not find: registering must not import the other backends (that would reorder the defaults)
+        by_name = RUNTIMES.peek(suffix) or RUNTIMES.add(suffix, Registry(f"runtime for {suffix} files"))
+        by_name.add(name, RuntimeEntry(name, fn, requires))
+        if default or (default is None and DEFAULT_RUNTIMES.peek(suffix) is None):
+            DEFAULT_RUNTIMES.add(suffix, name, replace=True)
+        return fn
+
+    return deco
+
+
+def runtime_entry(suffix: str, name: str) -> RuntimeEntry:
+    """The entry of runtime ``name`` for ``suffix`` files; unknown suffixes and names raise with a suggestion."""
+    return RUNTIMES.get(suffix.lower()).get(name)
+
+
 def runtime_names() -> dict[str, str]:
     """Suffix -> the default runtime's name for every registered suffix."""
-    _ensure_loaded()
-    return dict(_DEFAULTS)
+    return dict(DEFAULT_RUNTIMES.items())
 
 
 def runtimes_for(suffix: str, installed_only: bool = False) -> list[str]:
@@ -91,23 +106,24 @@ def runtimes_for(suffix: str, installed_only: bool = False) -> list[str]:
     whose backend library is importable here)."""
     import importlib.util
 
-    _ensure_loaded()
-    names = sorted(_LOADERS.get(suffix.lower(), {}), key=lambda n: n != _DEFAULTS.get(suffix.lower()))
+    by_name = RUNTIMES.find(suffix.lower())
+    if by_name is None:
+        return []
+    default = DEFAULT_RUNTIMES.find(suffix.lower())
+    entries = sorted(by_name.values(), key=lambda e: e.name != default)
     if installed_only:
-        names = [n for n in names if n not in _REQUIRES or importlib.util.find_spec(_REQUIRES[n]) is not None]
-    return names
+        entries = [e for e in entries if not e.requires or importlib.util.find_spec(e.requires) is not None]
+    return [e.name for e in entries]
 
 
 def all_runtimes() -> list[str]:
     """Every registered runtime name."""
-    _ensure_loaded()
-    return sorted({n for by_name in _LOADERS.values() for n in by_name})
+    return sorted({n for by_name in RUNTIMES.values() for n in by_name})
 
 
 def load(path: str | Path, threads: int | None = None, runtime: str | None = None, **kwargs: object) -> Runtime:
     """Load ``path`` with ``runtime`` (default: the suffix's default runtime; ``.pt``, ``.onnx``, ``.tflite``,
     ``.xml`` or a run dir). A runtime that cannot run the suffix raises listing the ones that can."""
-    _ensure_loaded()
     p = Path(path)
     if p.is_dir():
         p = p / "model.pt"
@@ -115,13 +131,10 @@ def load(path: str | Path, threads: int | None = None, runtime: str | None = Non
         raise ArtifactError(f"no such model: {path}",
                             "give a run folder (runs/NAME) or an exported .onnx/.tflite/.xml file")
     suffix = p.suffix.lower()
-    if suffix not in _LOADERS:
-        raise UnknownNameError("model file type", suffix or p.name, list(_LOADERS))
-    name = runtime or _DEFAULTS[suffix]
-    if name not in _LOADERS[suffix]:
-        raise UnknownNameError(f"runtime for {suffix} files", name, runtimes_for(suffix))
-    return _LOADERS[suffix][name](p, threads=threads, **kwargs)
-
+    if suffix not in RUNTIMES:
+        raise UnknownNameError("model file type", suffix or p.name, RUNTIMES.names())
+    entry = runtime_entry(suffix, runtime or DEFAULT_RUNTIMES.get(suffix))
+    return entry.loader(p, threads=threads, **kwargs)
 
 CardReader = Callable[[Path], ModelCard]
 # suffix -> the function that reads the card a file carries (registered by the format's runtime module)

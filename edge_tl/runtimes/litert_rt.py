@@ -80,6 +80,16 @@ class LiteRtRuntime:
         self.output_quant = _quant_of(out)
         self._batch = int(inp["shape"][0])
 
+    @classmethod
+    def from_bytes(cls, data: bytes, card: ModelCard, threads: int | None = None,
+                   path: Path | str = "<memory>") -> LiteRtRuntime:
+        """A runtime over a flatbuffer in memory (a candidate built during export) described by ``card``; the
+        file's input and output must match the card."""
+        n = default_threads(threads)
+        interpreter = make_interpreter(data, n, path)
+        _check_input(interpreter, card, Path(path))
+        return cls(interpreter, card, Path(path), n)
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         raw = self.raw(images)
         return raw.astype(np.float32, copy=False) if self.output_quant is None else self.output_quant.dequantize(raw)
@@ -254,8 +264,6 @@ def load_litert(path: Path, threads: int | None = None, **_: object) -> LiteRtRu
         raise ArtifactError(f"cannot read {path}: {exc.strerror}", _HINT) from None
     check_tflite_bytes(data, path)
     card = read_card(data, path)
-    n = default_threads(threads)
-    interpreter = make_interpreter(data, n, path)
-    _check_input(interpreter, card, path)
+    runtime = LiteRtRuntime.from_bytes(data, card, threads, path)
     warn_if_saturated(card, path)
-    return LiteRtRuntime(interpreter, card, path, n)
+    return runtime

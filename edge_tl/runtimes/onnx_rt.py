@@ -8,6 +8,7 @@ The card is read from the file's ``metadata_props`` (key :data:`~edge_tl.card.CA
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,29 +181,40 @@ def _check_output_width(model: Any, card: ModelCard, path: Path) -> None:
                             "re-export the model with edge-tl export")
 
 
-@register_runtime(".onnx", "onnxruntime")
-def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntime:
-    """Open ``path`` with ONNX Runtime (CPU, ``ORT_ENABLE_ALL``, sequential, ``threads`` intra-op threads)."""
+def make_session(model: str | Path | bytes, threads: int, *, disabled_optimizers: Sequence[str] = (),
+                 path: Path | str | None = None) -> Any:
+    """The one way edge-tl opens an ONNX Runtime session: CPU, ``ORT_ENABLE_ALL``, sequential, ``threads``
+    intra-op threads. ``model`` is a file or the bytes of one (``path`` names it in errors); a file ORT rejects
+    is an :class:`ArtifactError`."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise BackendMissingError("onnxruntime", "run .onnx models") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    name = path or (model if isinstance(model, (str, Path)) else "<memory>")
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(disabled_optimizers))
+    except Exception as exc:  # noqa: BLE001 - ORT raises bare pybind errors for any defect in the file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"ONNX Runtime cannot load {name}: {first}", "re-export it with edge-tl export") from None
+
+
+@register_runtime(".onnx", "onnxruntime")
+def load_onnx(path: Path, threads: int | None = None, **_: object) -> OnnxRuntime:
+    """Open ``path`` with ONNX Runtime (see :func:`make_session`)."""
     path = Path(path)
     model = read_model(path)
     card = _card_of(model, path)
     _check_input_shape(model, card, path)
     _check_output_width(model, card, path)
     n = default_threads(threads)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = n
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises bare pybind errors for any defect in the file
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"ONNX Runtime cannot load {path}: {first}", "re-export it with edge-tl export") from None
+    session = make_session(path, n)
     warn_if_saturated(card, path)
     return OnnxRuntime(session, card, path, n, output_quantization(model))

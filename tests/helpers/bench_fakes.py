@@ -18,7 +18,7 @@ from edge_tl.errors import ArtifactError
 
 CLASSES = ("a", "b", "c")
 SPEC = InputSpec(size=8, resize=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-LOADER = "_bench_fakes:load"
+LOADER = "helpers.bench_fakes:load"
 
 
 def card(fmt: str = "onnx", classes: tuple[str, ...] = CLASSES) -> ModelCard:
