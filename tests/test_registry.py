@@ -46,6 +46,33 @@ def test_builtin_registries_use_the_rule() -> None:
     assert {"onnx", "tflite"} <= set(flops.COUNTERS.names())
 
 
+def test_migrated_tables_use_the_rule() -> None:
+    from edge_tl.attacks.registry import get_attack, register_attack
+    from edge_tl.export.registry import get_card_writer, register_card_writer
+    from edge_tl.export.sensitivity import get_backend
+    from edge_tl.runtimes.base import runtime_entry, runtime_names
+
+    with pytest.raises(UnknownNameError, match="did you mean 'fgsm'"):
+        get_attack("fgsn")
+    with pytest.raises(ConfigError, match="already registered"):
+        register_attack("fgsm", "whitebox")(lambda *a: None)
+    with pytest.raises(UnknownNameError, match="did you mean 'tflite'"):
+        get_card_writer("tflit")
+    with pytest.raises(ConfigError, match="already registered"):
+        register_card_writer("onnx")(lambda p, c: None)
+    with pytest.raises(UnknownNameError, match="did you mean 'onnx'"):
+        get_backend("onnxx")
+    assert runtime_names()[".tflite"] == "litert"  # the first registered stays the default
+    with pytest.raises(UnknownNameError, match="did you mean 'litert'"):
+        runtime_entry(".tflite", "litrt")
+
+
+def test_peek_does_not_load() -> None:
+    reg: Registry[int] = Registry("thing", load=lambda: reg.add("built-in", 0))
+    assert reg.peek("built-in") is None
+    assert reg.find("built-in") == 0 and reg.peek("built-in") == 0
+
+
 def test_one_card_reader_per_format(tmp_path) -> None:
     from edge_tl.errors import CardError
     from edge_tl.runtimes.base import CARD_READERS, read_card, runtime_names
