@@ -145,16 +145,10 @@ def _features_only(model: EdgeModel) -> torch.nn.Module:
 
 def onnx_engine(model: EdgeModel, spec: InputSpec, wsha: str, threads: int | None = None) -> Engine:
     """ONNX Runtime session over the exported backbone (``threads`` = intra-op threads, default all cores)."""
-    import onnxruntime as ort
-
     from edge_tl.runtimes import default_threads
+    from edge_tl.runtimes.onnx_rt import make_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = default_threads(threads)
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(onnx_features_path(model, spec, wsha)), opts,
-                                providers=["CPUExecutionProvider"])
+    sess = make_session(onnx_features_path(model, spec, wsha), default_threads(threads))
 
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(sess.run(None, {"input": x})[0], dtype=np.float32)
