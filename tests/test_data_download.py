@@ -7,11 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_data_sources import image_folder
 
 from edge_tl.data import sources
 from edge_tl.data.download import cache_dir, download_file, extract_archive
 from edge_tl.errors import DataError
+from helpers.data import image_folder
 
 
 def _zip_petimages(tmp: Path) -> Path:

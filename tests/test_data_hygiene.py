@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,80 +12,7 @@ from PIL import Image
 
 from edge_tl.data.hygiene import build_report, check_file, scan
 from edge_tl.data.preprocess import BadImageError, open_image
-
-
-def noise(w: int = 40, h: int = 32, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    return Image.fromarray(arr, "RGB").convert(mode)
-
-
-def encode(im: Image.Image, fmt: str, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-
-def png_rgb16(w: int = 8, h: int = 8) -> bytes:
-    """A 48-bit RGB PNG (Pillow cannot write one)."""
-    rows = b"".join(b"\x00" + bytes(range(6 * w)) for _ in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(rows)) + \
-        _png_chunk(b"IEND", b"")
-
-
-def png_bomb(side: int = 30000) -> bytes:
-    """A tiny PNG whose header claims side x side pixels (a decompression bomb)."""
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        _png_chunk(b"IEND", b"")
-
-
-def jpeg_with_orientation(orientation: int = 6) -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return encode(noise(40, 20, seed=7), "JPEG", exif=exif.tobytes())
-
-
-def messy_files() -> dict[str, bytes]:
-    """name -> bytes: one file per hygiene case (names say what they are)."""
-    good = encode(noise(seed=1), "JPEG", quality=90)
-    p_transparent = noise(seed=9).convert("P")
-    return {
-        "good.jpg": good,
-        "good2.jpg": encode(noise(seed=2), "JPEG"),
-        "empty.jpg": b"",
-        "truncated.jpg": good[: len(good) // 2],
-        "truncated_tail.jpg": good[: len(good) * 9 // 10],
-        "text.jpg": b"this is not an image\n",
-        "page.png": b"<!DOCTYPE html><html><body>404</body></html>",
-        "png_named.jpg": encode(noise(seed=3), "PNG"),
-        "gif_named.jpg": encode(noise(seed=4).convert("P"), "GIF"),
-        "webp_named.jpg": encode(noise(seed=5), "WEBP"),
-        "cmyk.jpg": encode(noise(seed=6, mode="CMYK"), "JPEG"),
-        "gray.jpg": encode(noise(seed=8, mode="L"), "JPEG"),
-        "rgba.png": encode(noise(seed=10, mode="RGBA"), "PNG"),
-        "palette.png": encode(noise(seed=11).convert("P"), "PNG"),
-        "palette_transparent.png": encode(p_transparent, "PNG", transparency=0),
-        "gray16.png": encode(Image.fromarray(np.full((8, 8), 40000, np.uint16)), "PNG"),
-        "rgb16.png": png_rgb16(),
-        "rotated.jpg": jpeg_with_orientation(6),
-        "bomb.png": png_bomb(),
-        "copy_of_good.jpg": good,
-    }
-
-
-def write_files(folder: Path, files: dict[str, bytes]) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-        out.append(folder / name)
-    return out
+from helpers.data import encode, messy_files, noise, write_files
 
 
 @pytest.fixture()

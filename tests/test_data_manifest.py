@@ -21,6 +21,8 @@ from edge_tl.data.manifest import (
 )
 from edge_tl.data.sources import load_folder
 from edge_tl.errors import DataError
+from helpers.cards import card
+from helpers.data import image_folder
 
 
 def records(counts: list[int], dup_of: dict[int, int] | None = None) -> list[Record]:
@@ -36,16 +38,15 @@ def records(counts: list[int], dup_of: dict[int, int] | None = None) -> list[Rec
 CLASSES = ["a", "b", "c"]
 
 
-def test_stratified_counts():
-    m = make_split(records([40, 20, 10]), CLASSES, seed=0, val_frac=0.2, test_frac=0.1)
-    c = m.counts()
-    assert c["val"] == [8, 4, 2] and c["test"] == [4, 2, 1] and c["train"] == [28, 14, 7]
-    assert len(m.items) == 70 and len({it.path for it in m.items}) == 70
-
-
-def test_every_split_gets_every_class_even_when_small():
-    m = make_split(records([3, 3, 3]), CLASSES, seed=1)
-    assert all(min(v) == 1 for v in m.counts().values())
+@pytest.mark.parametrize("counts,seed,fracs,expected", [
+    ([40, 20, 10], 0, (0.2, 0.1), {"train": [28, 14, 7], "val": [8, 4, 2], "test": [4, 2, 1]}),
+    ([3, 3, 3], 1, (0.15, 0.15), {"train": [1, 1, 1], "val": [1, 1, 1], "test": [1, 1, 1]}),  # small: one each
+    ([2, 2, 2], 0, (0.0, 0.3), {"train": [1, 1, 1], "val": [0, 0, 0], "test": [1, 1, 1]}),  # no val: 2 suffice
+])
+def test_stratified_counts(counts, seed, fracs, expected):
+    m = make_split(records(counts), CLASSES, seed=seed, val_frac=fracs[0], test_frac=fracs[1])
+    assert m.counts() == expected
+    assert len(m.items) == sum(counts) == len({it.path for it in m.items})
 
 
 def test_reproducible_and_seed_dependent():
@@ -75,26 +76,15 @@ def test_duplicates_kept_once_so_no_leakage():
     assert all(len(s) == 1 for s in by_hash.values())
 
 
-def test_class_too_small_names_it():
-    with pytest.raises(DataError, match=r"'b' has 2 usable image\(s\), at least 3 needed") as exc:
-        make_split(records([5, 2, 5]), CLASSES, seed=0)
-    assert "add images" in exc.value.hint
-
-
-def test_no_val_split_needs_only_two():
-    m = make_split(records([2, 2, 2]), CLASSES, seed=0, val_frac=0.0, test_frac=0.3)
-    assert m.counts()["val"] == [0, 0, 0] and m.counts()["test"] == [1, 1, 1]
-
-
-@pytest.mark.parametrize("val,test", [(-0.1, 0.2), (0.5, 0.5), (1.0, 0.0)])
-def test_bad_fractions(val, test):
-    with pytest.raises(DataError, match="fractions"):
-        make_split(records([10, 10, 10]), CLASSES, val_frac=val, test_frac=test)
-
-
-def test_one_class_is_refused():
-    with pytest.raises(DataError, match="at least 2 classes"):
-        make_split(records([10]), ["a"])
+@pytest.mark.parametrize("counts,fracs,match,hint", [
+    ([5, 2, 5], (0.15, 0.15), r"'b' has 2 usable image\(s\), at least 3 needed", "add images"),  # names the class
+    ([10], (0.15, 0.15), "at least 2 classes", None),
+    *(([10, 10, 10], fracs, "fractions", None) for fracs in [(-0.1, 0.2), (0.5, 0.5), (1.0, 0.0)]),
+])
+def test_unsplittable_input_is_refused(counts, fracs, match, hint):
+    with pytest.raises(DataError, match=match) as exc:
+        make_split(records(counts), CLASSES[:len(counts)], seed=0, val_frac=fracs[0], test_frac=fracs[1])
+    assert hint is None or hint in exc.value.hint
 
 
 def test_split_sizes():
@@ -119,6 +109,7 @@ def test_round_trip_and_relative_paths(tmp_path):
 
 
 @pytest.mark.parametrize("content,match", [
+    (None, "not found"),  # no file at all
     ("{not json", "cannot read"),
     ('{"format": "something-else"}', "not an edge-tl split manifest"),
     ('{"format": "edge-tl-manifest", "classes": ["a"], "items": [{"path": "x"}]}', "malformed"),
@@ -128,14 +119,10 @@ def test_round_trip_and_relative_paths(tmp_path):
 ])
 def test_bad_manifest_files(tmp_path, content, match):
     p = tmp_path / "split.json"
-    p.write_text(content)
+    if content is not None:
+        p.write_text(content)
     with pytest.raises(DataError, match=match):
         Manifest.load(p)
-
-
-def test_missing_manifest(tmp_path):
-    with pytest.raises(DataError, match="not found"):
-        Manifest.load(tmp_path / "split.json")
 
 
 def test_unknown_split_name():
@@ -144,31 +131,22 @@ def test_unknown_split_name():
         m.files("validation")
 
 
-def _card(**kw):
-    from edge_tl.card import InputSpec, ModelCard
-
-    spec = InputSpec(size=32, resize=36, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    return ModelCard(classes=("a", "b", "c"), input=spec, backbone="tiny_cnn", weights="none", **kw)
-
-
 def test_manifest_for_card(tmp_path):
     m = make_split(records([5, 5, 5]), CLASSES, seed=0)
     run = tmp_path / "runs" / "r1"
     m.save(run / "split.json")
-    assert manifest_for_card(_card(manifest="split.json", run_dir=str(run))) == m
+    assert manifest_for_card(card("pytorch", tuple(CLASSES), manifest="split.json", run_dir=str(run))) == m
     # without run_dir the card's own folder is used
-    assert manifest_for_card(_card(manifest="split.json"), card_path=run / "card.json") == m
+    assert manifest_for_card(card("pytorch", tuple(CLASSES), manifest="split.json"), card_path=run / "card.json") == m
     shutil.rmtree(run)
     with pytest.raises(DataError, match="not found") as exc:
-        manifest_for_card(_card(manifest="split.json", run_dir=str(run)))
+        manifest_for_card(card("pytorch", tuple(CLASSES), manifest="split.json", run_dir=str(run)))
     assert "--data" in exc.value.hint
     with pytest.raises(DataError, match="names no split manifest"):
-        manifest_for_card(_card())
+        manifest_for_card(card("pytorch", tuple(CLASSES)))
 
 
 def test_verify_finds_missing_and_changed_files(tmp_path):
-    from test_data_sources import image_folder
-
     from edge_tl._io import sha256_file
 
     root = image_folder(tmp_path / "d", {"a": 3, "b": 3})
@@ -186,8 +164,6 @@ def test_verify_finds_missing_and_changed_files(tmp_path):
 
 
 def test_split_dataset_skips_bad_files(tmp_path):
-    from test_data_sources import image_folder
-
     root = image_folder(tmp_path / "d", {"a": 4, "b": 4})
     (root / "a" / "broken.jpg").write_bytes(b"")
     (root / "b" / "notes.png").write_bytes(b"hello")
@@ -198,8 +174,6 @@ def test_split_dataset_skips_bad_files(tmp_path):
 
 
 def test_split_dataset_keeps_a_predefined_split(tmp_path):
-    from test_data_sources import image_folder
-
     image_folder(tmp_path / "d" / "train", {"a": 3, "b": 3})
     image_folder(tmp_path / "d" / "test", {"a": 1, "b": 1}, seed=100)
     m, _ = split_dataset(load_folder(tmp_path / "d"), progress=False)
@@ -208,8 +182,6 @@ def test_split_dataset_keeps_a_predefined_split(tmp_path):
 
 
 def test_split_dataset_refuses_leaky_predefined_split(tmp_path):
-    from test_data_sources import image_folder
-
     image_folder(tmp_path / "d" / "train", {"a": 3, "b": 3})
     image_folder(tmp_path / "d" / "test", {"a": 1, "b": 1})  # same seeds -> same bytes as train/a/0.jpg
     with pytest.raises(DataError, match="two splits"):

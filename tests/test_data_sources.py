@@ -5,28 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from edge_tl.data.sources import list_sources, load_folder, resolve_dataset
 from edge_tl.errors import DataError, UnknownNameError
-
-
-def jpeg(path: Path, seed: int = 0, size: tuple[int, int] = (24, 20)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(arr).save(path, "JPEG")
-    return path
-
-
-def image_folder(root: Path, counts: dict[str, int], seed: int = 0) -> Path:
-    """One distinct JPEG per file (seeds start after ``seed``: equal seeds give identical files)."""
-    for cls, n in counts.items():
-        for i in range(n):
-            seed += 1
-            jpeg(root / cls / f"{i}.jpg", seed)
-    return root
+from helpers.data import image_folder, jpeg
 
 
 def test_source_registry():
@@ -128,11 +111,6 @@ def test_official_split_needs_a_dataset_that_has_one(tmp_path):
         with_split(plain, "random")
 
 
-def test_oxford_pets_wrong_folder(tmp_path):
-    with pytest.raises(DataError, match="not an extracted Oxford-IIIT Pet"):
-        resolve_dataset("oxford-pets", tmp_path)
-
-
 def test_cats_vs_dogs_petimages_layout(tmp_path):
     pet = tmp_path / "PetImages"
     image_folder(pet, {"Cat": 3, "Dog": 2})
@@ -141,11 +119,6 @@ def test_cats_vs_dogs_petimages_layout(tmp_path):
     for root in (tmp_path, pet):
         ds = resolve_dataset("cats-vs-dogs", root)
         assert ds.classes == ["cat", "dog"] and ds.counts() == {"cat": 3, "dog": 3}
-
-
-def test_cats_vs_dogs_wrong_folder(tmp_path):
-    with pytest.raises(DataError, match="PetImages"):
-        resolve_dataset("cats-vs-dogs", tmp_path)
 
 
 @pytest.mark.parametrize("setup,match", [
@@ -166,16 +139,13 @@ def test_folder_errors(tmp_path, setup, match):
     assert exc.value.hint
 
 
-def test_unknown_name_suggests(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataError, match="not an existing folder") as exc:
-        resolve_dataset("oxford-pet")
-    assert "did you mean 'oxford-pets'" in exc.value.hint
-
-
-def test_folder_source_needs_root():
-    with pytest.raises(DataError, match="--data-root"):
-        resolve_dataset("folder")
+@pytest.mark.parametrize("name,with_root,match", [
+    ("oxford-pets", True, "not an extracted Oxford-IIIT Pet"), ("cats-vs-dogs", True, "PetImages"),
+    ("folder", False, "--data-root"),
+])
+def test_named_source_without_its_folder(tmp_path, name, with_root, match):
+    with pytest.raises(DataError, match=match):
+        resolve_dataset(name, tmp_path if with_root else None)
 
 
 def test_get_source_unknown():
@@ -185,15 +155,17 @@ def test_get_source_unknown():
         get_source("imagenet")
 
 
-def test_missing_folder_suggests_a_sibling(tmp_path, monkeypatch):
+@pytest.mark.parametrize("spec,match,hint", [
+    ("oxford-pet", "not an existing folder", "did you mean 'oxford-pets'"),  # a source name
+    ("./photoz", "does not exist", "did you mean './photos'"),  # a sibling folder
+    ("photo", "not an existing folder", "did you mean 'photos'"),
+])
+def test_unknown_name_suggests(tmp_path, monkeypatch, spec, match, hint):
     image_folder(tmp_path / "photos", {"a": 1, "b": 1})
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataError, match="does not exist") as exc:
-        resolve_dataset("./photoz")
-    assert "did you mean './photos'" in exc.value.hint
-    with pytest.raises(DataError, match="not an existing folder") as exc:
-        resolve_dataset("photo")
-    assert "did you mean 'photos'" in exc.value.hint
+    with pytest.raises(DataError, match=match) as exc:
+        resolve_dataset(spec)
+    assert hint in exc.value.hint
 
 
 def test_oxford_pets_download_route_is_atomic(tmp_path, monkeypatch):

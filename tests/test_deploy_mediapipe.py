@@ -7,22 +7,20 @@ MediaPipe reports the output tensor as scores (here logits; dequantised for a ui
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="mediapipe not installed"),
-]
+from helpers.cards import card
+from helpers.tflite import export_variants, needs
+
+pytestmark = needs("litert_torch", "mediapipe")
 
 torch = pytest.importorskip("torch")
 
-from edge_tl.card import ModelCard  # noqa: E402
 from edge_tl.data.preprocess import normalize  # noqa: E402
-from edge_tl.export.tflite_export import FILENAMES, export_tflite  # noqa: E402
+from edge_tl.export.tflite_export import FILENAMES, write_tflite_card  # noqa: E402
 from edge_tl.export.tflite_metadata import LABELS_FILE, TFLITE_METADATA, packed_files  # noqa: E402
 from edge_tl.models import create_model, get_spec  # noqa: E402
 from edge_tl.runtimes import load  # noqa: E402
@@ -45,13 +43,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], np
     with torch.no_grad():
         model.head.weight.mul_(300)  # logits of a few units, not ties
         assert model(torch.from_numpy(normalize(test, spec))).std() > 0.1
-    card = ModelCard(classes=CLASSES, input=spec, backbone="tiny_cnn", weights="none")
-    out = tmp_path_factory.mktemp("mp")
-    paths: dict[str, Path] = {}
-    for q, name in FILENAMES.items():  # as the exporter does: the float file first, variants from its bytes
-        float_content = paths["none"].read_bytes() if paths else None
-        paths[q] = export_tflite(model, card, out / name, q, calib, float_content=float_content,
-                                 output="quantized").path
+    paths = export_variants(model, card("pytorch", CLASSES, spec=spec), tmp_path_factory.mktemp("mp"), calib,
+                            output="quantized")
     return paths, test
 
 
@@ -117,8 +110,6 @@ def test_standard_metadata_read_back(files, quantize: str) -> None:
 
 
 def test_card_rewrite_keeps_standard_metadata(files, tmp_path: Path) -> None:
-    from edge_tl.export.tflite_export import write_tflite_card
-
     path = tmp_path / "model_int8.tflite"
     path.write_bytes(files[0]["int8"].read_bytes())
     write_tflite_card(path, load(path).card.with_(parity={"agreement": 1.0}))

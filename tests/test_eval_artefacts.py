@@ -10,17 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.cli import cli
 from helpers.export_fixtures import build_run
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
-
-from helpers.cli import cli
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    res = cli(args, capsys)
-    return res.code, res.text
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +58,15 @@ def _expected(path: Path, photos: Path) -> tuple[float, int]:
 @pytest.mark.parametrize("name", ["model.onnx", "model.tflite"])
 def test_eval_an_exported_file_on_a_folder(setup, name: str, tmp_path: Path, capsys) -> None:
     path = setup["out"] / name
-    code, output = run_cli(["eval", "--model", str(path), "--data", str(setup["photos"]), "--quiet",
-                            "--plot", str(tmp_path / "cm.png"), "--json", str(tmp_path / "r.json")], capsys)
-    assert code == 0, output
+    res = cli(["eval", "--model", str(path), "--data", str(setup["photos"]), "--quiet",
+               "--plot", str(tmp_path / "cm.png"), "--json", str(tmp_path / "r.json")], capsys)
+    assert res.code == 0, res.text
     data = json.loads((tmp_path / "r.json").read_text())
     acc, n = _expected(path, setup["photos"])
     assert data["runtime"] == ("onnxruntime" if name.endswith(".onnx") else "litert")
     assert data["images"] == n and data["accuracy"] == pytest.approx(acc)
     assert data["bad_files"] == 1 and data["skipped"][0]["path"] == str(setup["broken"])
-    assert "broken.jpg" in output and (tmp_path / "cm.png").stat().st_size > 0
+    assert "broken.jpg" in res.text and (tmp_path / "cm.png").stat().st_size > 0
     assert sum(map(sum, data["confusion"])) == n
 
 
@@ -95,5 +89,5 @@ def test_eval_an_artefact_without_data_or_run_says_so(setup, tmp_path: Path, cap
     path = tmp_path / "model.onnx"
     shutil.copy(setup["out"] / "model.onnx", path)
     write_onnx_card(path, ModelCard.load(sidecar_path(setup["out"] / "model.onnx")).with_(run_dir="/gone/run"))
-    code, output = run_cli(["eval", "--model", str(path), "--quiet"], capsys)
-    assert code == 2 and "--data" in output
+    res = cli(["eval", "--model", str(path), "--quiet"], capsys)
+    assert res.code == 2 and "--data" in res.text

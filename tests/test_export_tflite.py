@@ -6,23 +6,23 @@ logits span several units (random-init logits are otherwise ~1e-4 and every comp
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("ai_edge_quantizer") is None, reason="ai_edge_quantizer not installed"),
-]
+from edge_tl.progress import Recorder
+from helpers.cards import card as make_card
+from helpers.tflite import export_variants, needs
+
+pytestmark = needs("litert_torch", "ai_edge_quantizer")
 
 torch = pytest.importorskip("torch")
 
 from edge_tl.card import ModelCard, sidecar_path  # noqa: E402
 from edge_tl.data.preprocess import normalize  # noqa: E402
 from edge_tl.errors import ConfigError, ExportError  # noqa: E402
-from edge_tl.export.tflite_export import FILENAMES, convert_float, export_tflite, write_tflite_card, xnnpack_partitions  # noqa: E402
+from edge_tl.export.tflite_export import convert_float, export_tflite, write_tflite_card, xnnpack_partitions  # noqa: E402
 from edge_tl.export.tflite_quant import io_tensor_names  # noqa: E402
 from edge_tl.models import create_model, get_spec  # noqa: E402
 from edge_tl.runtimes import load, softmax  # noqa: E402
@@ -38,12 +38,8 @@ def _pixels(n: int, seed: int, contrast: tuple[float, float] = (1.0, 1.0)) -> np
     return np.clip(128 + c * (base - 128), 0, 255).astype(np.uint8)
 
 
-def _ready(name: str, classes: int, pixels: np.ndarray, head_std: float) -> tuple[torch.nn.Module, ModelCard]:
-    """A random-init model with BatchNorm statistics from ``pixels`` and a head giving logits of a few units."""
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=classes, weights="none", img_size=SIZE)
-    spec = get_spec(name).input_spec(SIZE)
-    x = torch.from_numpy(normalize(pixels, spec))
+def _bn_stats(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Re-estimate every BatchNorm's statistics on ``x`` (one pass, plain average); leaves ``model`` in eval."""
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
@@ -51,11 +47,21 @@ def _ready(name: str, classes: int, pixels: np.ndarray, head_std: float) -> tupl
     model.train()
     with torch.no_grad():
         model(x)
-        model.eval()
+    model.eval()
+
+
+def _ready(name: str, classes: int, pixels: np.ndarray, head_std: float) -> tuple[torch.nn.Module, ModelCard]:
+    """A random-init model with BatchNorm statistics from ``pixels`` and a head giving logits of a few units."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=classes, weights="none", img_size=SIZE)
+    spec = get_spec(name).input_spec(SIZE)
+    x = torch.from_numpy(normalize(pixels, spec))
+    _bn_stats(model, x)
+    with torch.no_grad():
         f = model.forward_features(x)
         model.head.weight.normal_(0.0, head_std / float(f.std() * np.sqrt(f.shape[1])))
         model.head.bias.zero_()
-    card = ModelCard(classes=tuple(f"c{i}" for i in range(classes)), input=spec, backbone=name, weights="none",
+    card = make_card("pytorch", tuple(f"c{i}" for i in range(classes)), spec=spec, backbone=name,
                      run_dir="/nonexistent/run")
     return model, card
 
@@ -75,16 +81,8 @@ def cnn() -> dict:
 
 @pytest.fixture(scope="module")
 def exported(cnn: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("tflite")
-    paths = {}
-    for q in FILENAMES:  # as the exporter does: the float file first, every variant from its bytes
-        float_content = paths["none"].read_bytes() if paths else None
-        res = export_tflite(cnn["model"], cnn["card"], out / FILENAMES[q], q, cnn["calib"],
-                            float_content=float_content, source_sha256="ab" * 32)
-        assert res.path == out / FILENAMES[q] and res.path.exists() and sidecar_path(res.path).exists()
-        paths[q] = res.path
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
-    return paths
+    return export_variants(cnn["model"], cnn["card"], tmp_path_factory.mktemp("tflite"), cnn["calib"],
+                           source_sha256="ab" * 32)
 
 
 def test_float_logits_equal_pytorch(cnn: dict, exported: dict[str, Path]) -> None:
@@ -261,19 +259,13 @@ def test_mobilenet_v2_real_architecture(tmp_path: Path) -> None:
     pix = rng.integers(0, 256, (24, size, size, 3), dtype=np.uint8)
     torch.manual_seed(0)
     model = create_model("mobilenet_v2", num_classes=3, weights="none", img_size=size)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
     spec = get_spec("mobilenet_v2").input_spec(size)
     x = torch.from_numpy(normalize(pix, spec))
-    model.train()
+    _bn_stats(model, x)
     with torch.no_grad():
-        model(x)
-        model.eval()
         model.head.weight.normal_(0, 0.2)
         ref = model(x).numpy()
-    card = ModelCard(classes=("a", "b", "c"), input=spec, backbone="mobilenet_v2", weights="none")
+    card = make_card("pytorch", ("a", "b", "c"), spec=spec, backbone="mobilenet_v2")
     content = convert_float(model, size)
     f = export_tflite(model, card, tmp_path / "model.tflite", float_content=content)
     np.testing.assert_allclose(load(f.path)(pix), ref, atol=1e-4 * max(1.0, np.abs(ref).max()))
@@ -288,7 +280,6 @@ def test_mobilenet_v2_real_architecture(tmp_path: Path) -> None:
 
 def test_calibration_progress_goes_to_the_reporter():
     from edge_tl.export.tflite_export import _calibration_progress
-    from edge_tl.progress import Recorder
 
     rec = Recorder()
     with _calibration_progress(10, rec) as progress:

@@ -10,6 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_tl.bench.engines import timed_call
+from edge_tl.card import ModelCard, sidecar_path
+from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError, UnknownNameError
+from edge_tl.export.api import export
+from edge_tl.export.registry import ExportOptions
+from edge_tl.parity import check_parity, limits_for
+from edge_tl.runtimes import load
+from edge_tl.runtimes.base import runtime_names, runtimes_for
 from helpers.cli import cli
 from helpers.export_fixtures import build_run, heldout_pixels
 
@@ -22,9 +30,6 @@ LOOSE_INT8 = {"min_agreement": 0.5, "max_drop": 100.0}  # a 32 px toy model: int
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
     """runs/tiny and exported/ with model.{onnx,tflite} and model{,_fp16,_int8}.xml, all verified."""
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     root = tmp_path_factory.mktemp("openvino")
     run = build_run(root / "runs" / "tiny", sample_dir, steps=30)
     export(run, formats=("onnx", "tflite", "openvino"), quantize=("none",), out_dir=root / "exported")
@@ -34,16 +39,12 @@ def project(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
 
 
 def _ref(project: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from edge_tl.runtimes import load
-
     pixels, labels = heldout_pixels(project / "runs" / "tiny")
     return pixels, labels, load(project / "runs" / "tiny", threads=1)(pixels)
 
 
 @pytest.mark.parametrize(("name", "atol", "precision"), [("model.xml", 1e-3, "f32"), ("model_fp16.xml", 5e-2, "f32")])
 def test_float_ir_matches_pytorch(project: Path, name: str, atol: float, precision: str) -> None:
-    from edge_tl.runtimes import load
-
     pixels, _, ref = _ref(project)
     rt = load(project / "exported" / name, threads=1)
     assert rt.name == "openvino" and rt.precision == precision and rt.card.format == "openvino"
@@ -56,7 +57,6 @@ def test_float_ir_matches_pytorch(project: Path, name: str, atol: float, precisi
 
 
 def test_int8_ir_is_quantised_and_verified(project: Path) -> None:
-    from edge_tl.runtimes import load
     from edge_tl.runtimes.openvino_rt import is_quantized
 
     pixels, _, ref = _ref(project)
@@ -75,9 +75,7 @@ def test_int8_ir_is_quantised_and_verified(project: Path) -> None:
 def test_card_round_trip_in_rt_info(project: Path, tmp_path: Path) -> None:
     import shutil
 
-    from edge_tl.card import ModelCard, sidecar_path
     from edge_tl.export.openvino_export import read_ir, write_ir_card
-    from edge_tl.runtimes import load
     from edge_tl.runtimes.openvino_rt import ir_card_text, read_ir_card
 
     src = project / "exported" / "model.xml"
@@ -94,9 +92,6 @@ def test_card_round_trip_in_rt_info(project: Path, tmp_path: Path) -> None:
 
 
 def test_openvino_runs_onnx_and_tflite_files(project: Path) -> None:
-    from edge_tl.runtimes import load
-    from edge_tl.runtimes.base import runtime_names, runtimes_for
-
     assert runtime_names()[".onnx"] == "onnxruntime" and runtime_names()[".tflite"] == "litert"
     assert runtime_names()[".xml"] == "openvino"
     assert runtimes_for(".onnx") == ["onnxruntime", "openvino"] and runtimes_for(".tflite") == ["litert", "openvino"]
@@ -109,17 +104,12 @@ def test_openvino_runs_onnx_and_tflite_files(project: Path) -> None:
 
 
 def test_precision_is_explicit(project: Path) -> None:
-    from edge_tl.errors import ConfigError, UnknownNameError
-    from edge_tl.runtimes import load
-
     xml = project / "exported" / "model.xml"
     with pytest.raises(ConfigError, match="not quantised"):
         load(xml, threads=1, precision="int8")
     with pytest.raises(UnknownNameError, match=r"runtime for \.xml files"):
         load(xml, runtime="litert")
-    import openvino as ov
-
-    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if not _has_bf16():
         pytest.skip("this CPU has no bf16")
     pixels, _, ref = _ref(project)
     rt = load(xml, threads=1, precision="bf16")
@@ -129,9 +119,6 @@ def test_precision_is_explicit(project: Path) -> None:
 
 
 def test_engine_call_computes_what_the_runtime_computes(project: Path) -> None:
-    from edge_tl.bench.engines import timed_call
-    from edge_tl.runtimes import load
-
     pixels, _, _ = _ref(project)
     rt = load(project / "exported" / "model_int8.xml", threads=1)
     call = timed_call(rt, pixels[:1])
@@ -159,9 +146,6 @@ def test_bench_rows_for_openvino(project: Path, tmp_path: Path, capsys: pytest.C
 
 
 def test_openvino_missing(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_tl.errors import BackendMissingError
-    from edge_tl.runtimes import load
-
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     with pytest.raises(BackendMissingError) as exc:
         load(project / "exported" / "model.xml")
@@ -170,9 +154,6 @@ def test_openvino_missing(project: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_unreadable_files(project: Path, tmp_path: Path) -> None:
-    from edge_tl.errors import ArtifactError
-    from edge_tl.runtimes import load
-
     xml = tmp_path / "model.xml"
     xml.write_text("<net><layers><layer type='NoSuchOp'/></layers></net>")
     with pytest.raises(ArtifactError, match="no weights file"):
@@ -184,9 +165,6 @@ def test_unreadable_files(project: Path, tmp_path: Path) -> None:
 
 def test_nncf_failure_keeps_the_float_ir(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nncf
-
-    from edge_tl.errors import ExportError
-    from edge_tl.export.api import export
 
     def broken(*_a: object, **_k: object) -> None:
         raise RuntimeError("statistics collection failed")
@@ -203,9 +181,6 @@ def test_budget_runs_both_repairs_and_keeps_the_better(tmp_path_factory: pytest.
                                                        sample_dir: Path) -> None:
     """Plain NNCF int8 ruins a layer with one huge weight per output channel; NNCF accuracy control and edge-tl's
     own search on the IR both repair it, both outcomes are recorded, and the file on disk is the one kept."""
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-    from edge_tl.runtimes import load
     from helpers.fragile import make_fragile
 
     root = tmp_path_factory.mktemp("ov_fragile")
@@ -238,16 +213,12 @@ def _hide_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
 
 
-_cli = cli
-
-
-def test_format_all_skips_openvino_when_it_is_missing(project: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
+def test_format_all_skips_openvino_when_it_is_missing(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     _hide_openvino(monkeypatch)
     out = tmp_path / "ex"
-    code, _, err = _cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "all", "--out", str(out),
-                         "--json", str(tmp_path / "r.json")], capsys)
+    code, _, err = cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "all", "--out", str(out),
+                        "--json", str(tmp_path / "r.json")], capsys)
     assert code == 0, err
     assert (out / "model.onnx").is_file() and (out / "model.tflite").is_file()
     assert not list(out.glob("*.xml"))
@@ -262,8 +233,8 @@ def test_format_openvino_without_openvino_is_one_line_error(project: Path, tmp_p
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     _hide_openvino(monkeypatch)
-    code, _, err = _cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "openvino",
-                           "--out", str(tmp_path / "ex")], capsys)
+    code, _, err = cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "openvino",
+                        "--out", str(tmp_path / "ex")], capsys)
     assert code == 2 and err.strip().count("\n") == 0, err
     assert "openvino" in err and "pip install 'edge-tl[openvino]'" in err
     assert not (tmp_path / "ex").exists() or not list((tmp_path / "ex").iterdir())
@@ -276,9 +247,6 @@ def _has_bf16() -> bool:
 
 
 def test_parity_checks_the_precision_it_runs_at(project: Path) -> None:
-    from edge_tl.parity import check_parity, limits_for
-    from edge_tl.runtimes import load
-
     pixels, labels, ref = _ref(project)
     card = load(project / "exported" / "model.xml", threads=1).card
     assert card.parity["precision"] == "f32" == card.precision  # the gate judged what the card states
@@ -294,11 +262,10 @@ def test_parity_checks_the_precision_it_runs_at(project: Path) -> None:
 def test_bf16_is_its_own_artefact(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if not _has_bf16():
         pytest.skip("this CPU has no bf16")
-    from edge_tl.runtimes import load
 
     out = tmp_path / "ex"
-    code, _, err = _cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "openvino",
-                         "--openvino-precision", "f32,bf16", "--out", str(out)], capsys)
+    code, _, err = cli(["export", "--model", str(project / "runs" / "tiny"), "--format", "openvino",
+                        "--openvino-precision", "f32,bf16", "--out", str(out)], capsys)
     assert code == 0, err
     f32, bf16 = load(out / "model.xml", threads=1), load(out / "model_bf16.xml", threads=1)
     assert (f32.precision, bf16.precision) == ("f32", "bf16")
@@ -306,18 +273,14 @@ def test_bf16_is_its_own_artefact(project: Path, tmp_path: Path, capsys: pytest.
     assert bf16.card.precision == "bf16" and bf16.card.quantization["mode"] == "bf16"
     assert bf16.card.parity["precision"] == "bf16" and bf16.card.parity["passed"]
     assert bf16.card.parity["limits"]["max_dlogit"] > f32.card.parity["limits"]["max_dlogit"]
-    code, _, err = _cli(["bench", str(out / "model.xml"), str(out / "model_bf16.xml"), "--runtimes", "openvino",
-                         "--threads", "1", *FAST, "--json", str(tmp_path / "b.json")], capsys)
+    code, _, err = cli(["bench", str(out / "model.xml"), str(out / "model_bf16.xml"), "--runtimes", "openvino",
+                        "--threads", "1", *FAST, "--json", str(tmp_path / "b.json")], capsys)
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
     assert rows["model.xml"]["precision"] == "f32" and rows["model_bf16.xml"]["precision"] == "bf16"
 
 
 def test_bf16_needs_an_openvino_format(project: Path, tmp_path: Path) -> None:
-    from edge_tl.errors import ConfigError, UnknownNameError
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     with pytest.raises(ConfigError, match="applies to OpenVINO"):
         export(project / "runs" / "tiny", ["onnx"], ["none"], tmp_path, ExportOptions(openvino_precision=("bf16",)))
     with pytest.raises(UnknownNameError):

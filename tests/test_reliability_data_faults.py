@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers.cli import CliResult, cli_process
 
 pytestmark = pytest.mark.slow
 
@@ -129,12 +128,10 @@ def test_folder_is_as_specified(faulty: tuple[Path, dict[str, set[Path]]]) -> No
     assert all(len(inj[k]) >= 18 for k in KINDS)
 
 
-def _cli(args: list[str], cwd: Path, rc: int = 0) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MPLBACKEND="Agg")
-    res = subprocess.run([sys.executable, "-m", "edge_tl.cli.main", *args], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == rc, res.stderr[-3000:]
-    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+def _cli(args: list[str], cwd: Path, rc: int = 0) -> CliResult:
+    res = cli_process(args, cwd)
+    assert res.code == rc, res.err[-3000:]
+    assert "Traceback" not in res.err, res.err[-3000:]
     return res
 
 
@@ -174,7 +171,7 @@ def test_train_completes_and_reports_every_bad_file(faulty: tuple[Path, dict[str
     result = json.loads((tmp_path / "train.json").read_text())
     got = {Path(b["path"]).resolve(): b["kind"] for b in result["bad_files"]}
     assert got == _refused(inj)
-    assert f"skipping {len(got)} bad file(s)" in res.stderr
+    assert f"skipping {len(got)} bad file(s)" in res.err
     m = Manifest.load(out / "split.json")
     used = {p.resolve() for p in m.files()}
     assert not used & set(_refused(inj)), "a refused file made it into the split"

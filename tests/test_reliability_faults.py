@@ -20,7 +20,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edge_tl._io import (
@@ -33,6 +32,8 @@ from edge_tl._io import (
     write_error,
 )
 from edge_tl.errors import EdgeTLError, OutputConflictError, WriteError
+from helpers.cli import cli, cli_process
+from helpers.reliability import ASSETS, check_final_files, files, image, loads
 
 # ---------------------------------------------------------------- the central translation, in-process
 
@@ -124,13 +125,6 @@ def test_protected_input_is_never_replaced(tmp_path: Path) -> None:
     assert json.loads(photo.read_text()) == {"result": 2}
 
 
-def _photo_png(path: Path) -> Path:
-    from PIL import Image
-
-    Image.fromarray(np.full((8, 8, 3), 50, np.uint8)).save(path)
-    return path
-
-
 def _plot_png(path: Path) -> Path:
     import matplotlib
 
@@ -148,7 +142,7 @@ def test_output_kinds_tell_our_files_from_foreign_ones(tmp_path: Path) -> None:
     (tmp_path / "notes.json").write_text("not json at all")
     (tmp_path / "t.csv").write_text("name,p50\nmodel.onnx,1.5\n")
     (tmp_path / "m.onnx").write_bytes(b"\x08\x07\x12\x00\x00\xff\xfe")
-    _photo_png(tmp_path / "photo.png")
+    image(tmp_path / "photo.png", 8, 50)
     _plot_png(tmp_path / "plot.png")
     assert OUTPUT_KINDS["json"](tmp_path / "r.json") and not OUTPUT_KINDS["json"](tmp_path / "notes.json")
     assert OUTPUT_KINDS["png"](tmp_path / "plot.png") and not OUTPUT_KINDS["png"](tmp_path / "photo.png")
@@ -201,12 +195,10 @@ FAULT_CASES = [
 
 
 def _fault_case_dir(d: Path, tiny_run: Path, sample_dir: Path) -> None:
-    import test_reliability_bad_input as table
-
     shutil.copytree(tiny_run, d / "runs" / "tiny")
     shutil.copytree(sample_dir, d / "imgs")  # what train and data check read
     for asset in ("image", "good.onnx", "dataset"):  # a cat/dog model, and cat/dog images for bench and attack
-        table.ASSETS[asset](d)
+        ASSETS[asset](d)
 
 
 def _tree(root: Path) -> set[str]:
@@ -218,15 +210,13 @@ TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}")  # atomic_path's ".<stem>.<8 rand
 
 def _check_whole(folder: Path) -> None:
     """Every file under ``folder`` loads: edge-tl's own readers for a flat folder, the format's reader below."""
-    from test_reliability_interrupt import check_final_files
-
     if not any(p.is_dir() for p in folder.iterdir()):
         assert check_final_files(folder) == []
         return
     for p in folder.rglob("*"):
         if p.is_file():
             assert not TEMP_NAME.match(p.name), f"temp file left: {p}"
-            assert _loads(p)
+            assert loads(p)
 
 
 @pytest.mark.slow
@@ -236,48 +226,24 @@ def test_command_under_file_size_limit(c: Fault, tmp_path: Path, tiny_run: Path,
     cache = tmp_path / "cache"  # training gets a fresh cache (its feature cache's writes hit the limit too)
     if not c.id.startswith("train"):  # the others a warm one, so they reach their own outputs sooner
         shutil.copytree(os.environ["EDGE_TL_CACHE"], cache, ignore=shutil.ignore_patterns("sample-v1"))
-    env = {**os.environ, "EDGE_TL_CACHE": str(cache), "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(tmp_path / "mpl"),
-           "EDGE_TL_DEBUG": "0"}
+    env = {"EDGE_TL_CACHE": str(cache), "MPLCONFIGDIR": str(tmp_path / "mpl"), "EDGE_TL_DEBUG": "0"}
     before = _tree(tmp_path)
-    cmd = [sys.executable, "-m", "edge_tl.cli.main", *c.argv.split()]
-    proc = subprocess.run(["bash", "-c", f"ulimit -f {c.kib}; exec \"$@\"", "edge-tl", *cmd], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=600)
-    err = proc.stderr
-    assert proc.returncode == 2, f"edge-tl {c.argv}: exit {proc.returncode}\n{err[-3000:]}"
-    assert "Traceback" not in err + proc.stdout
+    code, out, err = cli_process(c.argv.split(), tmp_path, env=env,
+                                 prefix=["bash", "-c", f"ulimit -f {c.kib}; exec \"$@\"", "edge-tl"])
+    assert code == 2, f"edge-tl {c.argv}: exit {code}\n{err[-3000:]}"
+    assert "Traceback" not in err + out
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err[-2000:]
     assert errors[0].startswith("error: cannot write ") and "file too large" in errors[0] and " -- " in errors[0]
     hidden = [p for p in _tree(tmp_path) - before if TEMP_NAME.match(Path(p).name) and not p.startswith("mpl")]
     assert not hidden, f"temp files left: {hidden}"  # in the outputs and in the cache
-    for out in c.outputs:  # whatever was finished before the fault is whole
-        p = tmp_path / out
+    for name in c.outputs:  # whatever was finished before the fault is whole
+        p = tmp_path / name
         if p.is_dir():
             _check_whole(p)
         elif p.exists():
-            assert _loads(p)
+            assert loads(p)
     assert not [a for a in c.absent if (tmp_path / a).exists()]
-
-
-def _loads(p: Path) -> bool:
-    from PIL import Image
-
-    if p.suffix == ".json":
-        json.loads(p.read_text())
-    elif p.suffix == ".png":
-        with Image.open(p) as im:
-            im.load()
-    elif p.suffix == ".pt":
-        import torch
-
-        torch.load(p, weights_only=True)
-    elif p.suffix == ".onnx":
-        import onnx
-
-        onnx.checker.check_model(onnx.load(str(p)))
-    else:
-        p.read_text(encoding="utf-8")
-    return True
 
 
 # ---------------------------------------------------------------- every writing command on a really full disk
@@ -321,23 +287,16 @@ def full_disk(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", list(FULL_DISK_CASES))
 def test_command_on_full_disk(name: str, full_disk: Path, tmp_path: Path, tiny_run: Path, sample_dir: Path,
                               monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
-    from test_reliability_bad_input import _files
-
-    from edge_tl.cli.main import main
-
     (tmp_path / "work").mkdir()
     _fault_case_dir(tmp_path / "work", tiny_run, sample_dir)
     monkeypatch.chdir(tmp_path / "work")
     monkeypatch.delenv("EDGE_TL_DEBUG", raising=False)
-    before = _files(tmp_path / "work")
-    argv = FULL_DISK_CASES[name].format(full=full_disk).split()
+    before = files(tmp_path / "work")
     capfd.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capfd.readouterr().err
-    assert exit_info.value.code == 2, err[-2000:]
+    code, _, err = cli(FULL_DISK_CASES[name].format(full=full_disk).split(), capfd)
+    assert code == 2, err[-2000:]
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err[-2000:]
     assert errors[0].startswith(f"error: cannot write {full_disk}/") and "no space left" in errors[0], errors[0]
     assert [p.name for p in full_disk.rglob("*") if p.is_file()] == ["filler"]  # nothing partial, no temp file
-    assert _files(tmp_path / "work") == before  # no input touched
+    assert files(tmp_path / "work") == before  # no input touched

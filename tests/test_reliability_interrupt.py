@@ -25,6 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_tl.data.sample import generate_sample
+from edge_tl.models.checkpoint import load_checkpoint
+from helpers.reliability import check_final_files
+
 pytestmark = pytest.mark.slow
 
 SEED = 8  # the kill points are drawn from random.Random(SEED + i)
@@ -38,10 +42,7 @@ def _cmd(*args: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("MPLBACKEND", "Agg")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {"MPLBACKEND": "Agg", **os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 ANY = "*"  # anchor: the first entry written into the watched folder (temp files count)
@@ -106,56 +107,13 @@ def kill_points(span: float, n: int, seed: int, hi: float = 0.9) -> list[float]:
     return [width * (k + rng.random()) for k in range(n)]
 
 
-def check_final_files(folder: Path) -> list[str]:
-    """Load every final file under ``folder`` with edge-tl's own reader; return the hidden temp files."""
-    from PIL import Image
-
-    from edge_tl import runtimes
-    from edge_tl.card import ModelCard
-    from edge_tl.data.manifest import Manifest
-    from edge_tl.models.checkpoint import load_checkpoint
-    from edge_tl.train.state import load_state
-
-    hidden: list[str] = []
-    if not folder.exists():
-        return hidden
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            hidden.append(p.name)
-            continue
-        if p.name == "model.pt":
-            load_checkpoint(p)
-        elif p.name == "train_state.pt":
-            load_state(folder)
-        elif p.name.endswith(".card.json") or p.name == "card.json":
-            ModelCard.load(p)
-        elif p.name == "split.json":
-            Manifest.load(p)
-        elif p.suffix == ".json":
-            json.loads(p.read_text())
-        elif p.suffix == ".png":
-            with Image.open(p) as im:
-                im.load()
-        elif p.suffix in (".onnx", ".tflite"):
-            rt = runtimes.load(p, threads=1)
-            s = rt.card.input.size
-            assert rt(np.zeros((1, s, s, 3), np.uint8)).shape == (1, rt.card.num_classes)
-        else:
-            raise AssertionError(f"unexpected final file {p}")
-    return hidden
-
-
 def _head(run: Path) -> tuple[dict, np.ndarray, np.ndarray]:
-    from edge_tl.models.checkpoint import load_checkpoint
-
     model, card = load_checkpoint(run / "model.pt")
     return (card.metrics, model.head.weight.detach().numpy().copy(), model.head.bias.detach().numpy().copy())
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge_tl.data.sample import generate_sample
-
     return generate_sample(tmp_path_factory.mktemp("interrupt") / "data", per_class=12, size=48)
 
 

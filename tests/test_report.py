@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,27 +15,17 @@ from edge_tl.report.browser import check_page, find_chromium, headings, is_blank
 from edge_tl.report.collect import SECTIONS
 from edge_tl.report.tables import Figure, Note, figure, tables_from_json
 from helpers import cards
+from helpers.cli import cli_process
+from helpers.data import noise
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 TITLES = [title for _, title, _ in SECTIONS]
 
 
 def _png(path: Path, kind: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    """A real 120 x 90 PNG standing in for the plot or image ``kind`` (the report inlines any PNG alike)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(2.4, 1.8), dpi=50)
-    if kind == "image":
-        ax.imshow(np.random.default_rng(0).random((8, 8, 3)))
-    else:
-        ax.plot([0, 1, 2], [0.3, 0.7, 0.9], marker="o")
-    ax.set_title(kind)
-    fig.savefig(path)
-    plt.close(fig)
+    noise(120, 90, seed=len(kind)).save(path, "PNG")
     return path
 
 
@@ -78,19 +66,15 @@ def _tflite_file(path: Path, card: dict) -> None:
     path.write_bytes(bytes(builder.Output()))
 
 
-def _card(run: Path, classes: list[str], fmt: str = "pytorch", **extra) -> dict:
-    fields = {"metrics": {"test_accuracy": 0.875, "val_accuracy": 0.9}, "versions": {"torch": "2.14.1"},
-              "run_dir": str(run.resolve()), "manifest": "split.json", **extra}
-    return cards.card_json(fmt, tuple(classes), **fields)
-
-
 def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Path:
     """A fake run folder (card only, or everything the other commands write) under ``root``."""
     run = root / "runs" / "r1"
     run.mkdir(parents=True)
     (root / "runs" / "latest").symlink_to("r1")
-    classes = ["cat", HOSTILE if hostile else "dog"]
-    (run / "card.json").write_text(json.dumps(_card(run, classes)))
+    classes = ("cat", HOSTILE if hostile else "dog")
+    fields = {"metrics": {"test_accuracy": 0.875, "val_accuracy": 0.9}, "versions": {"torch": "2.14.1"},
+              "run_dir": str(run.resolve()), "manifest": "split.json"}
+    (run / "card.json").write_text(json.dumps(cards.card_json("pytorch", classes, **fields)))
     if not complete:
         return run
     items = [{"path": f"{c}/{i}.jpg", "label": k, "split": s} for k, c in enumerate(classes)
@@ -112,18 +96,17 @@ def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Pat
                           kl=1e-4, max_dprob=0.01, ece=0.06, ece_reference=0.05, limits=limits_for("onnx", "float"),
                           agreement_ci=wilson_interval(392, 400), resolution=0.25,
                           images="train+val+test").to_json()
-    onnx_card = _card(run, classes, "onnx", parity=parity)
-    _onnx_file(exported / "model.onnx", onnx_card)
+    _onnx_file(exported / "model.onnx", cards.card_json("onnx", classes, **fields, parity=parity))
     from edge_tl._io import sha256_file
 
     # matched by the checkpoint hash, not by run_dir; its sidecar has the name model.onnx's would have
     failed = {**parity, "agreement": 0.91, "passed": False, "failures": ["agreement 91.00 % < 98.00 %"]}
-    tfl_card = _card(run, classes, "tflite", parity=failed, quantization={"mode": "int8"},
-                     run_dir="/elsewhere/gone", source_sha256=sha256_file(run / "model.pt"))
+    tfl_card = cards.card_json("tflite", classes, **{**fields, "run_dir": "/elsewhere/gone"}, parity=failed,
+                               quantization={"mode": "int8"}, source_sha256=sha256_file(run / "model.pt"))
     _tflite_file(exported / "model.tflite", tfl_card)
     (exported / "model.card.json").write_text(json.dumps(tfl_card))
-    _onnx_file(exported / "model_other.onnx", _card(root / "runs" / "other", classes, "onnx",
-                                                    parity={"agreement": 0.5}))
+    other = {**fields, "run_dir": str((root / "runs" / "other").resolve())}
+    _onnx_file(exported / "model_other.onnx", cards.card_json("onnx", classes, **other, parity={"agreement": 0.5}))
     (exported / "junk.onnx").write_text("not a protobuf")
     bench = {"schema": 1, "recommended": "model.tflite@1t", "notes": ["noisy machine"], "reference_top1": 87.5,
              "settings": {"threads": [1, 2], "batch": 1, "max_drop": 2.0},
@@ -292,19 +275,17 @@ def test_fake_png_is_a_note_not_an_image(tmp_path):
 
 def test_cli_entry_point(tmp_path):
     make_run(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "edge_tl.cli.main", "report", "--md", "summary.md", "--json", "-"],
-                         cwd=tmp_path, check=False, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    out = cli_process(["report", "--md", "summary.md", "--json", "-"], tmp_path, timeout=120)
+    assert out.code == 0, out.err
+    data = json.loads(out.out)
     assert data["path"] == "runs/latest/report.html" and len(data["sections"]) == len(SECTIONS)
     assert (data["recommended"], data["threads"], data["failed"]) == ("model.onnx", 2, ["model.tflite"])
     assert data["markdown"] == "summary.md" and (tmp_path / "summary.md").read_text().startswith("## edge-tl report")
-    assert "recommended: model.onnx at 2 thread(s)" in out.stderr and "FAIL model.tflite" in out.stderr
+    assert "recommended: model.onnx at 2 thread(s)" in out.err and "FAIL model.tflite" in out.err
     assert (tmp_path / "runs/r1/report.html").stat().st_size == data["bytes"]
-    bad = subprocess.run([sys.executable, "-m", "edge_tl.cli.main", "report", "runs/nope"], cwd=tmp_path, check=False,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.startswith("error: no run folder runs/nope -- ") and bad.stderr.count("\n") == 1
+    bad = cli_process(["report", "runs/nope"], tmp_path, timeout=120)
+    assert bad.code == 2 and bad.out == ""
+    assert bad.err.startswith("error: no run folder runs/nope -- ") and bad.err.count("\n") == 1
 
 
 @pytest.fixture(scope="module")

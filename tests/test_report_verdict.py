@@ -8,7 +8,8 @@ from edge_tl.report import human
 from edge_tl.report.verdict import FAIL, PASS, UNCHECKED, decide
 
 
-def _card(name: str, fmt: str, quant: str = "float", **parity) -> dict:
+def _parity_row(name: str, fmt: str, quant: str = "float", **parity) -> dict:
+    """An exported artefact as the report collects it from its card (not a card itself)."""
     base = {"agreement": 0.99, "accuracy": 0.9, "drop": 0.1, "passed": True, "failures": []}
     return {"artefact": name, "format": fmt, "quantization": quant, "size_mb": 2.5, "parity": {**base, **parity}}
 
@@ -17,9 +18,9 @@ def _row(name: str, threads: int, p50, top1: float = 90.0, **extra) -> dict:
     return {"name": name, "threads": threads, "latency": {"p50": p50}, "top1": top1, "status": "ok", **extra}
 
 
-CARDS = [_card("model.onnx", "onnx"), _card("model_int8.onnx", "onnx", "int8", agreement=0.99),
-         _card("model_int8.tflite", "tflite", "int8", agreement=0.82, passed=False,
-               failures=["agreement 82.00 % < 98.00 %"])]
+ARTEFACTS = [_parity_row("model.onnx", "onnx"), _parity_row("model_int8.onnx", "onnx", "int8", agreement=0.99),
+             _parity_row("model_int8.tflite", "tflite", "int8", agreement=0.82, passed=False,
+                         failures=["agreement 82.00 % < 98.00 %"])]
 
 
 def test_old_bench_layout_picks_fastest_passing_file():
@@ -28,12 +29,13 @@ def test_old_bench_layout_picks_fastest_passing_file():
                       _row("model_int8.onnx", 1, 2.9, 89.5), _row("model_int8.onnx", 2, 1.8, 89.5),
                       _row("model_int8.tflite", 1, 1.2, 80.0), _row("model_int8.tflite", 2, 0.9, 80.0)],
              "settings": {"max_drop": 1.0}, "reference_top1": 90.0, "recommended": "model_int8.tflite@2t"}
-    v = decide(CARDS, bench)
+    v = decide(ARTEFACTS, bench)
     assert (v.chosen.name, v.chosen_threads, v.chosen.quantization) == ("model_int8.onnx", 2, "int8")
     assert v.threads == (1, 2) and v.chosen.p50 == {1: 2.9, 2: 1.8} and v.chosen.parity == PASS
     assert v.candidates[0].name == "run" and v.candidates[0].reference
     failing = [c for c in v.candidates if c.parity == FAIL]
-    assert [c.name for c in failing] == ["model_int8.tflite"] and failing[0].problems == ("agreement 82.00 % < 98.00 %",)
+    assert [c.name for c in failing] == ["model_int8.tflite"]
+    assert failing[0].problems == ("agreement 82.00 % < 98.00 %",)
     assert "1 artefact failed the parity gate" in v.why and "within 1.00 pt of the reference top-1 (90.0 %)" in v.why
     assert any("benchmark alone picked model_int8.tflite@2t" in n for n in v.notes)
 
@@ -46,7 +48,7 @@ def test_new_bench_layout_with_runtimes_and_parity_marks():
             _row("model_int8.onnx", 1, {"value": 3.0}, runtime="onnxruntime", parity={"passed": True}),
             _row("model_fp16.onnx", 1, {"value": 1.0}, runtime="onnxruntime", parity_failed=True),
             _row("model.tflite", 1, {"value": 3.5}, runtime="litert", parity_failed=False)]
-    v = decide([_card("model.onnx", "onnx"), _card("model_int8.onnx", "onnx", "int8")],
+    v = decide([_parity_row("model.onnx", "onnx"), _parity_row("model_int8.onnx", "onnx", "int8")],
                {"rows": rows, "recommended": "model_int8.onnx/onnxruntime@1t"})
     keys = {(c.name, c.runtime): c.parity for c in v.candidates}
     assert keys == {("model.onnx", "onnxruntime"): PASS, ("model.onnx", "openvino"): PASS,
@@ -59,7 +61,7 @@ def test_new_bench_layout_with_runtimes_and_parity_marks():
 def test_failed_benchmark_rows_and_no_qualifying_file():
     rows = [_row("model.onnx", 1, None, status="error", error="session failed to load"),
             _row("model_int8.tflite", 1, 1.0)]
-    v = decide(CARDS, {"rows": rows})
+    v = decide(ARTEFACTS, {"rows": rows})
     assert v.chosen is None and "No artefact qualifies" in v.why
     onnx = next(c for c in v.candidates if c.name == "model.onnx")
     assert onnx.failed and onnx.problems == ("benchmark at 1 thread(s) failed: session failed to load",)
@@ -71,7 +73,7 @@ def test_failed_benchmark_rows_and_no_qualifying_file():
     ([{"name": "model.onnx", "threads": 1, "p50": 3.0}], "Fastest median latency (3.00 ms)"),
 ])
 def test_absent_or_odd_bench_inputs(bench, words):
-    v = decide(CARDS[:1], bench)
+    v = decide(ARTEFACTS[:1], bench)
     assert words in v.why
 
 

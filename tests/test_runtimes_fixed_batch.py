@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reliability_bad_input import _onnx
 
 from edge_tl.runtimes import load
+from helpers.reliability import write_onnx
 
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_fixed_batch_onnx_runs_any_number_of_images(tmp_path: Path, batch: int) -> None:
-    _onnx(tmp_path, "fixed.onnx", 32, 32, batch=batch)
-    _onnx(tmp_path, "dynamic.onnx", 32, 32)
+    write_onnx(tmp_path, "fixed.onnx", 32, 32, batch=batch)
+    write_onnx(tmp_path, "dynamic.onnx", 32, 32)
     pixels = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
     fixed, dynamic = load(tmp_path / "fixed.onnx", threads=1), load(tmp_path / "dynamic.onnx", threads=1)
     out = fixed(pixels)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="ai_edge_litert not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
-]
+from edge_tl.export.tflite_export import embed_metadata, export_tflite, write_tflite_card
+from helpers.cards import card
+from helpers.tflite import needs
+
+pytestmark = needs("ai_edge_litert", "litert_torch")
 
 torch = pytest.importorskip("torch")
 
@@ -21,7 +21,7 @@ from edge_tl.runtimes import load  # noqa: E402
 from edge_tl.runtimes.litert_rt import LiteRtRuntime, read_tflite_metadata  # noqa: E402
 
 SPEC = InputSpec(size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-CARD = ModelCard(classes=("cat", "dog"), input=SPEC, backbone="tiny", weights="none")
+CARD = card("pytorch", ("cat", "dog"), spec=SPEC, backbone="tiny")
 
 
 class _Net(torch.nn.Module):
@@ -37,8 +37,6 @@ class _Net(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def float_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge_tl.export.tflite_export import export_tflite
-
     out = tmp_path_factory.mktemp("rt") / "model.tflite"
     return export_tflite(_Net(), CARD, out).path
 
@@ -79,8 +77,6 @@ def test_text_file_named_tflite(tmp_path: Path) -> None:
 
 
 def test_no_card_anywhere(float_file: Path, tmp_path: Path) -> None:
-    from edge_tl.export.tflite_export import embed_metadata
-
     data = embed_metadata(float_file.read_bytes(), "edge_tl.card", b"")  # empty card buffer = none
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(data)
@@ -92,8 +88,6 @@ def test_no_card_anywhere(float_file: Path, tmp_path: Path) -> None:
 
 
 def test_card_size_mismatch(float_file: Path, tmp_path: Path) -> None:
-    from edge_tl.export.tflite_export import write_tflite_card
-
     path = tmp_path / "model.tflite"
     path.write_bytes(float_file.read_bytes())
     card = load(float_file).card

@@ -19,11 +19,7 @@ from edge_tl.models.checkpoint import (
     save_checkpoint,
     unwrap,
 )
-
-
-def _card(model, classes=("a", "b", "c")) -> ModelCard:
-    return ModelCard(classes=tuple(classes), input=model.input_spec, backbone="tiny_cnn", weights="random",
-                     manifest="split.json", run_dir="/x/run", metrics={"test_accuracy": 0.75})
+from helpers.cards import card
 
 
 @pytest.fixture()
@@ -35,28 +31,33 @@ def tiny():
     return model
 
 
-def test_round_trip_weights_only(tmp_path: Path, tiny) -> None:
-    card = _card(tiny)
-    path = save_checkpoint(tmp_path / "model.pt", tiny, card, extra={"note": "x"})
+@pytest.fixture()
+def tiny_card(tiny) -> ModelCard:
+    return card("pytorch", ("a", "b", "c"), spec=tiny.input_spec, weights="random", manifest="split.json",
+                run_dir="/x/run", metrics={"test_accuracy": 0.75})
+
+
+def test_round_trip_weights_only(tmp_path: Path, tiny, tiny_card) -> None:
+    path = save_checkpoint(tmp_path / "model.pt", tiny, tiny_card, extra={"note": "x"})
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == FORMAT and raw["version"] == 1 and raw["extra"] == {"note": "x"}
-    assert ModelCard.from_json(raw["card"]) == card
+    assert ModelCard.from_json(raw["card"]) == tiny_card
     model, card2 = load_checkpoint(path)
-    assert card2 == card
+    assert card2 == tiny_card
     assert not model.training
     x = torch.randn(4, 3, 32, 32)
     tiny.eval()
     with torch.no_grad():
         assert torch.equal(model(x), tiny(x))
-    assert read_card(tmp_path) == card  # a run folder works too
+    assert read_card(tmp_path) == tiny_card  # a run folder works too
     assert not list(tmp_path.glob(".model*")), "temp file left behind"
 
 
-def test_saves_from_ddp_like_wrapper(tmp_path: Path, tiny) -> None:
+def test_saves_from_ddp_like_wrapper(tmp_path: Path, tiny, tiny_card) -> None:
     wrapper = torch.nn.Module()
     wrapper.module = tiny
     assert unwrap(wrapper) is tiny
-    save_checkpoint(tmp_path / "model.pt", wrapper, _card(tiny))
+    save_checkpoint(tmp_path / "model.pt", wrapper, tiny_card)
     sd = read_checkpoint(tmp_path / "model.pt")["state_dict"]
     assert set(sd) == set(tiny.state_dict())
 
@@ -89,7 +90,7 @@ def test_arbitrary_pickle_is_refused(tmp_path: Path) -> None:
         read_checkpoint(p)
 
 
-def test_wrong_format_version_and_state(tmp_path: Path, tiny) -> None:
+def test_wrong_format_version_and_state(tmp_path: Path, tiny, tiny_card) -> None:
     p = tmp_path / "model.pt"
     torch.save({"state_dict": tiny.state_dict()}, p)  # a bare state dict file, not ours
     with pytest.raises(CheckpointError, match="not an edge-tl checkpoint"):
@@ -97,21 +98,19 @@ def test_wrong_format_version_and_state(tmp_path: Path, tiny) -> None:
     torch.save({"format": FORMAT, "version": 99, "state_dict": tiny.state_dict(), "card": {}}, p)
     with pytest.raises(CheckpointError, match="upgrade edge-tl"):
         read_checkpoint(p)
-    torch.save({"format": FORMAT, "version": 1, "state_dict": {}, "card": _card(tiny).to_json()}, p)
+    torch.save({"format": FORMAT, "version": 1, "state_dict": {}, "card": tiny_card.to_json()}, p)
     with pytest.raises(CheckpointError, match="no valid state dict"):
         read_checkpoint(p)
 
 
-def test_bad_card_and_mismatched_weights(tmp_path: Path, tiny) -> None:
+def test_bad_card_and_mismatched_weights(tmp_path: Path, tiny, tiny_card) -> None:
     p = tmp_path / "model.pt"
     torch.save({"format": FORMAT, "version": 1, "state_dict": tiny.state_dict(), "card": {"classes": []}}, p)
     with pytest.raises(CheckpointError, match="classes"):
         load_checkpoint(p)
-    card = _card(tiny, classes=("a", "b", "c", "d"))  # head has 3 outputs, card says 4
-    save_checkpoint(p, tiny, card)
+    save_checkpoint(p, tiny, tiny_card.with_(classes=("a", "b", "c", "d")))  # head has 3 outputs, card says 4
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(p)
-    card = _card(tiny).with_(backbone="no_such_backbone")
-    save_checkpoint(p, tiny, card)
+    save_checkpoint(p, tiny, tiny_card.with_(backbone="no_such_backbone"))
     with pytest.raises(CheckpointError, match="cannot rebuild"):
         load_checkpoint(p)

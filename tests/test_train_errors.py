@@ -8,21 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge_tl.cli.main import main
 from edge_tl.errors import DeviceError
 from edge_tl.train.device import oom_guard
+from helpers.cli import cli
 
 TINY = ["--backbone", "tiny_cnn", "--weights", "none", "--img-size", "32", "--epochs", "1", "--quiet",
         "--engine", "torch"]
 
 
 def _fail(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2, err
-    last = err.splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in err, err
+    """The one-line error of ``edge-tl ARGS``, checked to exit 2 with no traceback."""
+    code, _, err = cli(args, capsys)
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    assert code == 2 and last.startswith("error: ") and "Traceback" not in err, err
     return last
 
 
@@ -38,47 +36,37 @@ def _classes(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir())
 
 
-def test_empty_dataset(capsys, tmp_path: Path) -> None:
-    (tmp_path / "data" / "a").mkdir(parents=True)
-    (tmp_path / "data" / "b").mkdir(parents=True)
+def _broken(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        (folder / f"{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+
+
+@pytest.mark.parametrize("setup,words", [
+    (lambda d, s: [(d / "a").mkdir(parents=True), (d / "b").mkdir()], ["no images"]),  # empty classes
+    (lambda d, s: _images(d / "only", 5, s), ["single class"]),
+    (lambda d, s: [_images(d / "big", 8, _classes(s)[0]), _images(d / "tiny", 2, _classes(s)[1])],
+     ["too small to split", "'tiny'"]),
+    (lambda d, s: [_images(d / "good", 6, s), _broken(d / "bad", 4)], ["too small to split", "'bad'"]),
+])
+def test_unusable_dataset(capsys, tmp_path: Path, sample_dir: Path, setup, words) -> None:
+    setup(tmp_path / "data", sample_dir)
     msg = _fail(capsys, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *TINY])
-    assert "no images" in msg
+    assert all(w in msg for w in words), msg
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
-def test_single_class(capsys, tmp_path: Path, sample_dir: Path) -> None:
-    _images(tmp_path / "data" / "only", 5, sample_dir)
-    msg = _fail(capsys, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *TINY])
-    assert "single class" in msg
-
-
-def test_class_too_small_to_split(capsys, tmp_path: Path, sample_dir: Path) -> None:
-    _images(tmp_path / "data" / "big", 8, _classes(sample_dir)[0])
-    _images(tmp_path / "data" / "tiny", 2, _classes(sample_dir)[1])
-    msg = _fail(capsys, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *TINY])
-    assert "too small to split" in msg and "'tiny'" in msg
-
-
-def test_class_of_only_broken_files(capsys, tmp_path: Path, sample_dir: Path) -> None:
-    _images(tmp_path / "data" / "good", 6, sample_dir)
-    (tmp_path / "data" / "bad").mkdir()
-    for i in range(4):
-        (tmp_path / "data" / "bad" / f"{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    msg = _fail(capsys, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *TINY])
-    assert "too small to split" in msg and "'bad'" in msg
-
-
-def test_unknown_backbone_suggests(capsys, tmp_path: Path, sample_dir: Path) -> None:
-    msg = _fail(capsys, ["train", "--data", str(sample_dir), "--backbone", "mobilenetv2", "--out",
-                         str(tmp_path / "run")])
-    assert "unknown backbone 'mobilenetv2'" in msg and "did you mean 'mobilenet_v2'" in msg
+@pytest.mark.parametrize("args,words", [
+    (["--backbone", "mobilenetv2"], ["unknown backbone 'mobilenetv2'", "did you mean 'mobilenet_v2'"]),
+    pytest.param(["--device", "cuda", *TINY], ["no CUDA GPU", "--device cpu"],
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
+    (["--unfreeze", "1", *TINY], ["--unfreeze applies to --mode finetune only", "add --mode finetune"]),
+    (["--split", "official", *TINY], ["has no official split"]),
+])
+def test_bad_train_options(capsys, tmp_path: Path, sample_dir: Path, args, words) -> None:
+    msg = _fail(capsys, ["train", "--data", str(sample_dir), *args, "--out", str(tmp_path / "run")])
+    assert all(w in msg for w in words), msg
     assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
-def test_gpu_asked_for_but_absent(capsys, tmp_path: Path, sample_dir: Path) -> None:
-    msg = _fail(capsys, ["train", "--data", str(sample_dir), "--device", "cuda", "--out", str(tmp_path / "r"), *TINY])
-    assert "no CUDA GPU" in msg and "--device cpu" in msg
 
 
 def test_out_of_memory_suggests_smaller_batch() -> None:
@@ -122,15 +110,5 @@ def test_eval_bad_inputs(capsys, tmp_path: Path, tiny_run: Path, sample_dir: Pat
 
 
 def test_bad_numbers_are_usage_errors(capsys, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--epochs", "0", "--out", str(tmp_path / "r")])
-    assert exc.value.code == 2
+    assert cli(["train", "--epochs", "0", "--out", str(tmp_path / "r")], capsys).code == 2
 
-
-def test_unfreeze_without_finetune_and_official_split_without_one(capsys, tmp_path: Path, sample_dir: Path) -> None:
-    msg = _fail(capsys, ["train", "--data", str(sample_dir), "--unfreeze", "1", "--out", str(tmp_path / "r"), *TINY])
-    assert "--unfreeze applies to --mode finetune only" in msg and "add --mode finetune" in msg
-    msg = _fail(capsys, ["train", "--data", str(sample_dir), "--split", "official", "--out", str(tmp_path / "r"),
-                         *TINY])
-    assert "has no official split" in msg
-    assert not (tmp_path / "r").exists()
