@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_tl.cli.main import main
+from helpers.cli import cli
 
 pytest.importorskip("torch")
 
@@ -42,18 +42,10 @@ def _retarget_checkpoint(run: Path) -> None:
     assert ModelCard.from_json(json.loads((run / "card.json").read_text())).run_dir == str(run)
 
 
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
-
-
 def test_attack_onnx_end_to_end(run_and_onnx, tmp_path, capsys) -> None:
     _, onnx = run_and_onnx
     out_dir = tmp_path / "attacks"
-    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "fgsm,pgd,square,hopskipjump",
+    code, out, err = cli(["attack", "--model", str(onnx), "--attacks", "fgsm,pgd,square,hopskipjump",
                            "--eps", "4/255,16/255", "--n", "1000", "--queries", "30", "--steps", "3",
                            "--out", str(out_dir), "--json", str(tmp_path / "a.json")], capsys)
     assert code == 0, err
@@ -79,7 +71,7 @@ def test_no_surrogate_runs_blackbox_only(run_and_onnx, tmp_path, capsys) -> None
     hidden = run / "model.pt.hidden"
     (run / "model.pt").rename(hidden)
     try:
-        code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "fgsm,square", "--eps", "8/255",
+        code, out, err = cli(["attack", "--model", str(onnx), "--attacks", "fgsm,square", "--eps", "8/255",
                                "--n", "4", "--queries", "10", "--out", str(tmp_path / "o"), "--json", "-"], capsys)
     finally:
         hidden.rename(run / "model.pt")
@@ -92,7 +84,7 @@ def test_no_surrogate_runs_blackbox_only(run_and_onnx, tmp_path, capsys) -> None
 def test_targeted_mode_reports_the_target(run_and_onnx, tmp_path, capsys) -> None:
     run, onnx = run_and_onnx
     classes = json.loads((run / "card.json").read_text())["classes"]
-    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "pgd", "--eps", "32/255", "--n", "6",
+    code, out, err = cli(["attack", "--model", str(onnx), "--attacks", "pgd", "--eps", "32/255", "--n", "6",
                            "--target-class", classes[0], "--out", str(tmp_path / "t"), "--json", "-"], capsys)
     assert code == 0, err
     rows = json.loads(out)["results"]
@@ -109,7 +101,7 @@ def test_targeted_mode_reports_the_target(run_and_onnx, tmp_path, capsys) -> Non
 def test_bad_input_is_one_line_exit_2(run_and_onnx, tmp_path, capsys, args, message) -> None:
     _, onnx = run_and_onnx
     out_dir = tmp_path / "never"
-    code, _, err = _cli(["attack", "--model", str(onnx), "--n", "2", "--out", str(out_dir), *args], capsys)
+    code, _, err = cli(["attack", "--model", str(onnx), "--n", "2", "--out", str(out_dir), *args], capsys)
     assert code == 2
     assert message in err
     assert "Traceback" not in err
@@ -117,13 +109,13 @@ def test_bad_input_is_one_line_exit_2(run_and_onnx, tmp_path, capsys, args, mess
 
 
 def test_missing_model_is_an_error(tmp_path, capsys) -> None:
-    code, _, err = _cli(["attack", "--model", str(tmp_path / "nope.onnx")], capsys)
+    code, _, err = cli(["attack", "--model", str(tmp_path / "nope.onnx")], capsys)
     assert code == 2 and "no such model" in err
 
 
 def test_data_folder_instead_of_the_test_split(run_and_onnx, sample_dir, tmp_path, capsys) -> None:
     _, onnx = run_and_onnx
-    code, out, err = _cli(["attack", "--model", str(onnx), "--data", str(sample_dir), "--attacks", "square",
+    code, out, err = cli(["attack", "--model", str(onnx), "--data", str(sample_dir), "--attacks", "square",
                            "--eps", "8/255", "--n", "5", "--queries", "5", "--out", str(tmp_path / "d"),
                            "--json", "-"], capsys)
     assert code == 0, err
@@ -133,7 +125,7 @@ def test_data_folder_instead_of_the_test_split(run_and_onnx, sample_dir, tmp_pat
     for name in ("zebra", "okapi"):
         (odd / name).mkdir(parents=True)
         shutil.copy(next((sample_dir).rglob("*.jpg")), odd / name / "a.jpg")
-    code, _, err = _cli(["attack", "--model", str(onnx), "--data", str(odd), "--out", str(tmp_path / "e")], capsys)
+    code, _, err = cli(["attack", "--model", str(onnx), "--data", str(odd), "--out", str(tmp_path / "e")], capsys)
     assert code == 2 and "classes the model does not know" in err
 
 
@@ -145,7 +137,7 @@ def test_source_class_attacks_only_that_class(run_and_onnx, tmp_path, capsys) ->
     run, onnx = run_and_onnx
     src, tgt = _classes(run)[:2]
     out_dir = tmp_path / "s"
-    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "pgd", "--eps", "16/255,32/255",
+    code, out, err = cli(["attack", "--model", str(onnx), "--attacks", "pgd", "--eps", "16/255,32/255",
                            "--n", "1000", "--source-class", src, "--target-class", tgt, "--out", str(out_dir),
                            "--json", "-"], capsys)
     assert code == 0, err
@@ -175,38 +167,38 @@ def test_interrupted_run_keeps_finished_cells_and_resume_completes_it(run_and_on
     _, onnx = run_and_onnx
     args = ["attack", "--model", str(onnx), "--attacks", "fgsm,square", "--eps", "4/255,16/255", "--n", "6",
             "--queries", "15", "--steps", "2"]
-    code, _, err = _cli([*args, "--out", str(tmp_path / "full"), "--json", str(tmp_path / "full.json")], capsys)
+    code, _, err = cli([*args, "--out", str(tmp_path / "full"), "--json", str(tmp_path / "full.json")], capsys)
     assert code == 0, err
     full = json.loads((tmp_path / "full.json").read_text())
 
     real = engine._State.blackbox
     calls = []
 
-    def stop_in_square(self, spec, t):  # Ctrl-C while the black-box attack runs, after the white-box cells
+    def stop_in_square(self, spec, name, rt):  # Ctrl-C while the black-box attack runs, after the white-box cells
         calls.append(spec.name)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(engine._State, "blackbox", stop_in_square)
     part = tmp_path / "part"
-    code, _, err = _cli([*args, "--out", str(part)], capsys)
+    code, _, err = cli([*args, "--out", str(part)], capsys)
     assert code == 130 and "--resume" in err and "Traceback" not in err
     assert not (part / "attack.json").exists()
     kept = sorted(p.name for p in (part / "cells").glob("*.npz"))
     assert len(kept) == 4  # fgsm at two eps, judged on the artefact and on the surrogate
 
     monkeypatch.setattr(engine._State, "blackbox", real)
-    code, _, err = _cli([*args, "--out", str(part), "--resume", "--json", str(tmp_path / "resumed.json")], capsys)
+    code, _, err = cli([*args, "--out", str(part), "--resume", "--json", str(tmp_path / "resumed.json")], capsys)
     assert code == 0, err
     assert "(resumed)" in err  # log lines (stderr is not a terminal here), resumed cells named
     assert json.loads((tmp_path / "resumed.json").read_text()) == full
 
-    code, _, err = _cli([*args[:-4], "--queries", "16", "--out", str(part), "--resume"], capsys)
+    code, _, err = cli([*args[:-4], "--queries", "16", "--out", str(part), "--resume"], capsys)
     assert code == 2 and "other inputs" in err
 
 
 def test_worst_case_rows_in_json_and_never_above_any_attack(run_and_onnx, tmp_path, capsys) -> None:
     _, onnx = run_and_onnx
-    code, out, err = _cli(["attack", "--model", str(onnx), "--attacks", "fgsm,square,hopskipjump", "--eps",
+    code, out, err = cli(["attack", "--model", str(onnx), "--attacks", "fgsm,square,hopskipjump", "--eps",
                            "8/255,32/255", "--n", "8", "--queries", "20", "--out", str(tmp_path / "w"), "--json",
                            "-"], capsys)
     assert code == 0, err
@@ -220,7 +212,7 @@ def test_worst_case_rows_in_json_and_never_above_any_attack(run_and_onnx, tmp_pa
 
 def test_l2_threat_model(run_and_onnx, tmp_path, capsys) -> None:
     _, onnx = run_and_onnx
-    code, out, err = _cli(["attack", "--model", str(onnx), "--norm", "l2", "--attacks", "fgsm,pgd,square",
+    code, out, err = cli(["attack", "--model", str(onnx), "--norm", "l2", "--attacks", "fgsm,pgd,square",
                            "--eps", "0.5,2", "--n", "1000", "--queries", "10", "--steps", "2",
                            "--out", str(tmp_path / "l2"), "--json", "-"], capsys)
     assert code == 0, err
@@ -240,9 +232,34 @@ def test_bad_files_in_data_are_skipped_and_listed(run_and_onnx, sample_dir, tmp_
     first = sorted(p for p in data.iterdir() if p.is_dir())[0]
     (first / "empty.jpg").write_bytes(b"")
     (first / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    code, out, err = _cli(["attack", "--model", str(onnx), "--data", str(data), "--attacks", "square",
+    code, out, err = cli(["attack", "--model", str(onnx), "--data", str(data), "--attacks", "square",
                            "--eps", "8/255", "--n", "1000", "--queries", "3", "--out", str(tmp_path / "b"),
                            "--json", "-"], capsys)
     assert code == 0, err
     notes = json.loads(out)["notes"]
     assert any("skipped 2 bad file(s)" in n and "empty.jpg" in n and "broken.jpg" in n for n in notes)
+
+
+def test_surrogate_runs_at_the_runtimes_threads_and_torch_is_restored(run_and_onnx, tmp_path, capsys,
+                                                                       monkeypatch) -> None:
+    import torch
+
+    from edge_tl.attacks import engine
+
+    seen = []
+    real = engine.run_attacks
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_attacks", spy)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        code, _out, err = cli(["attack", "--model", str(run_and_onnx[1]), "--attacks", "fgsm", "--n", "4",
+                               "--threads", "1", "--out", str(tmp_path / "a")], capsys)
+        assert code == 0, err
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)

@@ -7,32 +7,21 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from test_attacks_engine import CLASSES, make_data, train_stripes  # noqa: E402
 from torch import nn  # noqa: E402
 
-from edge_tl.attacks.engine import Target, run_attacks  # noqa: E402
-from edge_tl.attacks.pixels import torch_predict  # noqa: E402
+from edge_tl.attacks.engine import run_attacks  # noqa: E402
 from edge_tl.attacks.registry import AttackSettings, get_attack  # noqa: E402
+from helpers.attacks import CLASSES, Counting, make_data, runtime, train_stripes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained() -> nn.Module:
-    """The stripes model of test_attacks_engine, trained to 100 % in ~2 s on one thread."""
+    """The stripes model, trained to 100 % in ~2 s on one thread."""
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     model = train_stripes()
     yield model
     torch.set_num_threads(old)
-
-
-def _counting(predict):
-    rows: list[int] = []
-
-    def counted(images: np.ndarray) -> np.ndarray:
-        rows.append(len(images))
-        return predict(images)
-
-    return counted, rows
 
 
 @pytest.mark.parametrize("name", ["square", "hopskipjump"])
@@ -42,21 +31,21 @@ def test_an_image_gets_the_same_search_alone_or_in_a_batch(trained, name) -> Non
     kw = {"init_images": x[(np.arange(len(x)) + 4) % len(x)]} if name == "hopskipjump" else {}
     eps = None if name == "hopskipjump" else 6 / 255
     run = get_attack(name).run
-    full = run(torch_predict(trained), x, y, eps, settings, None, **kw)
+    full = run(runtime(trained), x, y, eps, settings, None, **kw)
     sub = np.array([1, 5, 10])
     kw_sub = {"init_images": kw["init_images"][sub]} if kw else {}
-    part = run(torch_predict(trained), x[sub], y[sub], eps, settings, None, ids=sub, **kw_sub)
+    part = run(runtime(trained), x[sub], y[sub], eps, settings, None, ids=sub, **kw_sub)
     np.testing.assert_array_equal(part.adv, full.adv[sub])
     np.testing.assert_array_equal(part.queries, full.queries[sub])
 
 
 def test_square_counts_exactly_the_rows_sent_and_stops_fooled_images(trained) -> None:
     x, y = make_data(4, seed=2)
-    predict, rows = _counting(torch_predict(trained))
+    predict = Counting(runtime(trained))
     out = get_attack("square").run(predict, x, y, 16 / 255, AttackSettings(queries=600, batch_size=8))
-    assert int(out.queries.sum()) == sum(rows)
-    assert max(rows) == 8  # the active images of an iteration share calls of batch_size rows
-    fooled = torch_predict(trained)(out.adv).argmax(1) != y
+    assert int(out.queries.sum()) == sum(predict.rows)
+    assert max(predict.rows) == 8  # the active images of an iteration share calls of batch_size rows
+    fooled = runtime(trained)(out.adv).argmax(1) != y
     assert fooled.any() and (out.queries[fooled] < 600).all()  # no query after success
     assert (out.queries[~fooled] == 600).all()
 
@@ -66,11 +55,11 @@ def test_early_stop_gives_the_full_runs_worst_case_with_fewer_queries(trained) -
     attacks, eps = ["fgsm", "square", "hopskipjump"], [4 / 255, 8 / 255, 16 / 255]
     runs = {}
     for early in (True, False):
-        predict, rows = _counting(torch_predict(trained))
+        predict = Counting(runtime(trained))
         settings = AttackSettings(queries=150, batch_size=16, early_stop=early)
-        rep = run_attacks([Target("m", predict)], x, y, CLASSES, attacks, eps, settings, surrogate=trained,
+        rep = run_attacks({"m": predict}, x, y, CLASSES, attacks, eps, settings, surrogate=trained,
                           report_surrogate=False).report
-        runs[early] = (rep, sum(rows))
+        runs[early] = (rep, sum(predict.rows))
     (early, rows_early), (full, rows_full) = runs[True], runs[False]
     worst = [(w.eps, w.robust_accuracy, w.success_rate) for w in early.worst_case("m")]
     assert worst == [(w.eps, w.robust_accuracy, w.success_rate) for w in full.worst_case("m")]
@@ -95,7 +84,7 @@ def test_plots_leave_the_matplotlib_backend_alone(trained, tmp_path) -> None:
     from edge_tl.attacks.plots import image_grid, robustness_curve
 
     x, y = make_data(2, seed=4)
-    run = run_attacks([Target("m", torch_predict(trained))], x, y, CLASSES, ["square"], [8 / 255],
+    run = run_attacks({"m": runtime(trained)}, x, y, CLASSES, ["square"], [8 / 255],
                       AttackSettings(queries=20))
     old = matplotlib.get_backend()
     matplotlib.use("svg")

@@ -11,41 +11,12 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from edge_tl.attacks.blackbox import art_hopskipjump, margin, square  # noqa: E402
-from edge_tl.attacks.engine import Target, run_attacks  # noqa: E402
+from edge_tl.attacks.engine import run_attacks  # noqa: E402
 from edge_tl.attacks.hsj import batched_hopskipjump  # noqa: E402
-from edge_tl.attacks.pixels import eps_levels, perturbation_norms, pixel_model, quantize_adversarial, torch_predict  # noqa: E402
+from edge_tl.attacks.pixels import eps_levels, perturbation_norms, quantize_adversarial  # noqa: E402
 from edge_tl.attacks.registry import AttackSettings, get_attack, list_attacks  # noqa: E402
 from edge_tl.errors import ConfigError, UnknownNameError  # noqa: E402
-
-CLASSES = ["horizontal", "vertical", "diagonal"]
-EPS = [2 / 255, 4 / 255, 8 / 255, 16 / 255]
-
-
-def make_data(n_per: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Low-contrast stripe textures on random colours: easy to learn, easy to attack."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    patterns = [np.sin(yy / 2.0), np.sin(xx / 2.0), np.sin((xx + yy) / 2.0)]
-    xs, ys = [], []
-    for c, p in enumerate(patterns):
-        for _ in range(n_per):
-            base = rng.uniform(80, 170, size=3)
-            img = base + 25 * rng.uniform(0.7, 1.3) * p[..., None] + rng.normal(0, 12, (size, size, 3))
-            xs.append(np.clip(img, 0, 255).astype(np.uint8))
-            ys.append(c)
-    return np.stack(xs), np.asarray(ys)
-
-
-class TinyNet(nn.Module):
-    def __init__(self, num_classes: int = 3) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten())
-        self.head = nn.Linear(32, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+from helpers.attacks import CLASSES, EPS, Counting, make_data, runtime, train_stripes  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,24 +26,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def train_stripes() -> nn.Module:
-    """A pixel-space model (normalisation inside) trained to 100 % on the stripes in ~2 s (seeded)."""
-    torch.manual_seed(0)
-    x, y = make_data(40, seed=0)
-    model = pixel_model(TinyNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).train()
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255, torch.from_numpy(y)
-    for _ in range(30):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 32):
-            b = perm[i:i + 32]
-            loss = nn.functional.cross_entropy(model(xt[b]), yt[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +78,7 @@ def test_fgsm_matches_a_hand_written_signed_gradient_step(trained, test_set) -> 
 
 def _whitebox_run(trained, test_set, target_class=None):
     x, y = test_set
-    return run_attacks([Target("model", torch_predict(trained))], x, y, CLASSES, ["fgsm", "pgd"], EPS,
+    return run_attacks({"model": runtime(trained)}, x, y, CLASSES, ["fgsm", "pgd"], EPS,
                        AttackSettings(steps=10), surrogate=trained, target_class=target_class).report
 
 
@@ -160,7 +113,7 @@ def test_only_correct_images_are_attacked(trained, test_set) -> None:
     x, y = test_set
     wrong = y.copy()
     wrong[:5] = (wrong[:5] + 1) % 3  # five labels the model cannot get right
-    report = run_attacks([Target("model", torch_predict(trained))], x, wrong, CLASSES, ["fgsm"], [8 / 255],
+    report = run_attacks({"model": runtime(trained)}, x, wrong, CLASSES, ["fgsm"], [8 / 255],
                          surrogate=trained).report
     r = report.select("model", "fgsm")[0]
     assert r.clean_accuracy == pytest.approx((len(y) - 5) / len(y))
@@ -173,40 +126,30 @@ def test_square_matches_torchattacks_square(trained, test_set) -> None:
     torchattacks = pytest.importorskip("torchattacks")
     x, y = test_set
     eps, budget = 16 / 255, 600
-    ours = square(torch_predict(trained), x, y, eps, AttackSettings(queries=budget, seed=0))
-    ours_rate = float((torch_predict(trained)(ours.adv).argmax(1) != y).mean())
+    ours = square(runtime(trained), x, y, eps, AttackSettings(queries=budget, seed=0))
+    ours_rate = float((runtime(trained)(ours.adv).argmax(1) != y).mean())
     atk = torchattacks.Square(trained, eps=eps, n_queries=budget, p_init=0.05, seed=0)
     ref = atk(torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255, torch.from_numpy(y))
     ref_q = quantize_adversarial(x, ref.numpy().transpose(0, 2, 3, 1), eps)
-    ref_rate = float((torch_predict(trained)(ref_q).argmax(1) != y).mean())
+    ref_rate = float((runtime(trained)(ref_q).argmax(1) != y).mean())
     assert ref_rate > 0.1
     assert abs(ours_rate - ref_rate) <= 0.3, (ours_rate, ref_rate)
     assert perturbation_norms(x, ours.adv)[0].max() <= eps + 1e-9
     assert ours.queries.max() <= budget
-    fooled = torch_predict(trained)(ours.adv).argmax(1) != y
+    fooled = runtime(trained)(ours.adv).argmax(1) != y
     assert (ours.queries[~fooled] == budget).all()  # unfinished images spent the whole budget
-
-
-def _counting(predict):
-    rows: list[int] = []
-
-    def counted(images: np.ndarray) -> np.ndarray:
-        rows.append(len(images))
-        return predict(images)
-
-    return counted, rows
 
 
 def test_hopskipjump_respects_the_budget_and_counts_every_row(trained, test_set) -> None:
     x, y = test_set
     seeds = x[(np.arange(len(x)) + 8) % len(x)]  # an image of another class for each
-    predict, rows = _counting(torch_predict(trained))
+    predict = Counting(runtime(trained))
     out = get_attack("hopskipjump").run(predict, x[::4], y[::4], None, AttackSettings(queries=300, batch_size=16),
                                         init_images=seeds[::4])
     assert out.queries.max() <= 300
-    assert int(out.queries.sum()) == sum(rows)  # per-image counts are exactly the rows sent to the model
-    assert max(rows) == 16  # queries of several images share a call
-    pred = torch_predict(trained)(out.adv).argmax(1)
+    assert int(out.queries.sum()) == sum(predict.rows)  # per-image counts are exactly the rows sent to the model
+    assert max(predict.rows) == 16  # queries of several images share a call
+    pred = runtime(trained)(out.adv).argmax(1)
     assert (pred != y[::4]).all()  # starting from another class, every image ends adversarial
     linf = perturbation_norms(x[::4], out.adv)[0]
     start = perturbation_norms(x[::4], seeds[::4])[0]
@@ -218,7 +161,7 @@ def test_hopskipjump_stops_an_image_once_it_is_within_the_smallest_eps(trained, 
     x, y = test_set
     seeds = x[(np.arange(len(x)) + 8) % len(x)]
     far = 1.0 if norm == "linf" else 60.0  # every start is already this close: nothing left to search
-    out, dist = batched_hopskipjump(torch_predict(trained), x[::4], y[::4], AttackSettings(queries=300, norm=norm),
+    out, dist = batched_hopskipjump(runtime(trained), x[::4], y[::4], AttackSettings(queries=300, norm=norm),
                                     init_images=seeds[::4], norm=norm, stop_at=far)
     assert (dist <= far).all()
     assert out.queries.max() <= 40  # the seed check and one binary search, not the whole budget
@@ -232,12 +175,12 @@ def test_batched_hopskipjump_matches_art_within_the_same_budget(trained, test_se
     seeds = x[(np.arange(len(x)) + 4) % len(x)]
     budget = 250
     settings = AttackSettings(queries=budget)
-    predict = torch_predict(trained)
-    ours, rows = _counting(predict)
+    predict = runtime(trained)
+    ours = Counting(predict)
     mine = get_attack("hopskipjump").run(ours, x, y, None, settings, init_images=seeds)
     ref = art_hopskipjump(predict, x, y, None, settings, init_images=seeds)  # queries rounded to 8 bits
     assert mine.queries.max() <= budget and ref.queries.max() <= budget
-    assert int(mine.queries.sum()) == sum(rows)
+    assert int(mine.queries.sum()) == sum(ours.rows)
 
     def rates(adv: np.ndarray) -> np.ndarray:
         fooled = predict(adv).argmax(1) != y
@@ -251,7 +194,7 @@ def test_batched_hopskipjump_matches_art_within_the_same_budget(trained, test_se
 
 def test_no_surrogate_skips_whitebox_with_a_note(trained, test_set) -> None:
     x, y = test_set
-    report = run_attacks([Target("model", torch_predict(trained))], x[:6], y[:6], CLASSES, ["fgsm", "square"],
+    report = run_attacks({"model": runtime(trained)}, x[:6], y[:6], CLASSES, ["fgsm", "square"],
                          [8 / 255], AttackSettings(queries=20)).report
     assert {r.attack for r in report.results} == {"square", "worst-case"}
     assert any("white-box" in n and "fgsm" in n for n in report.notes)
@@ -261,7 +204,7 @@ def test_no_surrogate_skips_whitebox_with_a_note(trained, test_set) -> None:
 def test_eps_outside_unit_interval_is_refused(trained, test_set, eps) -> None:
     x, y = test_set
     with pytest.raises(ConfigError, match="outside"):
-        run_attacks([Target("model", torch_predict(trained))], x, y, CLASSES, ["square"], [eps])
+        run_attacks({"model": runtime(trained)}, x, y, CLASSES, ["square"], [eps])
 
 
 def _export_onnx(model: nn.Module, path) -> None:
@@ -280,7 +223,7 @@ def _export_onnx(model: nn.Module, path) -> None:
 def _blackbox_checks(predict, x, y) -> None:
     eps = 16 / 255
     x, y = x[::2], y[::2]
-    report = run_attacks([Target("artefact", predict)], x, y, CLASSES, ["square", "hopskipjump"], [8 / 255, eps],
+    report = run_attacks({"artefact": predict}, x, y, CLASSES, ["square", "hopskipjump"], [8 / 255, eps],
                          AttackSettings(queries=400)).report
     sq = report.select("artefact", "square")[-1]
     assert report.clean_accuracy["artefact"] == 1.0
@@ -288,7 +231,7 @@ def _blackbox_checks(predict, x, y) -> None:
     assert sq.median_queries is not None and 1 <= sq.median_queries <= 400
     for r in report.results:
         assert r.max_linf <= r.eps + 1e-9
-    targeted = run_attacks([Target("artefact", predict)], x, y, CLASSES, ["square"], [eps],
+    targeted = run_attacks({"artefact": predict}, x, y, CLASSES, ["square"], [eps],
                            AttackSettings(queries=400), target_class=2).report.results[0]
     assert targeted.n_attacked == (y != 2).sum() and targeted.success_rate > 0  # pushed into "diagonal"
     hsj = report.select("artefact", "hopskipjump")
@@ -301,16 +244,15 @@ def test_blackbox_attacks_on_an_onnx_artefact(trained, test_set, tmp_path) -> No
     path = tmp_path / "tiny.onnx"
     _export_onnx(trained, path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    calls = []
 
-    def predict(images: np.ndarray) -> np.ndarray:
-        calls.append(len(images))
+    def session(images: np.ndarray) -> np.ndarray:
         x = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
         return sess.run(None, {"input": x})[0]
 
     x, y = test_set
+    predict = Counting(session, "artefact")
     _blackbox_checks(predict, x, y)
-    assert max(calls) > 1  # queries are batched
+    assert max(predict.rows) > 1  # queries are batched
 
 
 @pytest.mark.slow  # the TFLite conversion: ~15 s alone, over 20 s on the shared machine
@@ -326,7 +268,7 @@ def test_blackbox_attacks_on_a_tflite_artefact(trained, test_set, tmp_path) -> N
     interp = Interpreter(model_content=content)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
 
-    def predict(images: np.ndarray) -> np.ndarray:
+    def interpreter(images: np.ndarray) -> np.ndarray:
         x = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
         x = (x - 0.5) / 0.25
         interp.resize_tensor_input(inp["index"], list(x.shape))
@@ -336,7 +278,8 @@ def test_blackbox_attacks_on_a_tflite_artefact(trained, test_set, tmp_path) -> N
         return interp.get_tensor(out["index"]).copy()
 
     x, y = test_set
-    np.testing.assert_allclose(predict(x), torch_predict(trained)(x), atol=1e-3)
+    predict = Counting(interpreter, "artefact")
+    np.testing.assert_allclose(predict(x), runtime(trained)(x), atol=1e-3)
     _blackbox_checks(predict, x, y)
 
 
@@ -345,7 +288,7 @@ def test_progress_reports_every_planned_step(trained, test_set) -> None:
 
     x, y = test_set
     seen = []
-    run_attacks([Target("a", torch_predict(trained)), Target("b", torch_predict(trained))], x[:6], y[:6], CLASSES,
+    run_attacks({"a": runtime(trained), "b": runtime(trained)}, x[:6], y[:6], CLASSES,
                 ["fgsm", "square", "hopskipjump"], [4 / 255, 8 / 255], AttackSettings(queries=5),
                 surrogate=trained, progress=seen.append)
     finished = [t for t in seen if t.finished]
@@ -355,7 +298,7 @@ def test_progress_reports_every_planned_step(trained, test_set) -> None:
 
 def test_worst_case_is_never_above_any_single_attack(trained, test_set) -> None:
     x, y = test_set
-    report = run_attacks([Target("model", torch_predict(trained))], x, y, CLASSES, ["fgsm", "pgd", "square"],
+    report = run_attacks({"model": runtime(trained)}, x, y, CLASSES, ["fgsm", "pgd", "square"],
                          [4 / 255, 16 / 255], AttackSettings(steps=3, queries=30), surrogate=trained,
                          report_surrogate=False).report
     worst = report.worst_case("model")
@@ -372,7 +315,7 @@ def test_cells_resume_gives_the_same_report(trained, test_set, tmp_path) -> None
     from edge_tl.attacks.cells import CellStore, fingerprint
 
     x, y = test_set
-    args = ([Target("model", torch_predict(trained))], x[:9], y[:9], CLASSES, ["fgsm", "square"], [8 / 255])
+    args = ({"model": runtime(trained)}, x[:9], y[:9], CLASSES, ["fgsm", "square"], [8 / 255])
     settings = AttackSettings(queries=20)
     fp = fingerprint(x[:9], y[:9], settings=repr(settings))
     full = run_attacks(*args, settings, surrogate=trained, store=CellStore(tmp_path / "c", fp, False)).report

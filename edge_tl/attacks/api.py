@@ -71,7 +71,8 @@ def attack(req: AttackRequest, reporter: Reporter | None = None) -> AttackOutcom
     from edge_tl._io import atomic_write_json, ensure_writable_dir
     from edge_tl.attacks import inputs
     from edge_tl.attacks.cells import CellStore, fingerprint
-    from edge_tl.attacks.engine import Target, plan_steps, run_attacks
+    from edge_tl.attacks.engine import plan_steps, run_attacks
+    from edge_tl.attacks.pixels import torch_threads
     from edge_tl.attacks.plots import image_grid, robustness_curve
     from edge_tl.attacks.registry import get_attack
 
@@ -103,11 +104,11 @@ def attack(req: AttackRequest, reporter: Reporter | None = None) -> AttackOutcom
         data.images, data.labels, models=names, files=[inputs.file_identity(rt.path) for rt in rts],
         surrogate=str(sur.path) if sur else None, attacks=attacks, eps=eps, settings=repr(settings),
         target=req.target_class, source=req.source_class), req.resume)
-    targets = [Target(name, rt) for name, rt in zip(names, rts)]
+    models = dict(zip(names, rts))
     own = sur is not None and any(Path(rt.path).resolve() == Path(sur.path).resolve() for rt in rts)
-    total = plan_steps(len(targets), attacks, eps, sur is not None and not own, settings.norm)
-    with _TickReporter(rep, total) as tick:
-        run = run_attacks(targets, data.images, data.labels, card.classes, attacks, eps, settings,
+    total = plan_steps(len(models), attacks, eps, sur is not None and not own, settings.norm)
+    with _TickReporter(rep, total) as tick, torch_threads(rts[0].threads if sur is not None else None):
+        run = run_attacks(models, data.images, data.labels, card.classes, attacks, eps, settings,
                           surrogate=sur.module if sur else None, surrogate_name=sur.name if sur else "surrogate",
                           target_class=target_idx, report_surrogate=not own, progress=tick, store=store,
                           source_class=source_idx)

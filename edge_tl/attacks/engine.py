@@ -17,7 +17,7 @@ work.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,17 +26,17 @@ import numpy as np
 from edge_tl.attacks.cells import Cell, CellKey, CellStore
 from edge_tl.attacks.pixels import (
     CHUNK,
-    Predict,
     batched,
     check_eps,
     perturbation_norms,
+    pixel_runtime,
     quantize_adversarial,
-    torch_predict,
 )
 from edge_tl.attacks.registry import AttackSettings, AttackSpec, get_attack
 from edge_tl.attacks.results import WORST_CASE, AttackReport, AttackResult
-from edge_tl.attacks.tally import fmt_eps, ids_kwarg, queries_sent, rate, softmax, trim_heap
+from edge_tl.attacks.tally import fmt_eps, ids_kwarg, queries_sent, rate, trim_heap
 from edge_tl.errors import ConfigError
+from edge_tl.runtimes.base import Runtime, softmax
 
 JUDGE_BATCH = 8
 """Rows per model call of the clean and judging passes (a small share of the work): a runtime's buffers grow
@@ -59,14 +59,6 @@ class Tick:
 
 
 Progress = Callable[[Tick], None]
-
-
-@dataclass(frozen=True)
-class Target:
-    """A model under attack: a display name and a predict function (pixels NHWC -> logits)."""
-
-    name: str
-    predict: Predict
 
 
 @dataclass(frozen=True)
@@ -98,28 +90,30 @@ def _runnable(specs: Sequence[AttackSpec], norm: str) -> list[AttackSpec]:
     return [s for s in specs if norm in s.norms]
 
 
-def plan_steps(n_targets: int, attacks: Sequence[str], eps: Sequence[float], surrogate: bool,
+def plan_steps(n_models: int, attacks: Sequence[str], eps: Sequence[float], surrogate: bool,
                norm: str = "linf") -> int:
-    """Finished units :func:`run_attacks` reports through its progress callback (``n_targets`` models, plus the
+    """Finished units :func:`run_attacks` reports through its progress callback (``n_models`` models, plus the
     surrogate when given and a white-box attack is asked for)."""
     specs = _runnable([get_attack(a) for a in attacks], norm)
-    steps = n_targets + int(bool(surrogate) and any(s.kind == "whitebox" for s in specs))  # clean accuracy
+    steps = n_models + int(bool(surrogate) and any(s.kind == "whitebox" for s in specs))  # clean accuracy
     for spec in specs:
         if spec.kind == "whitebox":
             steps += len(eps) if surrogate else 0
         else:
-            steps += n_targets * (len(eps) if spec.eps_bounded else 1)
+            steps += n_models * (len(eps) if spec.eps_bounded else 1)
     return steps
 
 
-def run_attacks(targets: Sequence[Target], images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+def run_attacks(models: Mapping[str, Runtime], images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
                 attacks: Sequence[str], eps: Sequence[float], settings: AttackSettings | None = None, *,
                 surrogate: Any = None, surrogate_name: str = "surrogate", target_class: int | None = None,
                 progress: Progress | None = None, n_examples: int = 2, report_surrogate: bool = True,
                 store: CellStore | None = None, source_class: int | None = None) -> AttackRun:
-    """Attack every target with every attack at every eps; ``surrogate`` is a pixel-space torch module
-    (NCHW [0, 1] in) used to craft white-box attacks, or None (white-box attacks are then skipped, with a note).
-    ``n_examples`` images per attack on the first target, at the largest eps, are kept for the image grid.
+    """Attack every model (display name -> :class:`~edge_tl.runtimes.base.Runtime`) with every attack at every
+    eps; ``surrogate`` is a pixel-space torch module (NCHW [0, 1] in) used to craft white-box attacks, or None
+    (white-box attacks are then skipped, with a note). Every model, the surrogate's judged row included, is run
+    through its Runtime. ``n_examples`` images per attack on the first model, at the largest eps, are kept for
+    the image grid.
     White-box attacks are also judged on the surrogate itself unless ``report_surrogate`` is False (when the
     surrogate is one of the targets already). ``source_class`` only labels the results (the caller chose the
     images); ``store`` keeps finished cells and supplies them on a resumed run."""
@@ -136,23 +130,23 @@ def run_attacks(targets: Sequence[Target], images: np.ndarray, labels: np.ndarra
     if surrogate is None and any(s.kind == "whitebox" for s in specs):
         notes.append("no surrogate checkpoint: white-box attacks (" + ", ".join(
             s.name for s in specs if s.kind == "whitebox") + ") skipped")
-    all_targets = list(targets)
+    judged = dict(models)
     if report_surrogate and surrogate is not None and any(s.kind == "whitebox" for s in specs):
-        all_targets.append(Target(surrogate_name, torch_predict(surrogate, settings.batch_size)))
+        judged[surrogate_name] = pixel_runtime(surrogate, images.shape[1], classes, surrogate_name)
     state = _State(images, labels, classes, target_class, settings, eps, n_examples,
-                   all_targets[0].name if all_targets else "", progress, store, source_class)
-    for t in all_targets:
-        state.clean(t)
+                   next(iter(judged), ""), progress, store, source_class)
+    for name, rt in judged.items():
+        state.clean(name, rt)
     for spec in specs:
         if spec.kind == "whitebox":
             if surrogate is not None:
                 for e in eps:
-                    state.whitebox(spec, surrogate, all_targets, e, surrogate_name)
+                    state.whitebox(spec, surrogate, judged, e, surrogate_name)
             continue
         trim_heap()  # the surrogate's freed activations, before the black-box attacks fill the runtime's buffers
-        for t in targets:
-            state.blackbox(spec, t)
-    results = state.results + state.worst_cases([t.name for t in all_targets])
+        for name, rt in models.items():
+            state.blackbox(spec, name, rt)
+    results = state.results + state.worst_cases(list(judged))
     if settings.early_stop and len(specs) > 1:
         notes.append("early stop (AutoAttack's standard evaluation): each attack ran only on the images the "
                      f"attacks before it ({' > '.join(s.name for s in specs)}) left robust at that eps, and an "
@@ -162,7 +156,7 @@ def run_attacks(targets: Sequence[Target], images: np.ndarray, labels: np.ndarra
     rates = {m: q / sec for m, (q, sec) in sent.items() if q and sec > 0}
     notes += [f"black-box queries/s on {m}: {r:.1f} ({sent[m][0]} queries)" for m, r in rates.items()]
     report = AttackReport(
-        results=tuple(results), clean_accuracy={t.name: state.clean_acc[t.name] for t in all_targets},
+        results=tuple(results), clean_accuracy={m: state.clean_acc[m] for m in judged},
         n_images=len(images), classes=tuple(classes), notes=tuple(notes),
         config={"attacks": [s.name for s in specs], "eps": eps, "norm": settings.norm, "steps": settings.steps,
                 "step_size": settings.step_size, "queries": settings.queries, "seed": settings.seed,
@@ -199,20 +193,20 @@ class _State:
         self.examples: dict[str, tuple[float, tuple[Example, ...]]] = {}
         self.judge_batch = min(settings.batch_size, JUDGE_BATCH)
 
-    def clean(self, t: Target) -> None:
-        self.tick(Tick(f"clean accuracy of {t.name}", 0, len(self.x), 0.0))
-        logits = batched(t.predict, self.x, self.judge_batch)
+    def clean(self, name: str, rt: Runtime) -> None:
+        self.tick(Tick(f"clean accuracy of {name}", 0, len(self.x), 0.0))
+        logits = batched(rt, self.x, self.judge_batch)
         probs = softmax(logits) if len(logits) else np.zeros((0, 1), np.float32)
         pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
         correct = pred == self.y
-        self.clean_acc[t.name] = float(correct.mean()) if len(correct) else 0.0
-        self.clean_pred[t.name], self.clean_conf[t.name] = pred, probs.max(axis=1) if len(probs) else probs[:, 0]
-        self.correct[t.name] = correct
+        self.clean_acc[name] = float(correct.mean()) if len(correct) else 0.0
+        self.clean_pred[name], self.clean_conf[name] = pred, probs.max(axis=1) if len(probs) else probs[:, 0]
+        self.correct[name] = correct
         ok = correct if self.tl is None else correct & (self.y != self.tl)
-        self.eligible[t.name] = np.flatnonzero(ok)
-        self.won[t.name] = {e: np.zeros(len(self.x), bool) for e in self.eps}
-        self.robust[t.name] = {e: correct.copy() for e in self.eps}
-        self.tick(Tick(f"clean accuracy of {t.name}", len(self.x), len(self.x), 1.0, finished=True))
+        self.eligible[name] = np.flatnonzero(ok)
+        self.won[name] = {e: np.zeros(len(self.x), bool) for e in self.eps}
+        self.robust[name] = {e: correct.copy() for e in self.eps}
+        self.tick(Tick(f"clean accuracy of {name}", len(self.x), len(self.x), 1.0, finished=True))
 
     def todo(self, name: str, eps: float) -> np.ndarray:
         """The images to attack on model ``name`` at ``eps``: eligible, and (early stop) not fooled yet."""
@@ -253,13 +247,14 @@ class _State:
             return lambda done, _f: self.tick(Tick(unit, offset + int(done), n, (offset + int(done)) / n))
         return lambda done, frac: self.tick(Tick(unit, int(done), n, float(frac)))
 
-    def whitebox(self, spec: AttackSpec, surrogate: Any, targets: list[Target], eps: float, sur_name: str) -> None:
+    def whitebox(self, spec: AttackSpec, surrogate: Any, models: Mapping[str, Runtime], eps: float,
+                 sur_name: str) -> None:
         unit = f"{spec.name} eps={fmt_eps(eps, self.settings.norm)}"
-        keys = [(t.name, spec.name, eps) for t in targets]
+        keys = [(m, spec.name, eps) for m in models]
         if self._resume(keys, unit):
             return
-        todo = {t.name: self.todo(t.name, eps) for t in targets}
-        union = np.unique(np.concatenate([todo[t.name] for t in targets])) if targets else np.zeros(0, np.int64)
+        todo = {m: self.todo(m, eps) for m in models}
+        union = np.unique(np.concatenate(list(todo.values()))) if todo else np.zeros(0, np.int64)
         self.tick(Tick(unit, 0, union.size, 0.0))
         adv = np.empty((len(union), *self.x.shape[1:]), np.uint8)
         for start in range(0, union.size, CHUNK):  # float adversarials of at most CHUNK images at a time
@@ -269,55 +264,56 @@ class _State:
                                progress=self._progress(unit, union.size, offset=start))
             adv[start:start + part.size] = quantize_adversarial(self.x[part], crafted.adv, eps, self.settings.norm)
             del crafted
-        for key, t in zip(keys, targets):
-            idx = todo[t.name]
-            self._add(key, self.judge(t, spec, eps, idx, adv[np.searchsorted(union, idx)], None, crafted_on=sur_name))
+        for key, (m, rt) in zip(keys, models.items()):
+            idx = todo[m]
+            self._add(key, self.judge(m, rt, spec, eps, idx, adv[np.searchsorted(union, idx)], None,
+                                      crafted_on=sur_name))
         self.tick(Tick(unit, union.size, union.size, 1.0, finished=True))
 
-    def blackbox(self, spec: AttackSpec, t: Target) -> None:
+    def blackbox(self, spec: AttackSpec, name: str, rt: Runtime) -> None:
         norm = self.settings.norm
         if spec.eps_bounded:
             for e in self.eps:
-                unit = f"{spec.name} on {t.name} eps={fmt_eps(e, norm)}"
-                key = (t.name, spec.name, e)
+                unit = f"{spec.name} on {name} eps={fmt_eps(e, norm)}"
+                key = (name, spec.name, e)
                 if self._resume([key], unit):
                     continue
-                idx = self.todo(t.name, e)
+                idx = self.todo(name, e)
                 self.tick(Tick(unit, 0, idx.size, 0.0))
                 tl = None if self.tl is None else self.tl[idx]
                 t0 = time.perf_counter()
-                crafted = spec.run(t.predict, self.x[idx], self.y[idx], e, self.settings, tl,
+                crafted = spec.run(rt, self.x[idx], self.y[idx], e, self.settings, tl,
                                    progress=self._progress(unit, idx.size), **ids_kwarg(spec, idx))
                 qps = rate(crafted.queries, time.perf_counter() - t0)
                 adv = quantize_adversarial(self.x[idx], crafted.adv, e, norm)
-                self._add(key, self.judge(t, spec, e, idx, adv, crafted.queries, qps=qps,
+                self._add(key, self.judge(name, rt, spec, e, idx, adv, crafted.queries, qps=qps,
                                           sent=int(crafted.queries.sum())))
                 self.tick(Tick(unit, idx.size, idx.size, 1.0, finished=True))
             return
-        unit = f"{spec.name} on {t.name}"
-        keys = [(t.name, spec.name, e) for e in self.eps]
+        unit = f"{spec.name} on {name}"
+        keys = [(name, spec.name, e) for e in self.eps]
         if self._resume(keys, unit):
             return
-        idx = self.todo(t.name, self.eps[0])  # fooled at the smallest eps: fooled at all of them
+        idx = self.todo(name, self.eps[0])  # fooled at the smallest eps: fooled at all of them
         self.tick(Tick(unit, 0, idx.size, 0.0))
         tl = None if self.tl is None else self.tl[idx]
-        seeds = self._seeds(t, idx)
+        seeds = self._seeds(name, idx)
         t0 = time.perf_counter()
-        crafted = spec.run(t.predict, self.x[idx], self.y[idx], None, self.settings, tl, init_images=seeds,
+        crafted = spec.run(rt, self.x[idx], self.y[idx], None, self.settings, tl, init_images=seeds,
                            stop_at=self.eps[0], progress=self._progress(unit, idx.size), **ids_kwarg(spec, idx))
         qps = rate(crafted.queries, time.perf_counter() - t0)
         for key, e in zip(keys, self.eps):
-            keep = ~self.won[t.name][e][idx] if self.settings.early_stop else np.ones(idx.size, bool)
+            keep = ~self.won[name][e][idx] if self.settings.early_stop else np.ones(idx.size, bool)
             adv = quantize_adversarial(self.x[idx[keep]], crafted.adv[keep], e, norm)
-            self._add(key, self.judge(t, spec, e, idx[keep], adv, crafted.queries[keep], qps=qps,
+            self._add(key, self.judge(name, rt, spec, e, idx[keep], adv, crafted.queries[keep], qps=qps,
                                       sent=int(crafted.queries.sum())))
         self.tick(Tick(unit, idx.size, idx.size, 1.0, finished=True))
 
-    def _seeds(self, t: Target, idx: np.ndarray) -> np.ndarray | None:
+    def _seeds(self, name: str, idx: np.ndarray) -> np.ndarray | None:
         """Starting points for a decision-based search: for each attacked image, another image the model
         already puts in the target class (targeted) or in a class other than the image's own (untargeted), the
         closest in L2. None when no such image exists (the attack then starts from random noise)."""
-        pred = self.clean_pred[t.name]
+        pred = self.clean_pred[name]
         seeds = np.empty((len(idx), *self.x.shape[1:]), np.uint8)
         for j, i in enumerate(idx):
             pool = np.flatnonzero(pred == self.target_class if self.tl is not None else pred != self.y[i])
@@ -327,27 +323,27 @@ class _State:
             seeds[j] = self.x[pool[int(np.argmin(d))]]
         return seeds
 
-    def judge(self, t: Target, spec: AttackSpec, eps: float, idx: np.ndarray, adv: np.ndarray,
+    def judge(self, name: str, rt: Runtime, spec: AttackSpec, eps: float, idx: np.ndarray, adv: np.ndarray,
               queries: np.ndarray | None, crafted_on: str | None = None, qps: float | None = None,
               sent: int | None = None) -> Cell:
-        """Judge the 8-bit adversarials ``adv`` of images ``idx`` on ``t``; with early stop the cell's flags
-        also hold what earlier attacks (and smaller eps) achieved."""
+        """Judge the 8-bit adversarials ``adv`` of images ``idx`` on model ``name``; with early stop the cell's
+        flags also hold what earlier attacks (and smaller eps) achieved."""
         n = len(self.x)
-        probs = softmax(batched(t.predict, adv, self.judge_batch)) if len(idx) else np.zeros((0, 1))
+        probs = softmax(batched(rt, adv, self.judge_batch)) if len(idx) else np.zeros((0, 1))
         pred = probs.argmax(axis=1)
         y = self.y[idx]
         s = pred == self.tl[idx] if self.tl is not None else pred != y
         early = self.settings.early_stop
-        robust = self.robust[t.name][eps].copy() if early else self.correct[t.name].copy()
+        robust = self.robust[name][eps].copy() if early else self.correct[name].copy()
         robust[idx[pred != y]] = False
-        success = self.won[t.name][eps].copy() if early else np.zeros(n, bool)
+        success = self.won[name][eps].copy() if early else np.zeros(n, bool)
         success[idx[s]] = True
-        elig = self.eligible[t.name]
+        elig = self.eligible[name]
         linf, l2 = perturbation_norms(self.x[idx], adv)
         conf = probs[np.arange(len(pred)), pred]
         result = AttackResult(
-            model=t.name, attack=spec.name, eps=eps, kind=spec.kind, n_images=n, n_attacked=len(idx),
-            clean_accuracy=self.clean_acc[t.name], robust_accuracy=float(robust.mean()) if n else 0.0,
+            model=name, attack=spec.name, eps=eps, kind=spec.kind, n_images=n, n_attacked=len(idx),
+            clean_accuracy=self.clean_acc[name], robust_accuracy=float(robust.mean()) if n else 0.0,
             success_rate=float(success[elig].mean()) if len(elig) else 0.0,
             median_queries=float(np.median(queries[s])) if queries is not None and s.any() else None,
             mean_linf=float(linf[s].mean()) if s.any() else None,
@@ -361,13 +357,13 @@ class _State:
             source_class=self.classes[self.source_class] if self.source_class is not None else None,
             queries_per_s=qps, n_fooled=int(s.sum()), queries_sent=sent)
         examples: list[Example] = []
-        if t.name == self.example_model:
+        if name == self.example_model:
             order = np.concatenate([np.flatnonzero(s), np.flatnonzero(~s)])[: self.n_examples]
             for j in order:
                 i = idx[j]
                 examples.append(Example(
-                    t.name, spec.name, eps, self.x[i], adv[j].copy(), int(self.y[i]), int(self.clean_pred[t.name][i]),
-                    float(self.clean_conf[t.name][i]), int(pred[j]), float(probs[j].max()), self.settings.norm))
+                    name, spec.name, eps, self.x[i], adv[j].copy(), int(self.y[i]), int(self.clean_pred[name][i]),
+                    float(self.clean_conf[name][i]), int(pred[j]), float(probs[j].max()), self.settings.norm))
         return Cell(result, robust, success, tuple(examples))
 
     def grid_examples(self) -> list[Example]:

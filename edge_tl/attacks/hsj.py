@@ -57,6 +57,10 @@ def _u8(a: np.ndarray) -> np.ndarray:
 def _between(x0: np.ndarray, cand: np.ndarray, alpha: np.ndarray, norm: str) -> np.ndarray:
     """The point ``alpha`` of the way from ``x0`` to ``cand``: L-inf clips ``cand`` to ``x0 +- alpha`` grey
     levels; L2 interpolates linearly (``alpha`` in [0, 1])."""
+    if norm == "linf" and np.array_equal(alpha, np.floor(alpha)):  # whole grey levels: exact in int16
+        a = alpha.astype(np.int16).reshape(-1, 1, 1, 1)
+        x = x0.astype(np.int16)
+        return np.clip(cand, x - a, x + a).astype(np.uint8)
     a = alpha.reshape(-1, 1, 1, 1)
     if norm == "linf":
         x = x0.astype(np.float32)
@@ -143,36 +147,47 @@ class _Search:
         idx, counts = idx[counts >= 2], counts[counts >= 2]
         shape = self.x.shape[1:]
         d = int(np.prod(shape))
-        su = np.zeros((idx.size, *shape), np.float32)
+        su = np.zeros((idx.size, d), np.float32)
         sfu = np.zeros_like(su)
         sf = np.zeros(idx.size)
         owners = np.repeat(np.arange(idx.size), counts)
         bs = self.o.batch
+        buf = np.empty((min(bs, owners.size), *shape), np.float32)  # one probe batch, reused
         for s in range(0, owners.size, bs):
             own = owners[s:s + bs]
-            base = self.cur[idx[own]].astype(np.float32)
-            first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are sorted: sum runs
+            probe_f = buf[:own.size]
+            first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are sorted: rows come in runs
             runs = np.diff(np.r_[first, own.size])
             who = own[first]
-            if self.norm == "linf":
-                delta = (np.maximum(1.0, _PROBE * self.dist[idx[own]]) * self.gain[idx[own]]).reshape(-1, 1, 1, 1)
-                noise = np.concatenate([self.rngs[i].random((r, *shape), dtype=np.float32)
-                                        for i, r in zip(idx[who], runs)])  # float32 draws: no float64 copy
-                noise *= 2.0
-                noise -= 1.0
-                noise *= delta
-            else:
-                delta = (np.maximum(np.sqrt(d), 0.1 * self.dist[idx[own]]) * self.gain[idx[own]]).reshape(-1, 1, 1, 1)
-                g = np.concatenate([self.rngs[i].standard_normal((r, *shape), dtype=np.float32)
-                                    for i, r in zip(idx[who], runs)])
-                noise = g / np.sqrt((g * g).reshape(len(g), -1).sum(axis=1)).reshape(-1, 1, 1, 1) * delta
-            noise += base
-            probe = _u8(noise)
-            u = np.subtract(probe, base, dtype=np.float32)
+            for i, a, r in zip(idx[who], first, runs):  # each image's own stream, drawn in place
+                if self.norm == "linf":
+                    self.rngs[i].random(out=probe_f[a:a + r], dtype=np.float32)
+                else:
+                    self.rngs[i].standard_normal(out=probe_f[a:a + r], dtype=np.float32)
+            if self.norm == "linf":  # uniform in [-delta, delta]
+                delta = (np.maximum(1.0, _PROBE * self.dist[idx[own]]) * self.gain[idx[own]]).astype(np.float32)
+                probe_f *= (2.0 * delta).reshape(-1, 1, 1, 1)
+                probe_f -= delta.reshape(-1, 1, 1, 1)
+            else:  # a random direction of length delta
+                delta = (np.maximum(np.sqrt(d), 0.1 * self.dist[idx[own]]) * self.gain[idx[own]]).astype(np.float32)
+                length = np.sqrt(np.einsum("ij,ij->i", probe_f.reshape(own.size, -1), probe_f.reshape(own.size, -1)))
+                probe_f *= (delta / np.maximum(length, 1e-12)).reshape(-1, 1, 1, 1)
+            base = self.cur[idx[own]]
+            probe_f += base
+            np.rint(probe_f, out=probe_f)
+            np.clip(probe_f, 0, 255, out=probe_f)
+            probe = probe_f.astype(np.uint8)
             f = np.where(self.o.decide(probe, idx[own]), 1.0, -1.0).astype(np.float32)
-            su[who] += np.add.reduceat(u, first, axis=0)
-            sfu[who] += np.add.reduceat(u * f.reshape(-1, 1, 1, 1), first, axis=0)
+            probe_f -= base  # now the probe's offset u from the current point, on the 8-bit grid
+            coef = np.zeros((2 * who.size, own.size), np.float32)  # per image: sum of u, and sum of f * u
+            rows = np.repeat(np.arange(who.size), runs)
+            coef[rows, np.arange(own.size)] = 1.0
+            coef[who.size + rows, np.arange(own.size)] = f
+            sums = coef @ probe_f.reshape(own.size, -1)
+            su[who] += sums[:who.size]
+            sfu[who] += sums[who.size:]
             sf[who] += np.add.reduceat(f, first)
+        su, sfu = su.reshape(idx.size, *shape), sfu.reshape(idx.size, *shape)
         mean_f = (sf / np.maximum(counts, 1)).reshape(-1, 1, 1, 1)
         frac = (mean_f.ravel() + 1) / 2
         self.gain[idx] = np.clip(self.gain[idx] * np.where(frac > 0.8, _GAIN, np.where(frac < 0.2, 1 / _GAIN, 1.0)),

@@ -7,7 +7,8 @@ units.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,26 +120,39 @@ def pixel_model(model: Any, mean: tuple[float, float, float], std: tuple[float, 
     return PixelModel().eval()
 
 
+def pixel_runtime(module: Any, size: int, classes: Any, name: str = "surrogate") -> Any:
+    """A pixel-space torch module (NCHW [0, 1] in, logits out; see :func:`pixel_model`) as a
+    :class:`~edge_tl.runtimes.torch_rt.TorchRuntime`, so the engine judges it like any loaded model: its card
+    says identity normalisation, since the module normalises itself."""
+    from pathlib import Path
+
+    import torch
+
+    from edge_tl.card import InputSpec, ModelCard
+    from edge_tl.runtimes.torch_rt import TorchRuntime
+
+    spec = InputSpec(size=int(size), resize=int(size), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    card = ModelCard(classes=tuple(classes), input=spec, backbone=name, weights="in memory")
+    return TorchRuntime(module, card, Path(name), torch.get_num_threads(), batch=TORCH_BATCH)
+
+
 TORCH_BATCH = 4
 """At most this many images per surrogate forward pass: a 224-px MobileNetV2 holds about 15 MB of activations
 per image even without gradients, and the surrogate runs next to the ONNX Runtime session."""
 
 
-def torch_predict(model: torch.nn.Module, batch_size: int = 64) -> Predict:
-    """A :data:`Predict` function for a pixel-space torch model (NCHW [0, 1] in, logits out), at most
-    :data:`TORCH_BATCH` images per forward pass whatever ``batch_size``."""
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` (the attacked runtimes' ``--threads``) while the surrogate crafts and
+    judges, and restored afterwards; ``None`` leaves torch alone."""
+    if n is None:
+        yield
+        return
     import torch
 
-    batch_size = max(1, min(batch_size, TORCH_BATCH))
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(images), batch_size):
-                chunk = images[i:i + batch_size]
-                x = chunk.astype(np.float32) / 255.0 if chunk.dtype == np.uint8 else chunk.astype(np.float32)
-                t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-                outs.append(model(t).float().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
-
-    return predict
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

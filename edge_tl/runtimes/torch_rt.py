@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_tl.card import ModelCard
 from edge_tl.data.preprocess import normalize
-from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax
+from edge_tl.runtimes import BATCH, check_pixels, default_threads, run_batched, softmax
 from edge_tl.runtimes.base import register_card_reader, register_runtime
 
 if TYPE_CHECKING:
@@ -25,15 +25,16 @@ class TorchRuntime:
 
     name = "pytorch"
 
-    def __init__(self, model: torch.nn.Module, card: ModelCard, path: Path, threads: int) -> None:
+    def __init__(self, model: torch.nn.Module, card: ModelCard, path: Path, threads: int, batch: int = BATCH) -> None:
         self.model = model.eval()
         self.card = card
         self.path = Path(path)
         self.threads = threads
+        self.batch = batch  # images per forward pass (activations grow with it)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = check_pixels(images, self.card.input)
-        return run_batched(self._forward, x)
+        return run_batched(self._forward, x, self.batch)
 
     def _forward(self, pixels: np.ndarray) -> np.ndarray:
         import torch
