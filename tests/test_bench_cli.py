@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from edge_tl.bench.engines import timed_call
+from edge_tl.bench.targets import discover
 from edge_tl.cli.options import cpu_count
-from helpers.cli import CliResult, cli
+from edge_tl.data.manifest import manifest_for_card
+from edge_tl.data.preprocess import load_batch
+from edge_tl.runtimes import load
+from helpers.cli import cli
 from helpers.export_fixtures import build_run
 
 FAST = ["--min-time", "0.05", "--warmup", "2"]
@@ -26,16 +32,12 @@ def project(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
     return root
 
 
-def bench(args: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
-    return cli(["bench", *args], capsys)
-
-
 def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     o = tmp_path
     n = min(64, cpu_count())
-    code, out, err = bench(["--exported", str(project / "exported"), "--threads", "64", *FAST,
-                            "--json", str(o / "b.json"), "--csv", str(o / "b.csv"), "--md", str(o / "b.md"),
-                            "--plot", str(o / "b.png")], capsys)
+    code, out, err = cli(["bench", "--exported", str(project / "exported"), "--threads", "64", *FAST,
+                          "--json", str(o / "b.json"), "--csv", str(o / "b.csv"), "--md", str(o / "b.md"),
+                          "--plot", str(o / "b.png")], capsys)
     assert code == 0, err
     assert "--threads 64 is more than the" in err and "capped" in err
     assert "model.onnx" in out and "model.pt" in out and "* recommended:" in out
@@ -58,25 +60,27 @@ def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert (o / "b.md").read_text().startswith("| ")
 
 
-def test_no_artefacts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("args", "needles"), [
+    (["--exported", "{tmp}/exported"], ["no artefacts found in", "{tmp}/exported", "edge-tl export"]),
+    (["{tmp}/nope.onnx"], ["no such model"]),
+    (["{project}/exported/model.onnx", "--profile", "mobile"], ["--profile mobile runs tflite only"]),
+    (["--threads", "0"], ["--threads"]),
+])
+def test_bad_inputs_exit_2(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                           needles: list[str]) -> None:
+    """No artefacts in the folder, a missing file, ONNX under the mobile profile, a bad thread count."""
     (tmp_path / "exported").mkdir()
-    code, _, err = bench(["--exported", str(tmp_path / "exported")], capsys)
-    assert code == 2
-    assert "no artefacts found in" in err and str(tmp_path / "exported") in err and "edge-tl export" in err
+    code, _, err = cli(["bench", *(a.format(tmp=tmp_path, project=project) for a in args)], capsys)
+    assert code == 2 and all(n.format(tmp=tmp_path) in err for n in needles)
     assert "Traceback" not in err
-
-
-def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = bench([str(tmp_path / "nope.onnx")], capsys)
-    assert code == 2 and "no such model" in err
 
 
 def test_damaged_artefact_gets_an_error_row(project: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "broken.onnx"
     bad.write_bytes((project / "exported" / "model.onnx").read_bytes()[:300])
-    code, out, err = bench([str(bad), str(project / "exported" / "model.onnx"), "--threads", "1", *FAST,
-                            "--json", "-"], capsys)
+    code, out, err = cli(["bench", str(bad), str(project / "exported" / "model.onnx"), "--threads", "1", *FAST,
+                          "--json", "-"], capsys)
     assert code == 0, err
     d = json.loads(out)
     by_name = {r["name"]: r for r in d["rows"]}
@@ -93,32 +97,14 @@ def test_classes_differ(project: Path, tmp_path: Path, sample_dir: Path,
         (data / cls).mkdir(parents=True)
         for i in range(2):
             Image.new("RGB", (40, 40), (i * 90, 50, 50)).save(data / cls / f"{i}.png")
-    code, _, err = bench([str(project / "exported" / "model.onnx"), "--data", str(data), *FAST], capsys)
+    code, _, err = cli(["bench", str(project / "exported" / "model.onnx"), "--data", str(data), *FAST], capsys)
     assert code == 2 and "classes differ" in err and "--data" in err
-
-
-def test_mobile_profile_refuses_onnx(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = bench([str(project / "exported" / "model.onnx"), "--profile", "mobile"], capsys)
-    assert code == 2 and "--profile mobile runs tflite only" in err
-
-
-def test_bad_threads_value(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = bench(["--threads", "0"], capsys)
-    assert code == 2 and "--threads" in err
 
 
 @pytest.mark.parametrize("name", ["runs/tiny/model.pt", "exported/model.onnx", "exported/model.tflite"])
 def test_engine_call_computes_what_the_runtime_computes(project: Path, name: str) -> None:
     """The timed loop runs the engine on a pre-normalised input: it must be the same computation."""
-    import numpy as np
-
-    from edge_tl.bench.engines import timed_call
-    from edge_tl.runtimes import load
-
     rt = load(project / name, threads=1)
-    from edge_tl.data.manifest import manifest_for_card
-    from edge_tl.data.preprocess import load_batch
-
     pixels = load_batch(manifest_for_card(rt.card).files("test")[:1], rt.card.input)
     call = timed_call(rt, pixels)
     assert call.loop == "engine"
@@ -132,8 +118,6 @@ def test_engine_call_computes_what_the_runtime_computes(project: Path, name: str
 
 
 def test_discover_brings_the_source_checkpoint(project: Path) -> None:
-    from edge_tl.bench.targets import discover
-
     found = discover([str(project / "exported")])
     assert found[0].resolve() == (project / "runs" / "tiny" / "model.pt").resolve()
     assert sorted(p.name for p in found[1:]) == ["model.onnx", "model.tflite"]

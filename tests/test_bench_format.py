@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from edge_tl.bench.env import Fingerprint, fingerprint
 from edge_tl.bench.format import CSV_FIELDS, to_csv, to_markdown
@@ -26,6 +27,12 @@ def row(name: str, fmt: str, ms: float, top1: float | None, threads: int = 1, **
                                           "openvino": "openvino"}[fmt]),
                     threads=threads, batch=1, status="ok", size_mb=1.0, latency=lat, throughput=1e3 / ms,
                     top1=top1, peak_rss_mb=80.0, gflops=10.0, peak_pct=5.0, **kw)
+
+
+def table_text(res: BenchResult, width: int) -> str:
+    con = Console(record=True, width=width)
+    con.print(bench_table(res))
+    return con.export_text()
 
 
 def error_row() -> BenchRow:
@@ -65,11 +72,7 @@ def test_pareto_front() -> None:
 
 
 def test_bench_table(result: BenchResult) -> None:
-    from rich.console import Console
-
-    con = Console(record=True, width=220)
-    con.print(bench_table(result))
-    text = con.export_text()
+    text = table_text(result, 220)
     for name in ("model_int8.tflite", "model.pt", "broken.onnx", "ok (noisy)", "error"):
         assert name in text
     assert "* recommended: model_int8.onnx on onnxruntime" in text
@@ -130,11 +133,7 @@ def test_one_file_on_two_runtimes_and_parity_failures_are_never_recommended(tmp_
     key, ref = recommend(rows, max_drop=1.0)
     assert key == "model.onnx/openvino@1t" and ref == 98.0  # the faster int8 row failed its parity check
     res = BenchResult(rows=rows, settings=BenchSettings(), env=fingerprint(), recommended=key, reference_top1=ref)
-    from rich.console import Console
-
-    con = Console(record=True, width=240)
-    con.print(bench_table(res))
-    text = con.export_text()
+    text = table_text(res, 240)
     assert "parity FAIL" in text and "never recommended" in text and "model_int8.xml" in text
     assert "* recommended: model.onnx on openvino (f32)" in text
     d = res.to_json()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from edge_tl.bench import targets as tg
 from edge_tl.bench.results import BenchSettings
 from edge_tl.bench.runner import plan_threads, run_bench
 from edge_tl.bench.targets import EvalSet, Target, check_classes, discover, eval_set, load_targets
 from edge_tl.errors import ArtifactError, DataError
+from edge_tl.runtimes import base
 from helpers import bench_fakes as fakes
 
 
@@ -92,8 +95,6 @@ def test_eval_set_limit_is_a_seeded_sample(folder: Path) -> None:
 
 def test_bad_eval_files_are_skipped_and_listed(folder: Path, tmp_path: Path) -> None:
     """A zero-byte, a truncated and a non-image file in --data: bench scores the rest and names them."""
-    import shutil
-
     data = tmp_path / "data"
     shutil.copytree(folder / "data", data)
     good = next((data / "a").iterdir())
@@ -110,20 +111,17 @@ def test_bad_eval_files_are_skipped_and_listed(folder: Path, tmp_path: Path) -> 
 
 
 def test_with_runtimes_expands_and_notes_missing_backends(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_tl.bench.targets import parse_runtimes, with_runtimes
-    from edge_tl.runtimes import base
-
     onnx = fakes.make(folder, "two.onnx")
     pt = fakes.make(folder, "model.pt", fmt="pytorch")
     targets = [Target(onnx, fakes.card()), Target(pt, fakes.card("pytorch"))]
-    assert parse_runtimes(["ort", "ov", "onnxruntime"]) == ("onnxruntime", "openvino")
-    every, _ = with_runtimes(targets, None)
+    assert tg.parse_runtimes(["ort", "ov", "onnxruntime"]) == ("onnxruntime", "openvino")
+    every, _ = tg.with_runtimes(targets, None)
     assert [(t.path.name, t.runtime) for t in every] == [("two.onnx", "onnxruntime"), ("two.onnx", "openvino"),
                                                         ("model.pt", "pytorch")]
-    only, _ = with_runtimes(targets, ("openvino",))
+    only, _ = tg.with_runtimes(targets, ("openvino",))
     assert [(t.path.name, t.runtime) for t in only] == [("two.onnx", "openvino"), ("model.pt", "pytorch")]
     base._ensure_loaded()
     monkeypatch.setattr(base.runtime_entry(".onnx", "openvino"), "requires", "no_such_backend_module")
-    kept, notes = with_runtimes(targets, None)
+    kept, notes = tg.with_runtimes(targets, None)
     assert [t.runtime for t in kept] == ["onnxruntime", "pytorch"]
     assert notes == ["openvino is not installed, so its rows are skipped (pip install openvino)"]

@@ -10,12 +10,7 @@ from hypothesis import strategies as st
 
 from edge_tl.card import ModelCard, OutputSpec, sidecar_path
 from edge_tl.errors import CardError, EdgeTLError
-from helpers import cards
-
-
-def make_card(**kw) -> ModelCard:
-    kw.setdefault("format", "pytorch")
-    return cards.card(kw.pop("format"), **kw)
+from helpers.cards import card as make_card
 
 
 def test_round_trip_json_and_file(tmp_path):

@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.export_fixtures import build_run, heldout_pixels
+from edge_tl.card import CARD_KEY, ModelCard
+from edge_tl.data.preprocess import normalize
+from edge_tl.runtimes import load
+from helpers.export_fixtures import heldout_pixels
+from helpers.fragile import fragile_model
+from helpers.models import export_onnx, sample_run
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -29,15 +34,9 @@ MAX_DIFF = {"none": 1e-4, "fp16": 5e-3, "dynamic": 0.05, "int8": 0.02}
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
-    from edge_tl.data.sample import generate_sample
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     root = tmp_path_factory.mktemp("deploy_onnx")
-    sample = generate_sample(root / "sample", per_class=10, size=48)
-    run = build_run(root / "run", sample)
-    result = export(run, ["onnx"], list(NAMES), root / "exported", ExportOptions(calib_size=20, min_agreement=0.8))
-    return run, result.out_dir
+    run = sample_run(root)
+    return run, export_onnx(run, NAMES, root / "exported", calib_size=20, min_agreement=0.8).out_dir
 
 
 def _plain(path: Path, x: np.ndarray) -> np.ndarray:
@@ -49,9 +48,6 @@ def _plain(path: Path, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("mode", list(NAMES))
 def test_plain_session_and_openvino_agree(exported, mode: str) -> None:
-    from edge_tl.data.preprocess import normalize
-    from edge_tl.runtimes import load
-
     run, out = exported
     pixels, _ = heldout_pixels(run)
     rt = load(out / NAMES[mode])
@@ -80,8 +76,6 @@ def test_plain_session_and_openvino_agree(exported, mode: str) -> None:
 def test_plain_metadata_keys(exported) -> None:
     import onnx
 
-    from edge_tl.card import CARD_KEY, ModelCard
-
     _, out = exported
     for name in NAMES.values():
         props = {p.key: p.value for p in onnx.load(str(out / name)).metadata_props}
@@ -98,7 +92,6 @@ def test_float_fallback_layers_stay_float_in_a_default_session(tmp_path: Path) -
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from edge_tl.export.onnx_export import export_float_proto, keep_float_weights
-    from helpers.fragile import fragile_model
 
     float_path, q_path = tmp_path / "f.onnx", tmp_path / "q.onnx"
     onnx.save(export_float_proto(fragile_model(), 32, 18), str(float_path))
@@ -107,11 +100,10 @@ def test_float_fallback_layers_stay_float_in_a_default_session(tmp_path: Path) -
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter(calib)
+            self.it = iter({"input": v} for v in calib)
 
         def get_next(self):
-            v = next(self.it, None)
-            return None if v is None else {"input": v}
+            return next(self.it, None)
 
     nodes = [n for n in onnx.load(str(float_path)).graph.node if n.op_type in ("Conv", "Gemm")]
     keep = [nodes[1].name, nodes[-1].name]  # the fragile conv and the logits layer

@@ -4,31 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
-from helpers.export_fixtures import build_run
+from edge_tl import parity
+from edge_tl.card import ModelCard, sidecar_path
+from edge_tl.cli.export_cmd import _report_budget
+from edge_tl.data.manifest import Manifest
+from edge_tl.export.registry import INT8_PREPS
+from edge_tl.models.checkpoint import load_checkpoint, save_checkpoint
+from edge_tl.progress import Recorder
+from helpers.cli import cli
+from helpers.models import export_onnx, sample_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge_tl.data.sample import generate_sample
-
-    root = tmp_path_factory.mktemp("cli")
-    return build_run(root / "runs" / "tiny", generate_sample(root / "sample", per_class=10, size=48))
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    from edge_tl.cli.main import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return sample_run(tmp_path_factory.mktemp("cli"), "runs/tiny")
 
 
 def test_bare_export_writes_model_onnx_from_runs_latest(run: Path, tmp_path: Path, monkeypatch, capsys):
@@ -93,19 +89,12 @@ def test_unwritable_output(run: Path, tmp_path: Path, capsys):
 
 
 def test_no_calibration_images(run: Path, tmp_path: Path, capsys):
-    import shutil
-
-    from edge_tl.card import ModelCard
-    from edge_tl.data.manifest import Manifest
-
     bad = tmp_path / "run"
     shutil.copytree(run, bad)
     m = Manifest.load(bad / "split.json")
     items = tuple(it.__class__(it.path, it.sha256, it.label, "test") for it in m.items)
     m.__class__(**{**m.__dict__, "items": items}).save(bad / "split.json")
     card = ModelCard.load(bad / "card.json")
-    from edge_tl.models.checkpoint import load_checkpoint, save_checkpoint
-
     model, _ = load_checkpoint(bad / "model.pt")
     save_checkpoint(bad / "model.pt", model, card.with_(run_dir=str(bad)))
     code, _, err = cli(["export", "--model", str(bad), "--out", str(tmp_path / "o"), "--quantize", "int8"], capsys)
@@ -113,19 +102,11 @@ def test_no_calibration_images(run: Path, tmp_path: Path, capsys):
     assert not list((tmp_path / "o").glob("*.onnx"))  # checked before any conversion starts
 
 
-def test_parity_failure_prints_table_and_exits_nonzero(run: Path, tmp_path: Path, capsys):
+def test_parity_failure_prints_table_and_exits_nonzero(run: Path, tmp_path: Path, capsys, monkeypatch):
     # A drop limit no quantised model can meet on this tiny set is not the point; an impossible saturation
     # limit is not either. Use the logit tolerance instead: fp16 cannot match fp32 to 0 difference.
-    from edge_tl import parity
-
-    old = dict(parity.FLOAT_ATOL)
-    parity.FLOAT_ATOL[("onnx", "fp16")] = 1e-9
-    try:
-        code, out, err = cli(["export", "--model", str(run), "--out", str(tmp_path / "p"), "--quantize", "fp16"],
-                             capsys)
-    finally:
-        parity.FLOAT_ATOL.clear()
-        parity.FLOAT_ATOL.update(old)
+    monkeypatch.setitem(parity.FLOAT_ATOL, ("onnx", "fp16"), 1e-9)
+    code, out, err = cli(["export", "--model", str(run), "--out", str(tmp_path / "p"), "--quantize", "fp16"], capsys)
     assert code == 2
     assert "model_fp16.onnx" in out and "FAIL" in out
     assert "error: parity failed: model_fp16.onnx: " in err and "max |dlogit|" in err
@@ -141,8 +122,6 @@ def test_json_to_stdout_is_pure_json(run: Path, tmp_path: Path, capsys):
 
 @pytest.mark.parametrize(("choice", "steps"), [("bias", "bias"), ("none", "none")])
 def test_int8_prep_flag_reaches_the_card(run: Path, tmp_path: Path, capsys, choice: str, steps: str):
-    from edge_tl.card import ModelCard, sidecar_path
-
     out_dir = tmp_path / "ex"
     code, _, err = cli(["export", "--model", str(run), "--out", str(out_dir), "--quantize", "int8", "--calib-size",
                         "8", "--min-agreement", "50", "--max-drop", "100", "--int8-prep", choice, "--no-verify"], capsys)
@@ -154,8 +133,6 @@ def test_int8_prep_flag_reaches_the_card(run: Path, tmp_path: Path, capsys, choi
 
 
 def test_int8_prep_help_and_bad_value(capsys):
-    from edge_tl.export.registry import INT8_PREPS
-
     code, out, _ = cli(["export", "--help"], capsys)
     assert code == 0 and "--int8-prep" in out and "--openvino-precision" in out
     assert all(p in out for p in INT8_PREPS)
@@ -164,33 +141,19 @@ def test_int8_prep_help_and_bad_value(capsys):
 
 
 def test_export_reports_calibration_through_the_reporter(run: Path, tmp_path: Path):
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-    from edge_tl.progress import Recorder
-
     rec = Recorder()
-    export(run, ["onnx"], ["int8"], tmp_path / "ex", ExportOptions(calib_size=8, verify=False, fallback=False),
-           reporter=rec)
+    export_onnx(run, ["int8"], tmp_path / "ex", rec, calib_size=8, verify=False, fallback=False)
     calib = [t for t in rec.tasks if t["description"] == "calibrating"]
     assert calib and all(t["finished"] and t["done"] == t["total"] == 8 for t in calib)
     assert any("exporting" in m for _, m in rec.notes)
 
 
 def test_library_export_draws_nothing(run: Path, tmp_path: Path, capfd):
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
-    export(run, ["onnx"], ["int8"], tmp_path / "ex", ExportOptions(calib_size=8, verify=False, fallback=False))
+    export_onnx(run, ["int8"], tmp_path / "ex", calib_size=8, verify=False, fallback=False)
     assert "calibrating" not in capfd.readouterr().err  # no reporter: silent
 
 
 def test_cli_prints_both_budget_repairs():
-    from types import SimpleNamespace
-
-    from rich.console import Console
-
-    from edge_tl.cli.export_cmd import _report_budget
-
     cands = {"nncf_accuracy_control": {"drop": 0.4, "agreement": 0.99, "latency_ms": 3.5, "fallback_layers": ["a"],
                                        "fits": True},
              "edge_tl_fallback": {"drop": 0.2, "agreement": 0.995, "latency_ms": 3.1, "fallback_layers": ["a", "b"],

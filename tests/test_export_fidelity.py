@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,7 @@ from edge_tl.errors import ExportError
 from edge_tl.export.bias_correction import correct_bias, fake_quant_act, fake_quant_weight
 from edge_tl.export.equalize import equalize, find_pairs, fold_batchnorm, range_spread
 from helpers.export_fixtures import build_run
+from helpers.models import export_onnx
 
 
 def _chain(act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -82,38 +85,22 @@ def test_fake_quant_weight_matches_the_int8_grid():
     assert len(torch.unique(a)) <= 256 and float((a - torch.linspace(-1, 3, 1000)).abs().max()) <= 4 / 255
 
 
-def _coarse() -> nn.Sequential:
-    """A small net whose int8 rounding shifts the means: one huge weight per output channel coarsens the grid."""
-    m = _chain()
-    with torch.no_grad():
-        m[3].weight[:, 0] = 50.0 * m[3].weight[:, 0].sign()
-    fold_batchnorm(m, torch.randn(2, 3, 16, 16))
-    return m
-
-
 def _simulated_error(m: nn.Module, ref: nn.Module, x: torch.Tensor) -> float:
     """Mean (over logits) of |mean over images of (int8 logits - float logits)|, int8 simulated on conv weights."""
-    q = _quantized_copy(m)
-    with torch.no_grad():
-        return float((q(x) - ref(x)).mean(0).abs().mean())
-
-
-def _quantized_copy(m: nn.Module) -> nn.Module:
-    import copy
-
     q = copy.deepcopy(m)
     with torch.no_grad():
         for c in q.modules():
             if isinstance(c, nn.Conv2d):
                 c.weight.copy_(fake_quant_weight(c.weight))
-    return q
+        return float((q(x) - ref(x)).mean(0).abs().mean())
 
 
 def test_bias_correction_reduces_the_mean_output_error():
-    import copy
-
     torch.manual_seed(1)
-    m = _coarse()
+    m = _chain()  # int8 rounding shifts its means: one huge weight per output channel coarsens the grid
+    with torch.no_grad():
+        m[3].weight[:, 0] = 50.0 * m[3].weight[:, 0].sign()
+    fold_batchnorm(m, torch.randn(2, 3, 16, 16))
     ref = copy.deepcopy(m)
     calib, held_out = torch.randn(64, 3, 16, 16) + 0.3, torch.randn(64, 3, 16, 16) + 0.3
     before = _simulated_error(m, ref, held_out)
@@ -127,12 +114,9 @@ def test_bias_correction_reduces_the_mean_output_error():
 
 
 def test_gate_and_budget_judge_the_same_images_with_the_same_rule(tmp_path, sample_dir):
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     run = build_run(tmp_path / "run", sample_dir)
-    opts = ExportOptions(calib_size=20, max_drop=0.0, min_agreement=0.5, max_ece_delta=100.0)
-    result = export(run, ["onnx"], ["int8"], tmp_path / "out", opts)
+    result = export_onnx(run, ["int8"], tmp_path / "out", calib_size=20, max_drop=0.0, min_agreement=0.5,
+                         max_ece_delta=100.0)
     [art] = [a for a in result.artifacts if a.quantize == "int8"]
     [par] = [p for p in result.parity if p.quantize == "int8"]
     budget = art.card.quantization["budget"]

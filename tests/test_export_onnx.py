@@ -10,10 +10,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
-from edge_tl.errors import ParityError
+from edge_tl.card import CARD_KEY, ModelCard
+from edge_tl.data.manifest import manifest_for_card
+from edge_tl.errors import ExportError, ParityError
+from edge_tl.export.calibration import calibration_files
+from edge_tl.runtimes import SaturationWarning, load
 from helpers.export_fixtures import build_run, heldout_pixels
+from helpers.models import export_onnx
 
 MODES = ("none", "fp16", "dynamic", "int8")
 NAMES = {"none": "model.onnx", "fp16": "model_fp16.onnx", "dynamic": "model_dynamic.onnx",
@@ -29,14 +36,11 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["tiny_cnn", "tiny_mobilenet"])
 def exported(request: pytest.FixtureRequest, sample: Path, tmp_path_factory: pytest.TempPathFactory):
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     root = tmp_path_factory.mktemp(request.param)
     run = build_run(root / "run", sample, backbone=request.param)
     # 18 held-out images of a barely trained tiny model: one int8 top-1 flip is 5.6 %, so the 98 % default is
     # loosened here (float variants still need 100 %); the real-architecture test below keeps the defaults.
-    result = export(run, ["onnx"], list(MODES), root / "exported", ExportOptions(calib_size=20, min_agreement=0.8))
+    result = export_onnx(run, MODES, root / "exported", calib_size=20, min_agreement=0.8)
     return run, result
 
 
@@ -52,11 +56,6 @@ def test_writes_every_variant_and_all_pass(exported):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_variant_roundtrip(exported, mode: str):
-    import onnx
-
-    from edge_tl.card import CARD_KEY, ModelCard
-    from edge_tl.runtimes import load
-
     run, result = exported
     path = result.out_dir / NAMES[mode]
     proto = onnx.load(str(path))
@@ -84,9 +83,6 @@ def test_variant_roundtrip(exported, mode: str):
 
 
 def test_int8_graph_is_qdq_with_uint8_activations(exported):
-    import onnx
-    from onnx import numpy_helper
-
     _, result = exported
     proto = onnx.load(str(result.out_dir / "model_int8.onnx"))
     ops = [n.op_type for n in proto.graph.node]
@@ -100,10 +96,6 @@ def test_int8_graph_is_qdq_with_uint8_activations(exported):
 
 
 def test_calibration_uses_train_split_only(exported):
-    from edge_tl.card import ModelCard
-    from edge_tl.data.manifest import manifest_for_card
-    from edge_tl.export.calibration import calibration_files
-
     run, _ = exported
     m = manifest_for_card(ModelCard.load(run / "card.json"))
     chosen = calibration_files(m, 20, "train", seed=0)
@@ -125,15 +117,9 @@ def wide_run(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_run(tmp_path_factory.mktemp("wide") / "run", sample, tweak=widen)
 
 
-def test_issue9_naive_int8_output_saturates_and_gate_catches_it(wide_run: Path, tmp_path: Path):
-    from edge_tl.card import ModelCard
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-    from edge_tl.runtimes import SaturationWarning, load
-
-    naive = ExportOptions(calib_size=6, output="quantized", min_agreement=0.8)
+def test_naive_int8_output_saturates_and_gate_catches_it(wide_run: Path, tmp_path: Path):
     with pytest.raises(ParityError) as err:
-        export(wide_run, ["onnx"], ["int8"], tmp_path / "naive", naive)
+        export_onnx(wide_run, ["int8"], tmp_path / "naive", calib_size=6, output="quantized", min_agreement=0.8)
     row = next(r for r in err.value.rows if r["variant"] == "model_int8.onnx")
     assert row["saturated"] > 0.001 and any("saturated outputs" in f for f in row["failures"])
     assert "saturated outputs" in str(err.value)
@@ -144,8 +130,7 @@ def test_issue9_naive_int8_output_saturates_and_gate_catches_it(wide_run: Path, 
     assert ModelCard.load(path.with_name("model_int8.onnx.card.json")).parity["saturated"] == row["saturated"]
 
     try:
-        fixed = export(wide_run, ["onnx"], ["int8"], tmp_path / "fixed", ExportOptions(calib_size=6, min_agreement=0.8))
-        rows = fixed.parity
+        rows = export_onnx(wide_run, ["int8"], tmp_path / "fixed", calib_size=6, min_agreement=0.8).parity
     except ParityError as exc:  # on a tiny test split one top-1 flip may fail agreement; not the point here
         rows = exc.result.parity
     r = next(p for p in rows if p.variant == "model_int8.onnx")
@@ -159,16 +144,12 @@ def test_issue9_naive_int8_output_saturates_and_gate_catches_it(wide_run: Path, 
 def test_converter_failure_names_model_and_keeps_float(wide_run: Path, tmp_path: Path, monkeypatch):
     import onnxruntime.quantization as q
 
-    from edge_tl.errors import ExportError
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     def broken(*args, **kwargs):
         raise RuntimeError("Unsupported op FancyConv\nmore detail")
 
     monkeypatch.setattr(q, "quantize_static", broken)
     with pytest.raises(ExportError, match=r"model.onnx \(tiny_cnn\) failed: Unsupported op FancyConv") as err:
-        export(wide_run, ["onnx"], ["int8"], tmp_path, ExportOptions(calib_size=4, verify=False))
+        export_onnx(wide_run, ["int8"], tmp_path, calib_size=4, verify=False)
     assert "\n" not in str(err.value) and "kept" in str(err.value)
     assert (tmp_path / "model.onnx").is_file() and not (tmp_path / "model_int8.onnx").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
@@ -177,12 +158,8 @@ def test_converter_failure_names_model_and_keeps_float(wide_run: Path, tmp_path:
 @pytest.mark.slow
 def test_mobilenet_v2_real_architecture(sample: Path, tmp_path: Path):
     """The real MobileNetV2 graph (inverted residuals, ReLU6, residual Adds) at 64 px: fp32 exact, int8 close."""
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     run = build_run(tmp_path / "run", sample, backbone="mobilenet_v2", size=64, steps=8)
-    result = export(run, ["onnx"], ["none", "int8"], tmp_path / "exported",
-                    ExportOptions(calib_size=30, max_drop=100.0))
+    result = export_onnx(run, ["none", "int8"], tmp_path / "exported", calib_size=30, max_drop=100.0)
     rows = {r.variant: r for r in result.parity}
     assert rows["model.onnx"].max_dlogit < 1e-3 and rows["model.onnx"].agreement == 1.0
     assert rows["model_int8.onnx"].saturated == 0.0

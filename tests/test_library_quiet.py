@@ -7,9 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from edge_tl.cli.progress import ConsoleReporter
 from edge_tl.progress import Recorder
-from edge_tl.train.api import TrainConfig, train
+from edge_tl.train.api import train
+from edge_tl.train.evaluate import evaluate
+from helpers.models import train_config
 
 
 @pytest.fixture
@@ -32,12 +36,9 @@ def test_train_and_eval_are_silent_and_report_to_the_reporter(sample_dir: Path, 
                                                               svg_backend: str) -> None:
     import matplotlib
 
-    from edge_tl.train.evaluate import evaluate
-
     capfd.readouterr()
     rec = Recorder()
-    res = train(TrainConfig(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32,
-                            out=str(tmp_path / "run"), seed=0, workers=0), reporter=rec)
+    res = train(train_config(sample_dir, tmp_path / "run"), reporter=rec)
     n_files = len(list(sample_dir.rglob("*.jpg")))
     tasks = _tasks(rec)
     assert tasks["scanning images"]["total"] == n_files == tasks["scanning images"]["done"]
@@ -52,8 +53,7 @@ def test_train_and_eval_are_silent_and_report_to_the_reporter(sample_dir: Path, 
     out = evaluate(res.run_dir, plot=tmp_path / "cm.png", reporter=ev)
     assert _tasks(ev)["evaluating"]["total"] == out.report.total == split["test"]
 
-    captured = capfd.readouterr()
-    assert captured.out == "" and captured.err == ""
+    assert tuple(capfd.readouterr()) == ("", "")
     assert matplotlib.get_backend() == svg_backend  # plots were written without switching the backend
     assert (res.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -62,35 +62,28 @@ def test_finetune_reports_each_epoch_with_its_image_count(sample_dir: Path, tmp_
                                                           capfd: pytest.CaptureFixture[str]) -> None:
     capfd.readouterr()
     rec = Recorder()
-    res = train(TrainConfig(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32, mode="finetune",
-                            epochs=2, batch_size=16, out=str(tmp_path / "ft"), seed=0, workers=0, engine="torch"),
+    res = train(train_config(sample_dir, tmp_path / "ft", mode="finetune", epochs=2, batch_size=16, engine="torch"),
                 reporter=rec)
     tasks = _tasks(rec)
     for e in (1, 2):
         t = tasks[f"epoch {e}/2"]
         assert t["total"] == t["done"] == res.split["train"] and t["unit"] == "img"
     assert sum(m.startswith("epoch ") for _, m in rec.notes) == 2
-    captured = capfd.readouterr()
-    assert captured.out == "" and captured.err == ""
+    assert tuple(capfd.readouterr()) == ("", "")
 
 
 def test_progress_off_keeps_the_notes_and_drops_the_tasks(sample_dir: Path, tmp_path: Path) -> None:
     rec = Recorder()
-    train(TrainConfig(data=str(sample_dir), backbone="tiny_cnn", weights="none", img_size=32, out=str(tmp_path / "q"),
-                      seed=0, workers=0, engine="torch", progress=False), reporter=rec)
+    train(train_config(sample_dir, tmp_path / "q", engine="torch", progress=False), reporter=rec)
     assert rec.tasks == [] and any("test accuracy" in m for _, m in rec.notes)
 
 
 def _console(terminal: bool) -> tuple[object, io.StringIO]:
-    from rich.console import Console
-
     buf = io.StringIO()
     return Console(file=buf, force_terminal=terminal, width=200), buf
 
 
 def test_console_reporter_in_a_log_prints_start_progress_and_done_lines() -> None:
-    from edge_tl.cli.progress import ConsoleReporter
-
     console, buf = _console(terminal=False)
     rep = ConsoleReporter(console, every_s=0.0)  # type: ignore[arg-type]
     assert rep.terminal is False
@@ -106,8 +99,6 @@ def test_console_reporter_in_a_log_prints_start_progress_and_done_lines() -> Non
 
 
 def test_console_reporter_quiet_modes_and_nested_bars() -> None:
-    from edge_tl.cli.progress import ConsoleReporter
-
     console, buf = _console(terminal=False)
     rep = ConsoleReporter(console, tasks=False)  # type: ignore[arg-type]
     rep.note("kept")

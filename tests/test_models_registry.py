@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -90,11 +92,9 @@ def test_tiny_forward_shapes_and_seam(name):
 def test_tiny_mobilenet_has_the_mobilenetv3_parts():
     from torchvision.ops.misc import SqueezeExcitation
 
-    kinds = {type(m) for m in create_model("tiny_mobilenet").modules()}
-    assert {nn.Hardswish, nn.Hardsigmoid, SqueezeExcitation, nn.ReLU} <= kinds
-    # a stride-1 block with equal channels is residual
-    ir1 = create_model("tiny_mobilenet").blocks[1]
-    assert ir1.use_res_connect
+    model = create_model("tiny_mobilenet")
+    assert {nn.Hardswish, nn.Hardsigmoid, SqueezeExcitation, nn.ReLU} <= {type(m) for m in model.modules()}
+    assert model.blocks[1].use_res_connect  # a stride-1 block with equal channels is residual
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -107,17 +107,11 @@ def test_freeze_leaves_last_blocks_and_head_trainable(name, keep):
     expected |= {id(p) for p in model.head.parameters()}
     assert trainable == expected
     model.train()
-    frozen_blocks = model.blocks[:len(model.blocks) - keep]
-    for block in frozen_blocks:
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                assert not m.training  # frozen BN stays in eval mode in train mode
-    for block in model.blocks[len(model.blocks) - keep:]:
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                assert m.training
+    n_frozen = len(model.blocks) - keep
+    for i, block in enumerate(model.blocks):  # frozen BN stays in eval mode in train mode, the rest trains
+        assert all(m.training == (i >= n_frozen) for m in block.modules() if isinstance(m, nn.BatchNorm2d))
     # running statistics of frozen BN do not move in a train-mode forward
-    bn = next(m for m in frozen_blocks[0].modules() if isinstance(m, nn.BatchNorm2d))
+    bn = next(m for m in model.blocks[0].modules() if isinstance(m, nn.BatchNorm2d))
     before = bn.running_mean.clone()
     model(torch.randn(2, 3, 32, 32) * 3 + 1)
     assert torch.equal(bn.running_mean, before)
@@ -167,15 +161,15 @@ def test_real_backbone_structure_random_init(name):
     assert sum(p.requires_grad for p in model.features.parameters()) == len(list(model.blocks[-1].parameters()))
 
 
-def test_create_model_rejects_bad_arguments(tmp_path):
-    with pytest.raises(ConfigError, match="too small"):
-        create_model("tiny_cnn", img_size=16)
-    with pytest.raises(ConfigError):
-        create_model("tiny_cnn", num_classes=0)
-    with pytest.raises(UnknownNameError):
-        create_model("resnet19", weights="none")
-    with pytest.raises(WeightsError, match="does not exist"):
-        create_model("tiny_cnn", weights=tmp_path / "nope.pth")
+@pytest.mark.parametrize(("name", "kw", "error", "match"), [
+    ("tiny_cnn", {"img_size": 16}, ConfigError, "too small"),
+    ("tiny_cnn", {"num_classes": 0}, ConfigError, None),
+    ("resnet19", {"weights": "none"}, UnknownNameError, None),
+    ("tiny_cnn", {"weights": Path("/nonexistent/nope.pth")}, WeightsError, "does not exist"),
+])
+def test_create_model_rejects_bad_arguments(name, kw, error, match):
+    with pytest.raises(error, match=match):
+        create_model(name, **kw)
 
 
 def test_state_dict_round_trip_in_edge_layout(tmp_path):
@@ -201,21 +195,18 @@ def test_state_dict_of_another_backbone_is_weights_error(tmp_path):
         create_model("tiny_cnn", weights=path)
 
 
-def test_not_a_state_dict_is_weights_error(tmp_path):
-    junk = tmp_path / "junk.pth"
-    junk.write_bytes(b"this is not a torch file")
-    with pytest.raises(WeightsError, match="not a loadable state dict"):
-        create_model("tiny_cnn", weights=junk)
-    listy = tmp_path / "list.pth"
-    torch.save([1, 2, 3], listy)
-    with pytest.raises(WeightsError, match="does not hold a state dict"):
-        create_model("tiny_cnn", weights=listy)
+@pytest.mark.parametrize(("write", "match"), [(lambda p: p.write_bytes(b"this is not a torch file"),
+                                                "not a loadable state dict"),
+                                               (lambda p: torch.save([1, 2, 3], p), "does not hold a state dict")])
+def test_not_a_state_dict_is_weights_error(tmp_path, write, match):
+    write(tmp_path / "w.pth")
+    with pytest.raises(WeightsError, match=match):
+        create_model("tiny_cnn", weights=tmp_path / "w.pth")
 
 
 @pytest.mark.slow  # ~5 s alone, over 20 s on the shared machine (importing the dynamo exporter)
 def test_features_export_to_onnx_alone(tmp_path):
     """``model.features`` is the whole extractor: exported alone, ONNX Runtime gives the same pooled vectors."""
-    import numpy as np
     import onnxruntime as ort
 
     torch.manual_seed(0)

@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from edge_tl.errors import ParityError
+from edge_tl import parity
+from edge_tl.card import InputSpec
+from edge_tl.errors import DataError, ParityError
 from edge_tl.parity import ParityLimits, check_parity, ece, gate, kl_divergence, limits_for, saturation
+from edge_tl.runtimes import softmax
 
 
 class FakeRuntime:
     """A runtime whose logits are given; ``raw`` optionally returns an integer tensor."""
 
-    name = "fake"
-    threads = 1
-    card = None
+    name, threads, card, path = "fake", 1, None, Path("fake.onnx")
 
     def __init__(self, logits: np.ndarray, raw: np.ndarray | None = None) -> None:
-        self.logits, self._raw, self.path = logits.astype(np.float32), raw, Path("fake.onnx")
+        self.logits, self._raw = logits.astype(np.float32), raw
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.logits
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        from edge_tl.runtimes import softmax
-
         return softmax(self.logits)
 
     def raw(self, images: np.ndarray) -> np.ndarray:
@@ -119,18 +120,14 @@ def test_gate_raises_with_rows(data):
 
 
 def test_empty_input_is_an_error():
-    from edge_tl.errors import DataError
-
     with pytest.raises(DataError):
         check_parity(FakeRuntime(np.zeros((0, 2))), np.zeros((0, 2)), np.zeros((0, 4, 4, 3), np.uint8), None,
                      ParityLimits())
 
 
 def test_drop_is_judged_at_the_resolution_of_the_images(data):
-    from edge_tl.parity import drop_limit
-
     pixels, ref, labels = data
-    assert drop_limit(0.5, 150) == pytest.approx(100 / 150) and drop_limit(1.0, 1000) == 1.0
+    assert parity.drop_limit(0.5, 150) == pytest.approx(100 / 150) and parity.drop_limit(1.0, 1000) == 1.0
     out = ref.copy()
     i, j = np.where(ref.argmax(1) == labels)[0][:2]
     out[i, ref[i].argmax()] -= 100  # one image of 200 lost: 0.5 pt, finer than max_drop 0.1 can resolve
@@ -145,30 +142,14 @@ def test_drop_is_judged_at_the_resolution_of_the_images(data):
 
 
 def test_fidelity_set_uses_every_image_but_the_calibration_ones(tmp_path):
-    from PIL import Image
-
-    from edge_tl.card import InputSpec
-    from edge_tl.parity import fidelity_set
-
-    files = []
-    for i in range(12):
-        f = tmp_path / f"{i}.png"
+    files = [tmp_path / f"{i}.png" for i in range(12)]
+    for i, f in enumerate(files):
         Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(f)
-        files.append(f)
-
-    class Manifest:
-        def __init__(self) -> None:
-            self.split = {"train": files[:8], "val": files[8:10], "test": files[10:]}
-
-        def files(self, s):
-            return self.split[s]
-
-        def labels(self, s):
-            return [i % 2 for i in range(len(self.split[s]))]
-
+    split = {"train": files[:8], "val": files[8:10], "test": files[10:]}
+    manifest = SimpleNamespace(files=split.__getitem__, labels=lambda s: [i % 2 for i in range(len(split[s]))])
     spec = InputSpec(size=8, resize=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    fid = fidelity_set(Manifest(), spec, exclude=files[:3], min_views=0)
+    fid = parity.fidelity_set(manifest, spec, exclude=files[:3], min_views=0)
     assert fid.unique == 9 and len(fid.pixels) == 9 and fid.description == "train+val+test without 3 calibration images"
-    mirrored = fidelity_set(Manifest(), spec, exclude=files[:3])
+    mirrored = parity.fidelity_set(manifest, spec, exclude=files[:3])
     assert len(mirrored.pixels) == 18 and "mirrored" in mirrored.description
     assert np.array_equal(mirrored.pixels[9:], mirrored.pixels[:9, :, ::-1])

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from edge_tl.errors import ConfigError, UnknownNameError
+from edge_tl.attacks.registry import get_attack, register_attack
+from edge_tl.bench import engines, flops
+from edge_tl.errors import CardError, ConfigError, UnknownNameError
+from edge_tl.export.registry import get_card_writer, register_card_writer
+from edge_tl.export.sensitivity import get_backend
+from edge_tl.models import registry
 from edge_tl.registry import Registry
+from edge_tl.runtimes.base import CARD_READERS, read_card, runtime_entry, runtime_names
+from helpers.cards import card
 
 
 def test_duplicate_raises_unless_replace() -> None:
@@ -36,9 +43,6 @@ def test_loader_runs_once_before_first_read() -> None:
 
 
 def test_builtin_registries_use_the_rule() -> None:
-    from edge_tl.bench import engines, flops
-    from edge_tl.models import registry
-
     for reg in (registry.BACKBONES, engines.ADAPTERS, flops.COUNTERS):
         first = reg.names()[0]
         with pytest.raises(ConfigError):
@@ -46,25 +50,18 @@ def test_builtin_registries_use_the_rule() -> None:
     assert {"onnx", "tflite"} <= set(flops.COUNTERS.names())
 
 
-def test_migrated_tables_use_the_rule() -> None:
-    from edge_tl.attacks.registry import get_attack, register_attack
-    from edge_tl.export.registry import get_card_writer, register_card_writer
-    from edge_tl.export.sensitivity import get_backend
-    from edge_tl.runtimes.base import runtime_entry, runtime_names
-
-    with pytest.raises(UnknownNameError, match="did you mean 'fgsm'"):
-        get_attack("fgsn")
-    with pytest.raises(ConfigError, match="already registered"):
-        register_attack("fgsm", "whitebox")(lambda *a: None)
-    with pytest.raises(UnknownNameError, match="did you mean 'tflite'"):
-        get_card_writer("tflit")
-    with pytest.raises(ConfigError, match="already registered"):
-        register_card_writer("onnx")(lambda p, c: None)
-    with pytest.raises(UnknownNameError, match="did you mean 'onnx'"):
-        get_backend("onnxx")
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: get_attack("fgsn"), UnknownNameError, "did you mean 'fgsm'"),
+    (lambda: register_attack("fgsm", "whitebox")(lambda *a: None), ConfigError, "already registered"),
+    (lambda: get_card_writer("tflit"), UnknownNameError, "did you mean 'tflite'"),
+    (lambda: register_card_writer("onnx")(lambda p, c: None), ConfigError, "already registered"),
+    (lambda: get_backend("onnxx"), UnknownNameError, "did you mean 'onnx'"),
+    (lambda: runtime_entry(".tflite", "litrt"), UnknownNameError, "did you mean 'litert'"),
+])
+def test_migrated_tables_use_the_rule(call, error: type, match: str) -> None:
     assert runtime_names()[".tflite"] == "litert"  # the first registered stays the default
-    with pytest.raises(UnknownNameError, match="did you mean 'litert'"):
-        runtime_entry(".tflite", "litrt")
+    with pytest.raises(error, match=match):
+        call()
 
 
 def test_peek_does_not_load() -> None:
@@ -74,9 +71,6 @@ def test_peek_does_not_load() -> None:
 
 
 def test_one_card_reader_per_format(tmp_path) -> None:
-    from edge_tl.errors import CardError
-    from edge_tl.runtimes.base import CARD_READERS, read_card, runtime_names
-
     assert set(runtime_names()) <= set(CARD_READERS.names())  # every file a runtime loads has its card reader
     odd = tmp_path / "model.bin"
     odd.write_bytes(b"x")
@@ -84,8 +78,6 @@ def test_one_card_reader_per_format(tmp_path) -> None:
         read_card(odd)
     cards_dir = tmp_path / "side"
     cards_dir.mkdir()
-    from helpers.cards import card
-
     card("onnx").save(cards_dir / "model.bin.card.json")
     (cards_dir / "model.bin").write_bytes(b"x")
     assert read_card(cards_dir / "model.bin").format == "onnx"

@@ -2,46 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from edge_tl.errors import ArtifactError, CardError, DataError
-from helpers.export_fixtures import build_run, heldout_pixels
+from edge_tl.card import CARD_KEY, ModelCard
+from edge_tl.errors import ArtifactError, CardError, DataError, UnknownNameError
+from edge_tl.export.onnx_export import write_onnx_card
+from edge_tl.runtimes import SaturationWarning, load, runtime_names
+from helpers.export_fixtures import heldout_pixels
+from helpers.models import export_onnx, sample_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge_tl.data.sample import generate_sample
-
-    root = tmp_path_factory.mktemp("rt")
-    return build_run(root / "run", generate_sample(root / "sample", per_class=10, size=48))
+    return sample_run(tmp_path_factory.mktemp("rt"))
 
 
 @pytest.fixture(scope="module")
 def onnx_path(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge_tl.export.api import export
-    from edge_tl.export.registry import ExportOptions
-
     out = tmp_path_factory.mktemp("rt_exported")
-    export(run, ["onnx"], ["none"], out, ExportOptions(verify=False))
+    export_onnx(run, ["none"], out, verify=False)
     return out / "model.onnx"
 
 
 def test_registered_by_suffix():
-    from edge_tl.runtimes import runtime_names
-
     names = runtime_names()
     assert names[".pt"] == "pytorch" and names[".onnx"] == "onnxruntime"
 
 
 def test_torch_and_onnx_agree_on_uint8_and_float_pixels(run: Path, onnx_path: Path):
-    from edge_tl.runtimes import load
-
     pixels, _ = heldout_pixels(run)
     pt, ox = load(run, threads=1), load(onnx_path, threads=1)
     assert pt.name == "pytorch" and ox.name == "onnxruntime" and ox.threads == 1
@@ -56,8 +52,6 @@ def test_torch_and_onnx_agree_on_uint8_and_float_pixels(run: Path, onnx_path: Pa
 
 
 def test_batching_is_invisible(run: Path, onnx_path: Path):
-    from edge_tl.runtimes import load
-
     pixels, _ = heldout_pixels(run)
     big = np.concatenate([pixels] * (70 // len(pixels) + 1))[:70]  # more than one internal batch of 64
     ox = load(onnx_path, threads=1)
@@ -65,8 +59,6 @@ def test_batching_is_invisible(run: Path, onnx_path: Path):
 
 
 def test_wrong_image_size_is_artifact_error(onnx_path: Path):
-    from edge_tl.runtimes import load
-
     ox = load(onnx_path, threads=1)
     with pytest.raises(ArtifactError, match="expects 32x32"):
         ox(np.zeros((2, 64, 64, 3), np.uint8))
@@ -74,27 +66,26 @@ def test_wrong_image_size_is_artifact_error(onnx_path: Path):
         ox(np.full((1, 32, 32, 3), 255.0, np.float32))
 
 
-def test_text_file_named_model_onnx(tmp_path: Path):
-    from edge_tl.runtimes import load
-
-    p = tmp_path / "model.onnx"
-    p.write_text("this is not a model\n")
-    with pytest.raises(ArtifactError, match="not a valid ONNX model") as err:
-        load(p)
-    assert "\n" not in str(err.value)
+@pytest.mark.parametrize(("name", "content", "error", "match"), [
+    ("model.onnx", "this is not a model\n", ArtifactError, "not a valid ONNX model"),
+    ("nope.onnx", None, ArtifactError, "no such model"),
+    ("m.bin", "x", UnknownNameError, None),
+])
+def test_bad_files_fail_in_one_line(tmp_path: Path, name: str, content: str | None, error: type, match: str | None):
+    """A text file named model.onnx, a missing checkpoint and an unknown suffix."""
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    with pytest.raises(error, match=match) as err:
+        load(tmp_path / name)
+    if name == "model.onnx":
+        assert "\n" not in str(err.value)
 
 
 def test_model_with_another_input_size(onnx_path: Path, tmp_path: Path):
-    import onnx
-
-    from edge_tl.card import CARD_KEY, ModelCard
-    from edge_tl.runtimes import load
-
     proto = onnx.load(str(onnx_path))
     prop = next(p for p in proto.metadata_props if p.key == CARD_KEY)
     card = ModelCard.loads(prop.value)
-    prop.value = card.with_(input=card.input.__class__(**{**card.input.__dict__, "size": 64,
-                                                          "resize": 64})).dumps()
+    prop.value = card.with_(input=dataclasses.replace(card.input, size=64, resize=64)).dumps()
     bad = tmp_path / "model.onnx"
     onnx.save(proto, str(bad))
     with pytest.raises(ArtifactError, match="does not match the card's 64x64"):
@@ -102,10 +93,6 @@ def test_model_with_another_input_size(onnx_path: Path, tmp_path: Path):
 
 
 def test_card_falls_back_to_sidecar_then_fails(onnx_path: Path, tmp_path: Path):
-    import onnx
-
-    from edge_tl.runtimes import load
-
     proto = onnx.load(str(onnx_path))
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
@@ -116,22 +103,7 @@ def test_card_falls_back_to_sidecar_then_fails(onnx_path: Path, tmp_path: Path):
     assert load(bare).card.classes  # the sidecar beside the file is enough
 
 
-def test_missing_checkpoint_and_unknown_suffix(tmp_path: Path):
-    from edge_tl.errors import UnknownNameError
-    from edge_tl.runtimes import load
-
-    with pytest.raises(ArtifactError, match="no such model"):
-        load(tmp_path / "nope.onnx")
-    (tmp_path / "m.bin").write_bytes(b"x")
-    with pytest.raises(UnknownNameError):
-        load(tmp_path / "m.bin")
-
-
 def test_saturated_card_warns_on_load(onnx_path: Path, tmp_path: Path):
-    from edge_tl.card import ModelCard
-    from edge_tl.export.onnx_export import write_onnx_card
-    from edge_tl.runtimes import SaturationWarning, load
-
     p = tmp_path / "sat.onnx"
     shutil.copy(onnx_path, p)
     card = ModelCard.load(onnx_path.with_name("model.onnx.card.json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,27 +13,27 @@ import torch
 from edge_tl.card import ModelCard
 from edge_tl.data.manifest import Manifest
 from edge_tl.data.preprocess import load_batch, normalize
+from edge_tl.errors import ConfigError
 from edge_tl.models import create_model
 from edge_tl.models.checkpoint import load_checkpoint, read_checkpoint
 from edge_tl.train.api import TrainConfig, train
 from edge_tl.train.evaluate import evaluate
+from edge_tl.train.features import extract
+from edge_tl.train.head import fit_logistic, standardiser
+from helpers.models import train_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _cfg(sample_dir: Path, out: Path, **kw) -> TrainConfig:
-    base = {"data": str(sample_dir), "backbone": "tiny_cnn", "weights": "none", "img_size": 32, "epochs": 3,
-            "batch_size": 16, "out": str(out), "seed": 0, "workers": 0, "engine": "torch", "progress": False}
-    base.update(kw)
-    return TrainConfig(**base)
+    return train_config(sample_dir, out, **{"epochs": 3, "batch_size": 16, "engine": "torch", "progress": False, **kw})
 
 
 def test_tiny_run_outputs(tiny_run: Path, sample_dir: Path) -> None:
     for name in ("model.pt", "card.json", "split.json", "history.json", "curves.png", "confusion.png",
                  "train_state.pt"):
         assert (tiny_run / name).is_file(), name
-    assert (tiny_run / "curves.png").read_bytes()[:8] == PNG
-    assert (tiny_run / "confusion.png").read_bytes()[:8] == PNG
+    assert all((tiny_run / name).read_bytes()[:8] == PNG for name in ("curves.png", "confusion.png"))
     latest = tiny_run.parent / "latest"
     assert latest.is_symlink() and latest.resolve() == tiny_run.resolve()
     card = ModelCard.load(tiny_run / "card.json")
@@ -59,9 +60,6 @@ def test_tiny_run_outputs(tiny_run: Path, sample_dir: Path) -> None:
 
 def test_features_mode_fits_the_probe_on_train_and_val(sample_dir: Path, tmp_path: Path) -> None:
     """The run's head is the probe refitted on train + val features (same l2), converged and reproducible."""
-    from edge_tl.train.features import extract
-    from edge_tl.train.head import fit_logistic, standardiser
-
     a = train(_cfg(sample_dir, tmp_path / "a", epochs=None, batch_size=None))
     b = train(_cfg(sample_dir, tmp_path / "b", epochs=None, batch_size=None))
     sa, sb = read_checkpoint(a.run_dir)["state_dict"], read_checkpoint(b.run_dir)["state_dict"]
@@ -79,8 +77,6 @@ def test_features_mode_fits_the_probe_on_train_and_val(sample_dir: Path, tmp_pat
 
 
 def test_unfreeze_outside_finetune_is_an_error(sample_dir: Path, tmp_path: Path) -> None:
-    from edge_tl.errors import ConfigError
-
     for mode in (None, "features", "full"):
         with pytest.raises(ConfigError, match="--unfreeze applies to --mode finetune") as exc:
             train(_cfg(sample_dir, tmp_path / "x", mode=mode, unfreeze=1))
@@ -93,9 +89,8 @@ def test_image_modes_train_what_they_should(sample_dir: Path, tmp_path: Path, mo
     kw = {"unfreeze": 1} if mode == "finetune" else {}
     res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, epochs=2, batch_size=24, **kw))
     torch.manual_seed(0)
-    init = create_model("tiny_cnn", num_classes=len(res.card.classes), weights="none", img_size=32).state_dict()
-    trained = read_checkpoint(res.run_dir)["state_dict"]
-    model = create_model("tiny_cnn", num_classes=3, weights="none", img_size=32)
+    model = create_model("tiny_cnn", num_classes=len(res.card.classes), weights="none", img_size=32)
+    init, trained = model.state_dict(), read_checkpoint(res.run_dir)["state_dict"]
     paths = list(model.block_paths)
     changed = {p: any(not torch.equal(init[k], trained[k]) for k in init
                       if k.startswith(f"features.{p}.") and init[k].is_floating_point()) for p in paths}
@@ -113,14 +108,13 @@ class _Stop(KeyboardInterrupt):
     pass
 
 
-@pytest.mark.parametrize("mode,views,epochs,cut", [("features", 1, None, 1), ("finetune", 0, 3, 2)])
+@pytest.mark.parametrize("mode,views,epochs,cut,extra", [
+    ("features", 1, None, 1, {"batch_size": None}),
+    ("finetune", 0, 3, 2, {"patience": 50, "unfreeze": 1, "batch_size": 24}),
+], ids=["features", "finetune"])
 def test_resume_reaches_the_uninterrupted_result(sample_dir: Path, tmp_path: Path, mode: str, views: int,
-                                                 epochs: int | None, cut: int) -> None:
-    kw = {"mode": mode, "epochs": epochs, "aug_views": views}
-    if mode == "finetune":
-        kw.update(patience=50, unfreeze=1, batch_size=24)
-    else:
-        kw.update(batch_size=None)
+                                                 epochs: int | None, cut: int, extra: dict) -> None:
+    kw = {"mode": mode, "epochs": epochs, "aug_views": views, **extra}
     full = train(_cfg(sample_dir, tmp_path / "full", **kw))
 
     def stop(epoch: int, row: dict) -> None:
@@ -148,17 +142,12 @@ def test_eval_matches_training_and_checks_classes(tiny_run: Path, sample_dir: Pa
     assert res.report.total == card.metrics["test_images"]
     assert (tmp_path / "cm.png").read_bytes()[:8] == PNG
     other = evaluate(tiny_run, data=str(sample_dir), plot=tmp_path / "cm2.png", progress=False, engine="torch")
-    assert other.report.total == len(list(sample_dir.rglob("*.*"))) - other.bad_files - _non_images(sample_dir)
+    non_images = sum(p.is_file() and p.suffix.lower() not in {".jpg", ".jpeg", ".png"} for p in sample_dir.rglob("*"))
+    assert other.report.total == len(list(sample_dir.rglob("*.*"))) - other.bad_files - non_images
     assert other.report.matrix.shape == (len(card.classes),) * 2
 
 
-def _non_images(root: Path) -> int:
-    return sum(1 for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in {".jpg", ".jpeg", ".png"})
-
-
 def test_dataset_with_its_own_split_is_kept(sample_dir: Path, tmp_path: Path) -> None:
-    import shutil
-
     root = tmp_path / "presplit"
     for cls in sorted(p for p in sample_dir.iterdir() if p.is_dir()):
         files = sorted(cls.iterdir())

@@ -1,21 +1,16 @@
 """The Fourier / decorrelated-colour parametrisation, the random views and the transformation-robust objective,
-on a tiny stripe-texture CNN trained in the fixture (about a second)."""
+on the attack tests' tiny stripe-texture CNN (``helpers.attacks``), trained once in a fixture (a few seconds)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge_tl.attacks.featureviz import (
-    COLOR_CORRELATION,
-    FourierImage,
-    PixelImage,
-    RobustTransform,
-    make_parametrisation,
-    rfft2d_freqs,
-)
+from edge_tl.attacks import featureviz
+from edge_tl.attacks.featureviz import FourierImage, PixelImage, RobustTransform, make_parametrisation, rfft2d_freqs
 from edge_tl.attacks.visualize import VisualizeSettings, ideal_image, judge, to_tensor
 from edge_tl.errors import ConfigError
+from helpers.attacks import make_data, train_stripes
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -29,45 +24,10 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-def _stripes(n_per: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal, vertical and diagonal stripes on random colours, uint8 NHWC."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    patterns = [np.sin(yy / 1.5), np.sin(xx / 1.5), np.sin((xx + yy) / 1.5)]
-    xs, ys = [], []
-    for c, p in enumerate(patterns):
-        for _ in range(n_per):
-            img = rng.uniform(70, 180, 3) + 40 * p[..., None] + rng.normal(0, 10, (size, size, 3))
-            xs.append(np.clip(img, 0, 255).astype(np.uint8))
-            ys.append(c)
-    return np.stack(xs), np.asarray(ys)
-
-
-def _train(seed: int, epochs: int = 25) -> nn.Module:
-    from edge_tl.attacks.pixels import pixel_model
-
-    torch.manual_seed(seed)
-    body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 3))
-    model = pixel_model(body, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).train()
-    x, y = _stripes(20, seed)
-    xt, yt = torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255, torch.from_numpy(y)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(epochs):
-        for b in torch.randperm(len(xt)).split(30):
-            loss = nn.functional.cross_entropy(model(xt[b]), yt[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def stripes_model() -> nn.Module:
-    model = _train(0)
-    x, y = _stripes(6, seed=5)
+    model = train_stripes().requires_grad_(False)
+    x, y = make_data(6, seed=5)
     assert (model(torch.from_numpy(x.transpose(0, 3, 1, 2)).float() / 255).argmax(1).numpy() == y).mean() > 0.9
     return model
 
@@ -79,8 +39,8 @@ def test_fourier_spectrum_shape_matches_torch_rfft() -> None:
 
 
 def test_colour_decorrelation_is_invertible_and_bounded() -> None:
-    assert np.linalg.matrix_rank(COLOR_CORRELATION) == 3
-    assert np.linalg.norm(COLOR_CORRELATION, axis=0).max() == pytest.approx(1.0)
+    assert np.linalg.matrix_rank(featureviz.COLOR_CORRELATION) == 3
+    assert np.linalg.norm(featureviz.COLOR_CORRELATION, axis=0).max() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("name", ["fourier", "pixel"])
@@ -146,7 +106,11 @@ def test_transformation_robust_objective_still_raises_the_class_score(stripes_mo
 def test_judge_reports_a_second_models_probability_and_rank(stripes_model) -> None:
     settings = VisualizeSettings.preset("fourier", steps=30, pad=2, jitter=2, scale=0.1, rotate=10)
     im = ideal_image(stripes_model, 1, 32, settings, name="vertical")
-    other = _train(1, epochs=0)  # any second model: the judgement is checked against its own softmax
+    from edge_tl.attacks.pixels import pixel_model
+
+    torch.manual_seed(1)  # any second model (untrained): the judgement is checked against its own softmax
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    other = pixel_model(body, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval().requires_grad_(False)
     judged = judge(im, other, ["horizontal", "vertical", "diagonal"], "other", size=48)
     with torch.no_grad():
         x = nn.functional.interpolate(to_tensor(im.image), size=(48, 48), mode="bilinear", antialias=True)
