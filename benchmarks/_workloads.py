@@ -5,8 +5,6 @@ puts this folder on ``sys.path``) and by the suites' conftest."""
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,15 +54,3 @@ def batch1(path: Path, pixels: Any, threads: int = 1, runtime: str | None = None
     rt = load(path, threads=threads, runtime=runtime)
     one = pixels[:1]
     return lambda: rt(one)
-
-
-def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 5) -> float:
-    """Median wall time of ``fn()`` in ms over ``runs`` calls, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)

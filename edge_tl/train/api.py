@@ -102,7 +102,7 @@ class TrainConfig:
         """Raise :class:`ConfigError` for values no run can use."""
         from edge_tl.train.features import ENGINES
 
-        check_choice("engine", self.engine, ["auto", *ENGINES])
+        check_choice("engine", self.engine, ["auto", *ENGINES.names()])
         check_choice("split", self.split, SPLIT_POLICIES)
         if self.unfreeze is not None and (self.mode or "features") != "finetune":
             raise ConfigError(f"--unfreeze applies to --mode finetune only, not --mode {self.mode or 'features'}",

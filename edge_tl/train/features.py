@@ -30,6 +30,7 @@ import numpy as np
 
 from edge_tl._io import atomic_path, atomic_write_bytes
 from edge_tl.data.preprocess import load_pixels, normalize
+from edge_tl.registry import Registry
 from edge_tl.train.augment import DEFAULT_AUG, AugmentConfig, augmented_pixels, view_rng
 
 if TYPE_CHECKING:
@@ -143,6 +144,10 @@ def _features_only(model: EdgeModel) -> torch.nn.Module:
     return FeaturesOnly(model)
 
 
+ENGINES: Registry[Callable[..., Engine]] = Registry("feature engine")
+
+
+@ENGINES.register("onnx")
 def onnx_engine(model: EdgeModel, spec: InputSpec, wsha: str, threads: int | None = None) -> Engine:
     """ONNX Runtime session over the exported backbone (``threads`` = intra-op threads, default all cores)."""
     from edge_tl.runtimes import default_threads
@@ -156,6 +161,7 @@ def onnx_engine(model: EdgeModel, spec: InputSpec, wsha: str, threads: int | Non
     return run
 
 
+@ENGINES.register("torch")
 def torch_engine(model: EdgeModel, spec: InputSpec, wsha: str, threads: int | None = None) -> Engine:
     """PyTorch eager backbone (reference; also what a GPU would use)."""
     import torch
@@ -169,8 +175,6 @@ def torch_engine(model: EdgeModel, spec: InputSpec, wsha: str, threads: int | No
 
     return run
 
-
-ENGINES: dict[str, Callable[..., Engine]] = {"onnx": onnx_engine, "torch": torch_engine}
 
 
 # ---- the pipeline -------------------------------------------------------------------------------------------------
@@ -242,7 +246,7 @@ def extract(model: EdgeModel, spec: InputSpec, paths: Sequence[str | Path], shas
     if progress and hits:
         progress(hits)
     setup = time.perf_counter()
-    run = ENGINES[engine](model, spec, wsha, threads) if todo else None  # may export the backbone once
+    run = ENGINES.get(engine)(model, spec, wsha, threads) if todo else None  # may export the backbone once
     setup = time.perf_counter() - setup
     t0 = time.perf_counter()
     if run is not None:
