@@ -38,7 +38,8 @@ def _float_dir(run: Path, formats: list[str], root: Path) -> Path:
 
     out = root / "float"
     if not out.exists():
-        export(run, formats, ["none"], out, ExportOptions(verify=False))
+        # ONNX fp32 is the reference of every format
+        export(run, list(dict.fromkeys(["onnx", *formats])), ["none"], out, ExportOptions(verify=False))
     return out
 
 

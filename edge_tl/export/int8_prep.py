@@ -1,4 +1,4 @@
-"""Weight preparation before full-int8 quantisation, shared by every format: BN folding, CLE, bias correction.
+"""Weight preparation before full-int8 quantisation, shared by all formats: BN folding, CLE, bias correction, AdaRound.
 
 :func:`prepare_for_int8` returns a *copy* of the run's model with the chosen steps applied (the run's float
 artefacts are still made from the original). The exporters then quantise a float file made from that copy, so
@@ -8,6 +8,8 @@ ONNX Runtime and ai-edge-quantizer both start from the same prepared weights. St
   (:mod:`edge_tl.export.bias_correction`);
 * ``cle``: BN folded, then cross-layer equalisation with ReLU6 replaced by ReLU (:mod:`edge_tl.export.equalize`);
 * ``cle+bias``: both, in that order;
+* ``adaround``: BN folded, then each layer's weight rounding learned on the calibration images
+  (:mod:`edge_tl.export.adaround`); ``cle+adaround``: CLE first;
 * ``none``: the model as trained;
 * ``auto``: the per-backbone choice in :data:`AUTO_PREP`, which records what measured better than plain int8 on
   real photos (``benchmarks/bench_int8_fidelity.py``); backbones not listed get :data:`AUTO_DEFAULT` (``none``).
@@ -72,6 +74,15 @@ def _bias(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
     bc = correct_bias(model, x)
     return {"bias_correction": {"layers": bc.layers, "images": bc.images, "activations": bc.activations,
                                 "mean_shift": round(bc.mean_shift, 6), "max_correction": round(bc.max_correction, 6)}}
+
+
+@PREP_STEPS.register("adaround")
+def _adaround(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
+    from edge_tl.export.adaround import adaround
+
+    ar = adaround(model, x)
+    return {"adaround": {"layers": ar.layers, "images": ar.images, "iters": ar.iters, "flipped": round(ar.flipped, 6),
+                         "mean_mse_before": round(ar.mean_mse_before, 9), "mean_mse_after": round(ar.mean_mse_after, 9)}}
 
 
 def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterator[np.ndarray]], steps: str,

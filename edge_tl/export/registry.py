@@ -38,7 +38,7 @@ OPENVINO_PRECISIONS = ("f32", *PRECISION_VARIANTS)
 _MODES = (*QUANTIZE_MODES, *PRECISION_VARIANTS)
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 OUTPUT_RECIPES = ("float", "quantized")  # logits layer kept in float (default) or fully quantised
-INT8_PREPS = ("auto", "none", "bias", "cle", "cle+bias")  # weight preparation before int8 (export/int8_prep.py)
+INT8_PREPS = ("auto", "none", "bias", "cle", "cle+bias", "adaround", "cle+adaround")  # export/int8_prep.py
 _FORMAT_MODULES = ("edge_tl.export.onnx_export", "edge_tl.export.onnx_quant", "edge_tl.export.tflite_export",
                    "edge_tl.export.openvino_export", "edge_tl.export.openvino_quant")
 # Python packages a format's exporters need, and what to install: a missing one skips the format in
