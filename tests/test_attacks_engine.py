@@ -16,20 +16,11 @@ from edge_tl.attacks.hsj import batched_hopskipjump  # noqa: E402
 from edge_tl.attacks.pixels import eps_levels, perturbation_norms, quantize_adversarial  # noqa: E402
 from edge_tl.attacks.registry import AttackSettings, get_attack, list_attacks  # noqa: E402
 from edge_tl.errors import ConfigError, UnknownNameError  # noqa: E402
-from helpers.attacks import CLASSES, EPS, Counting, make_data, runtime, train_stripes  # noqa: E402
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: the machine is shared, and tiny models gain nothing from two."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from helpers.attacks import CLASSES, EPS, Counting, make_data, one_thread, runtime, train_stripes  # noqa: E402, F401
 
 
 @pytest.fixture(scope="module")
-def trained(_one_thread) -> nn.Module:
+def trained() -> nn.Module:
     return train_stripes()
 
 
@@ -135,9 +126,6 @@ def test_square_matches_torchattacks_square(trained, test_set) -> None:
     assert ref_rate > 0.1
     assert abs(ours_rate - ref_rate) <= 0.3, (ours_rate, ref_rate)
     assert perturbation_norms(x, ours.adv)[0].max() <= eps + 1e-9
-    assert ours.queries.max() <= budget
-    fooled = runtime(trained)(ours.adv).argmax(1) != y
-    assert (ours.queries[~fooled] == budget).all()  # unfinished images spent the whole budget
 
 
 def test_hopskipjump_respects_the_budget_and_counts_every_row(trained, test_set) -> None:
@@ -190,14 +178,6 @@ def test_batched_hopskipjump_matches_art_within_the_same_budget(trained, test_se
     ours_r, art_r = rates(mine.adv), rates(ref.adv)
     assert art_r.max() > 0
     assert (ours_r >= art_r - 1 / len(x)).all() and ours_r.sum() >= art_r.sum(), (ours_r, art_r)
-
-
-def test_no_surrogate_skips_whitebox_with_a_note(trained, test_set) -> None:
-    x, y = test_set
-    report = run_attacks({"model": runtime(trained)}, x[:6], y[:6], CLASSES, ["fgsm", "square"],
-                         [8 / 255], AttackSettings(queries=20)).report
-    assert {r.attack for r in report.results} == {"square", "worst-case"}
-    assert any("white-box" in n and "fgsm" in n for n in report.notes)
 
 
 @pytest.mark.parametrize("eps", [0.0, -1 / 255, 1.5])

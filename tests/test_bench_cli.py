@@ -48,8 +48,7 @@ def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert all(r["status"] == "ok" and r["loop"] == "engine" and r["threads"] == n for r in rows.values())
     assert all(r["precision"] == "f32" and r["agreement"] == 100.0 for r in rows.values())
     pt, onnx = rows["model.pt", "pytorch"], rows["model.onnx", "onnxruntime"]
-    assert onnx["runtime"] == "onnxruntime" and pt["runtime"] == "pytorch"
-    assert onnx["agreement"] == 100.0 and pt["agreement"] == 100.0  # float export: same top-1 everywhere
+    # float export: same top-1 everywhere (agreement 100 on every row, above)
     assert onnx["top1"] == pt["top1"] and onnx["n_eval"] == pt["n_eval"] > 0
     assert onnx["macs"] == pt["macs"] == rows["model.tflite", "litert"]["macs"] > 0 and onnx["params"] > 0
     assert onnx["latency"]["p50"]["low"] <= onnx["latency"]["p50"]["value"] <= onnx["latency"]["p50"]["high"]
@@ -75,8 +74,7 @@ def test_bad_inputs_exit_2(project: Path, tmp_path: Path, capsys: pytest.Capture
     assert "Traceback" not in err
 
 
-def test_damaged_artefact_gets_an_error_row(project: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_artefact_gets_an_error_row(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "broken.onnx"
     bad.write_bytes((project / "exported" / "model.onnx").read_bytes()[:300])
     code, out, err = cli(["bench", str(bad), str(project / "exported" / "model.onnx"), "--threads", "1", *FAST,
@@ -90,8 +88,7 @@ def test_damaged_artefact_gets_an_error_row(project: Path, tmp_path: Path,
     assert "broken.onnx" in err  # the table went to stderr, the JSON owns stdout
 
 
-def test_classes_differ(project: Path, tmp_path: Path, sample_dir: Path,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_classes_differ(project: Path, tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "other"
     for cls in ("apple", "pear"):
         (data / cls).mkdir(parents=True)

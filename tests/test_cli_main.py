@@ -14,13 +14,7 @@ def test_help_imports_nothing_heavy(args):
     """``edge-tl --help`` and every command's ``--help`` print usage without importing a heavy package."""
     loaded, res = imports_after(args)
     assert loaded == [] and res.code == 0 and "Usage:" in res.out, res.err
-
-
-def test_every_command_is_listed():
-    res = cli_process(["--help"])
-    assert res.code == 0
-    for name in COMMANDS:
-        assert name in res.out
+    assert args != ["--help"] or all(name in res.out for name in COMMANDS)  # every command is listed
 
 
 def test_edge_tl_error_is_one_line_exit_2(monkeypatch, capsys):

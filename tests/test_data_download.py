@@ -34,9 +34,6 @@ def test_download_file_and_md5(tmp_path):
         download_file(src.as_uri(), tmp_path / "out" / "other.bin", md5="0" * 32)
     assert not (tmp_path / "out" / "other.bin").exists()  # nothing half-written
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["blob.bin"]
-
-
-def test_download_failure_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="cannot download") as exc:
         download_file((tmp_path / "missing.zip").as_uri(), tmp_path / "x.zip")
     assert "--data-root" in exc.value.hint

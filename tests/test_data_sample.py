@@ -55,17 +55,15 @@ def test_reused_when_already_there(tmp_path):
     assert generate_sample(root, per_class=2, size=32) == root
     assert f.stat().st_mtime_ns == mtime
     assert json.loads((root / MARKER).read_text())["per_class"] == 2
-
-
-def test_regenerated_when_parameters_change(tmp_path):
-    root = generate_sample(tmp_path / "s", per_class=2, size=32)
-    generate_sample(root, per_class=3, size=32)
+    generate_sample(root, per_class=3, size=32)  # regenerated when the parameters change
     assert len(list(root.rglob("*.jpg"))) == 3 * len(CLASSES)
 
 
-def test_existing_empty_folder_is_used(tmp_path):
-    generate_sample(tmp_path, per_class=1, size=32)
+def test_existing_empty_folder_is_used_and_no_temp_folder_is_left(tmp_path):
+    (tmp_path / "s").mkdir()
+    generate_sample(tmp_path / "s", per_class=1, size=32)
     assert len(list(tmp_path.rglob("*.jpg"))) == len(CLASSES)
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
 
 
 def test_refuses_a_foreign_folder(tmp_path):
@@ -73,16 +71,8 @@ def test_refuses_a_foreign_folder(tmp_path):
     with pytest.raises(DataError, match="not empty"):
         generate_sample(tmp_path, per_class=1, size=32)
     assert (tmp_path / "notes.txt").read_text() == "mine"
-
-
-def test_bad_parameters(tmp_path):
-    with pytest.raises(DataError):
+    with pytest.raises(DataError):  # bad parameters
         generate_sample(tmp_path / "s", per_class=0)
-
-
-def test_no_temp_folders_left_behind(tmp_path):
-    generate_sample(tmp_path / "s", per_class=1, size=32)
-    assert [p.name for p in tmp_path.iterdir()] == ["s"]
 
 
 def test_default_location_follows_edge_tl_cache(tmp_path, monkeypatch):

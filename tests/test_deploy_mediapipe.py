@@ -78,14 +78,6 @@ def test_mediapipe_runs_every_variant(files, quantize: str) -> None:
     assert diff <= tol, f"{quantize}: MediaPipe scores differ from edge-tl's by {diff}"
 
 
-def test_full_int8_takes_uint8_pixels(files) -> None:
-    paths, test = files
-    rt = load(paths["int8"])
-    d_in, d_out = rt.interpreter.get_input_details()[0], rt.interpreter.get_output_details()[0]
-    assert d_in["dtype"] == np.uint8 and d_out["dtype"] == np.uint8
-    np.testing.assert_array_equal(rt.input_tensor(test[:3]), test[:3])
-
-
 @pytest.mark.parametrize("quantize", list(FILENAMES))
 def test_standard_metadata_read_back(files, quantize: str) -> None:
     from mediapipe.tasks.metadata import metadata_schema_py_generated as md_fb
@@ -115,6 +107,5 @@ def test_card_rewrite_keeps_standard_metadata(files, tmp_path: Path) -> None:
     write_tflite_card(path, load(path).card.with_(parity={"agreement": 1.0}))
     content = path.read_bytes()
     assert packed_files(content) == {LABELS_FILE: b"cat\ndog\nfox\nowl\n"}
-    assert load(path).card.parity == {"agreement": 1.0}
     top, _ = _mediapipe(path, files[1][:4])
     assert len(top) == 4

@@ -24,8 +24,7 @@ from helpers.models import export_onnx, sample_run
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-NAMES = {"none": "model.onnx", "fp16": "model_fp16.onnx", "dynamic": "model_dynamic.onnx",
-         "int8": "model_int8.onnx"}
+NAMES = {"none": "model.onnx", "fp16": "model_fp16.onnx", "dynamic": "model_dynamic.onnx", "int8": "model_int8.onnx"}
 # OpenVINO vs ONNX Runtime on the same file: the largest logit difference allowed (its int8 kernels round
 # differently: measured up to 0.025 on dynamic int8, 0.005 on static int8 for logits of a few units). Top-1 must
 # agree on every image whose top-2 margin is larger than twice that difference (a smaller one can flip).

@@ -23,8 +23,7 @@ from helpers.export_fixtures import build_run, heldout_pixels
 from helpers.models import export_onnx
 
 MODES = ("none", "fp16", "dynamic", "int8")
-NAMES = {"none": "model.onnx", "fp16": "model_fp16.onnx", "dynamic": "model_dynamic.onnx",
-         "int8": "model_int8.onnx"}
+NAMES = {"none": "model.onnx", "fp16": "model_fp16.onnx", "dynamic": "model_dynamic.onnx", "int8": "model_int8.onnx"}
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,7 @@ def tflite_backend():
     from edge_tl.export.sensitivity_tflite import TfliteQuantBackend
     from edge_tl.export.tflite_export import convert_float
 
-    return TfliteQuantBackend(convert_float(fragile_model(), 32), CARD, _calibration(pixels()),
-                              method="absmax")
+    return TfliteQuantBackend(convert_float(fragile_model(), 32), CARD, _calibration(pixels()), method="absmax")
 
 
 def clear_cut(backend, px: np.ndarray, margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:

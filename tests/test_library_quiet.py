@@ -58,26 +58,6 @@ def test_train_and_eval_are_silent_and_report_to_the_reporter(sample_dir: Path, 
     assert (res.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_finetune_reports_each_epoch_with_its_image_count(sample_dir: Path, tmp_path: Path,
-                                                          capfd: pytest.CaptureFixture[str]) -> None:
-    capfd.readouterr()
-    rec = Recorder()
-    res = train(train_config(sample_dir, tmp_path / "ft", mode="finetune", epochs=2, batch_size=16, engine="torch"),
-                reporter=rec)
-    tasks = _tasks(rec)
-    for e in (1, 2):
-        t = tasks[f"epoch {e}/2"]
-        assert t["total"] == t["done"] == res.split["train"] and t["unit"] == "img"
-    assert sum(m.startswith("epoch ") for _, m in rec.notes) == 2
-    assert tuple(capfd.readouterr()) == ("", "")
-
-
-def test_progress_off_keeps_the_notes_and_drops_the_tasks(sample_dir: Path, tmp_path: Path) -> None:
-    rec = Recorder()
-    train(train_config(sample_dir, tmp_path / "q", engine="torch", progress=False), reporter=rec)
-    assert rec.tasks == [] and any("test accuracy" in m for _, m in rec.notes)
-
-
 def _console(terminal: bool) -> tuple[object, io.StringIO]:
     buf = io.StringIO()
     return Console(file=buf, force_terminal=terminal, width=200), buf

@@ -27,14 +27,6 @@ PARAMS = {"mobilenet_v2": 3_504_872, "mobilenet_v3_small": 2_542_856, "mobilenet
 def test_registered_names():
     assert set(REAL) == EXPECTED_REAL
     assert set(TINY) == {"tiny_cnn", "tiny_mobilenet"}
-    assert "tiny_cnn" not in list_backbones()
-
-
-def test_unknown_backbone_suggests_closest():
-    with pytest.raises(UnknownNameError) as err:
-        get_spec("mobilenetv2")
-    assert "did you mean 'mobilenet_v2'" in err.value.hint
-    assert "resnet18" in err.value.hint
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -110,11 +102,12 @@ def test_freeze_leaves_last_blocks_and_head_trainable(name, keep):
     n_frozen = len(model.blocks) - keep
     for i, block in enumerate(model.blocks):  # frozen BN stays in eval mode in train mode, the rest trains
         assert all(m.training == (i >= n_frozen) for m in block.modules() if isinstance(m, nn.BatchNorm2d))
-    # running statistics of frozen BN do not move in a train-mode forward
+    # running statistics of frozen BN do not move in a train-mode forward; frozen parameters get no gradient
     bn = next(m for m in model.blocks[0].modules() if isinstance(m, nn.BatchNorm2d))
     before = bn.running_mean.clone()
-    model(torch.randn(2, 3, 32, 32) * 3 + 1)
+    model(torch.randn(2, 3, 32, 32) * 3 + 1).sum().backward()
     assert torch.equal(bn.running_mean, before)
+    assert all((p.grad is not None) == p.requires_grad for p in model.parameters())
     model.unfreeze()
     model.train()
     assert all(p.requires_grad for p in model.parameters()) and bn.training
@@ -128,16 +121,6 @@ def test_freeze_out_of_range_is_config_error():
         model.freeze(except_last=4)
     with pytest.raises(ConfigError):
         model.freeze(except_last=-1)
-
-
-def test_frozen_backbone_gets_no_gradient():
-    model = create_model("tiny_mobilenet", num_classes=2)
-    model.freeze(0)
-    model.train()
-    loss = nn.functional.cross_entropy(model(torch.randn(3, 3, 32, 32)), torch.tensor([0, 1, 0]))
-    loss.backward()
-    assert all(p.grad is None for p in model.features.parameters())
-    assert model.head.weight.grad is not None
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -188,17 +171,12 @@ def test_state_dict_round_trip_in_edge_layout(tmp_path):
     assert fresh.num_classes == 2
 
 
-def test_state_dict_of_another_backbone_is_weights_error(tmp_path):
-    path = tmp_path / "other.pth"
-    torch.save(create_model("tiny_mobilenet").state_dict(), path)
-    with pytest.raises(WeightsError, match="does not fit backbone tiny_cnn"):
-        create_model("tiny_cnn", weights=path)
-
-
-@pytest.mark.parametrize(("write", "match"), [(lambda p: p.write_bytes(b"this is not a torch file"),
-                                                "not a loadable state dict"),
-                                               (lambda p: torch.save([1, 2, 3], p), "does not hold a state dict")])
-def test_not_a_state_dict_is_weights_error(tmp_path, write, match):
+@pytest.mark.parametrize(("write", "match"), [
+    (lambda p: p.write_bytes(b"this is not a torch file"), "not a loadable state dict"),
+    (lambda p: torch.save([1, 2, 3], p), "does not hold a state dict"),
+    (lambda p: torch.save(create_model("tiny_mobilenet").state_dict(), p), "does not fit backbone tiny_cnn"),
+])
+def test_unusable_state_dict_is_weights_error(tmp_path, write, match):
     write(tmp_path / "w.pth")
     with pytest.raises(WeightsError, match=match):
         create_model("tiny_cnn", weights=tmp_path / "w.pth")

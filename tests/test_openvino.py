@@ -4,6 +4,7 @@ explicit inference precision, parity, bench rows, and the bad inputs (no OpenVIN
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -73,8 +74,6 @@ def test_int8_ir_is_quantised_and_verified(project: Path) -> None:
 
 
 def test_card_round_trip_in_rt_info(project: Path, tmp_path: Path) -> None:
-    import shutil
-
     from edge_tl.export.openvino_export import read_ir, write_ir_card
     from edge_tl.runtimes.openvino_rt import ir_card_text, read_ir_card
 

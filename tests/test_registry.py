@@ -12,6 +12,7 @@ from edge_tl.export.sensitivity import get_backend
 from edge_tl.models import registry
 from edge_tl.registry import Registry
 from edge_tl.runtimes.base import CARD_READERS, read_card, runtime_entry, runtime_names
+from edge_tl.train import features
 from helpers.cards import card
 
 
@@ -43,7 +44,7 @@ def test_loader_runs_once_before_first_read() -> None:
 
 
 def test_builtin_registries_use_the_rule() -> None:
-    for reg in (registry.BACKBONES, engines.ADAPTERS, flops.COUNTERS):
+    for reg in (registry.BACKBONES, engines.ADAPTERS, flops.COUNTERS, features.ENGINES):
         first = reg.names()[0]
         with pytest.raises(ConfigError):
             reg.add(first, reg.get(first))
@@ -59,7 +60,8 @@ def test_builtin_registries_use_the_rule() -> None:
     (lambda: runtime_entry(".tflite", "litrt"), UnknownNameError, "did you mean 'litert'"),
 ])
 def test_migrated_tables_use_the_rule(call, error: type, match: str) -> None:
-    assert runtime_names()[".tflite"] == "litert"  # the first registered stays the default
+    names = runtime_names()  # the first registered stays the default
+    assert (names[".tflite"], names[".onnx"], names[".pt"]) == ("litert", "onnxruntime", "pytorch")
     with pytest.raises(error, match=match):
         call()
 

@@ -64,6 +64,7 @@ predict-truncated-tflite | predict cat.png --model model.tflite | truncated|dama
 predict-text-named-tflite | predict cat.png --model text.tflite | not a TFLite model | image text.tflite
 predict-garbage-checkpoint | predict cat.png --model model.pt | model\.pt | image garbage.pt
 predict-malicious-pickle | predict cat.png --model evil.pt | evil\.pt | image evil.pt
+predict-malicious-run | predict cat.png --model runs/r1 | model\.pt | image evil_run
 predict-unknown-suffix | predict cat.png --model model.h5 | unknown model file type | image model.h5
 predict-missing-model | predict cat.png --model nope.onnx | no such model | image
 predict-empty-run-folder | predict cat.png --model empty | empty | image empty_dir
@@ -111,6 +112,7 @@ train-resume-nothing | train --data ds --backbone tiny_cnn --weights none --resu
 eval-no-run | eval | runs/latest.* does not exist
 eval-empty-folder | eval --model empty | empty.* does not exist | empty_dir
 eval-malicious-pickle | eval --model evil.pt | evil\.pt | evil.pt
+eval-malicious-run | eval --model runs/r1 --quiet | model\.pt | evil_run
 eval-unknown-split | eval --split holdout | --split
 eval-unknown-engine | eval --engine tf | --engine
 eval-other-classes | eval --model runs/tiny --data ds | class | tiny_run dataset
@@ -135,6 +137,7 @@ visualize-malicious-pickle | visualize --model evil.pt --class cat | evil\.pt | 
 visualize-onnx-instead-of-run | visualize --model good.onnx --class cat | good\.onnx | good.onnx
 visualize-unknown-backbone | visualize --backbone nope --class 1 | unknown backbone 'nope'
 visualize-size-too-small | visualize --backbone tiny_cnn --class 1 --size 8 | --size
+visualize-scale-out-of-range | visualize --backbone tiny_cnn --weights none --class 1 --scale 0.9 | --scale
 visualize-class-index-out-of-range | visualize --backbone tiny_cnn --weights none --class 5000 --steps 1
     | unknown class '5000'
 visualize-unknown-class | visualize --model runs/tiny --class zebra --steps 1 | unknown class 'zebra' | tiny_run
@@ -148,6 +151,8 @@ export-run-without-checkpoint | export --model runs/r1 | no checkpoint at runs/r
 export-not-a-checkpoint | export --model blocker | not a run checkpoint | blocker
 export-garbage-checkpoint | export --model model.pt | not a readable edge-tl checkpoint | garbage.pt
 export-malicious-pickle | export --model evil.pt | evil\.pt | evil.pt
+export-malicious-run | export --model runs/r1 --out exp | model\.pt | evil_run
+export-malicious-run-tflite | export --model runs/r1/model.pt --format tflite --out exp | model\.pt | evil_run
 export-unknown-format | export --format onnx,keras | unknown format 'keras'
 export-unknown-quantization | export --quantize int4 | int4
 export-opset-out-of-range | export --opset 12 | --opset

@@ -13,17 +13,17 @@ trailing bytes after the JPEG end marker (decoders ignore them; the sha256 diffe
 
 from __future__ import annotations
 
-import io
 import json
-import struct
-import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers.cli import CliResult, cli_process
+from helpers.data import encode, png_raw
 
 pytestmark = pytest.mark.slow
 
@@ -36,27 +36,26 @@ CONVERTED = {"png-as-jpg": ("wrong-extension",), "cmyk": ("cmyk",), "16bit": ("g
 KINDS = (*REFUSED, *CONVERTED, "duplicate")  # 11 kinds x 18 = 198, +2 duplicates = 200
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def bomb_png(side: int = 30000) -> bytes:
-    """A tiny PNG whose header claims ``side`` x ``side`` RGB pixels (over Pillow's bomb limit)."""
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + _png_chunk(b"IEND", b""))
-
-
-def _encode(im: object, fmt: str, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)  # type: ignore[attr-defined]
-    return buf.getvalue()
+ROTATED = Image.Exif()
+ROTATED[0x0112] = 6  # EXIF orientation: rotate 90 CW
+# fault kind -> its bytes, from the image's pixels (and the generator, for an alpha channel)
+FAULT_BYTES: dict[str, Callable[[np.ndarray, np.random.Generator], bytes]] = {
+    "empty": lambda px, rng: b"",
+    "truncated": lambda px, rng: (full := encode(Image.fromarray(px), "JPEG", quality=95))[: len(full) // 2],
+    "text": lambda px, rng: b"this is not an image\n" * 3,
+    "bomb": lambda px, rng: png_raw(30000, 30000, 8, 2, b"\0" * 16),  # the header claims 9e8 RGB pixels
+    "png-as-jpg": lambda px, rng: encode(Image.fromarray(px), "PNG"),
+    "cmyk": lambda px, rng: encode(Image.fromarray(px).convert("CMYK"), "JPEG", quality=90),
+    "16bit": lambda px, rng: encode(Image.fromarray(px[..., 0].astype(np.uint16) * 257), "PNG"),
+    "palette": lambda px, rng: encode(Image.fromarray(px).convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+    "rgba": lambda px, rng: encode(Image.fromarray(np.concatenate(
+        [px, rng.integers(0, 255, (40, 40, 1), dtype=np.uint8)], -1), "RGBA"), "PNG"),
+    "exif": lambda px, rng: encode(Image.fromarray(px), "JPEG", quality=90, exif=ROTATED.tobytes()),
+}
 
 
 def make_faulty_folder(root: Path, seed: int = 0) -> dict[str, set[Path]]:
     """Write the 2,000-file folder; return the injected files by kind (``good`` included)."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     injected: dict[str, set[Path]] = defaultdict(set)
     plan = [KINDS[i % len(KINDS)] for i in range(200)]  # 200 faults, round-robin over kinds
@@ -71,45 +70,17 @@ def make_faulty_folder(root: Path, seed: int = 0) -> dict[str, set[Path]]:
             noise = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
             return (noise + (tint * 0.6).astype(np.uint8)).clip(0, 255).astype(np.uint8)
 
-        bases = [_encode(Image.fromarray(pixels()), "JPEG", quality=90) for _ in range(8)]
+        bases = [encode(Image.fromarray(pixels()), "JPEG", quality=90) for _ in range(8)]
         faults = faults_of[c]
         n_good = PER_CLASS - len(faults)
-        good_paths = []
-        for i in range(n_good):
-            p = d / f"{c}_{i:04d}.jpg"
+        good_paths = [d / f"{c}_{i:04d}.jpg" for i in range(n_good)]
+        for i, p in enumerate(good_paths):
             p.write_bytes(bases[i % 8] + f"edge-tl-test-{c}-{i}".encode())
-            good_paths.append(p)
         injected["good"].update(good_paths)
         for j, kind in enumerate(faults):
             p = d / f"{c}_fault_{j:03d}_{kind}.{'png' if kind in ('16bit', 'palette', 'rgba') else 'jpg'}"
             px = pixels()
-            if kind == "empty":
-                p.write_bytes(b"")
-            elif kind == "truncated":
-                full = _encode(Image.fromarray(px), "JPEG", quality=95)
-                p.write_bytes(full[: len(full) // 2])
-            elif kind == "text":
-                p.write_text("this is not an image\n" * 3)
-            elif kind == "bomb":
-                p.write_bytes(bomb_png())
-            elif kind == "png-as-jpg":
-                p.write_bytes(_encode(Image.fromarray(px), "PNG"))
-            elif kind == "cmyk":
-                p.write_bytes(_encode(Image.fromarray(px).convert("CMYK"), "JPEG", quality=90))
-            elif kind == "16bit":
-                p.write_bytes(_encode(Image.fromarray(px[..., 0].astype(np.uint16) * 257), "PNG"))
-            elif kind == "palette":
-                p.write_bytes(_encode(Image.fromarray(px).convert("P", palette=Image.Palette.ADAPTIVE), "PNG"))
-            elif kind == "rgba":
-                alpha = rng.integers(0, 255, (40, 40, 1), dtype=np.uint8)
-                p.write_bytes(_encode(Image.fromarray(np.concatenate([px, alpha], -1), "RGBA"), "PNG"))
-            elif kind == "exif":
-                im = Image.fromarray(px)
-                exif = im.getexif()
-                exif[0x0112] = 6  # rotate 90 CW
-                p.write_bytes(_encode(im, "JPEG", quality=90, exif=exif.tobytes()))
-            elif kind == "duplicate":
-                p.write_bytes(good_paths[j].read_bytes())
+            p.write_bytes(good_paths[j].read_bytes() if kind == "duplicate" else FAULT_BYTES[kind](px, rng))
             injected[kind].add(p)
     return dict(injected)
 

@@ -33,7 +33,7 @@ from edge_tl._io import (
 )
 from edge_tl.errors import EdgeTLError, OutputConflictError, WriteError
 from helpers.cli import cli, cli_process
-from helpers.reliability import ASSETS, check_final_files, files, image, loads
+from helpers.reliability import ASSETS, check_final_files, files, image, listing, loads
 
 # ---------------------------------------------------------------- the central translation, in-process
 
@@ -201,10 +201,6 @@ def _fault_case_dir(d: Path, tiny_run: Path, sample_dir: Path) -> None:
         ASSETS[asset](d)
 
 
-def _tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
 TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}")  # atomic_path's ".<stem>.<8 random chars><suffix>", mkdtemp's too
 
 
@@ -227,7 +223,7 @@ def test_command_under_file_size_limit(c: Fault, tmp_path: Path, tiny_run: Path,
     if not c.id.startswith("train"):  # the others a warm one, so they reach their own outputs sooner
         shutil.copytree(os.environ["EDGE_TL_CACHE"], cache, ignore=shutil.ignore_patterns("sample-v1"))
     env = {"EDGE_TL_CACHE": str(cache), "MPLCONFIGDIR": str(tmp_path / "mpl"), "EDGE_TL_DEBUG": "0"}
-    before = _tree(tmp_path)
+    before = listing(tmp_path)
     code, out, err = cli_process(c.argv.split(), tmp_path, env=env,
                                  prefix=["bash", "-c", f"ulimit -f {c.kib}; exec \"$@\"", "edge-tl"])
     assert code == 2, f"edge-tl {c.argv}: exit {code}\n{err[-3000:]}"
@@ -235,7 +231,7 @@ def test_command_under_file_size_limit(c: Fault, tmp_path: Path, tiny_run: Path,
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err[-2000:]
     assert errors[0].startswith("error: cannot write ") and "file too large" in errors[0] and " -- " in errors[0]
-    hidden = [p for p in _tree(tmp_path) - before if TEMP_NAME.match(Path(p).name) and not p.startswith("mpl")]
+    hidden = [p for p in listing(tmp_path) - before if TEMP_NAME.match(Path(p).name) and not p.startswith("mpl")]
     assert not hidden, f"temp files left: {hidden}"  # in the outputs and in the cache
     for name in c.outputs:  # whatever was finished before the fault is whole
         p = tmp_path / name

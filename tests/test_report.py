@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from edge_tl._io import sha256_file
 from edge_tl.errors import CardError, ConfigError, DataError
+from edge_tl.parity import ParityResult, limits_for, wilson_interval
 from edge_tl.report import build_report
 from edge_tl.report.browser import check_page, find_chromium, headings, is_blank, measure_layout
 from edge_tl.report.collect import SECTIONS
 from edge_tl.report.tables import Figure, Note, figure, tables_from_json
 from helpers import cards
-from helpers.cli import cli_process
+from helpers.cli import cli, cli_process
 from helpers.data import noise
+from helpers.reliability import onnx_bytes, tflite_bytes
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 TITLES = [title for _, title, _ in SECTIONS]
@@ -27,43 +30,6 @@ def _png(path: Path, kind: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     noise(120, 90, seed=len(kind)).save(path, "PNG")
     return path
-
-
-def _onnx_file(path: Path, card: dict) -> None:
-    """A tiny valid ONNX graph carrying ``card`` in its metadata, as edge-tl export writes it."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    node = helper.make_node("ReduceMean", ["input"], ["logits"], axes=[2, 3], keepdims=0)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 4, 4])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
-                              [numpy_helper.from_array(np.zeros(1, np.float32), "unused")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    helper.set_model_props(model, {"edge_tl.card": json.dumps(card)})
-    onnx.save(model, str(path))
-
-
-def _tflite_file(path: Path, card: dict) -> None:
-    """A minimal valid TFLite flatbuffer (one empty subgraph) with ``card`` in its metadata buffer."""
-    import flatbuffers
-    import numpy as np
-    from ai_edge_litert import schema_py_generated as fb
-
-    model = fb.ModelT()
-    model.version = 3
-    sub = fb.SubGraphT()
-    sub.tensors, sub.inputs, sub.outputs, sub.operators = [], [], [], []
-    model.subgraphs = [sub]
-    empty, data = fb.BufferT(), fb.BufferT()
-    data.data = np.frombuffer(json.dumps(card).encode(), np.uint8)
-    model.buffers = [empty, data]
-    meta = fb.MetadataT()
-    meta.name, meta.buffer = "edge_tl.card", 1
-    model.metadata = [meta]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(bytes(builder.Output()))
 
 
 def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Path:
@@ -88,25 +54,23 @@ def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Pat
         [{"epoch": e, "train_loss": 1.0 / e, "val_accuracy": 0.5 + e / 10} for e in (1, 2, 3)]))
     exported = root / "exported"
     exported.mkdir()
-    from edge_tl.parity import ParityResult, limits_for, wilson_interval
-
     # what the parity gate writes into a card (ParityResult.to_json), not a hand-made schema
     parity = ParityResult(variant="model.onnx", format="onnx", quantize="float", n=400, agreement=0.98,
                           accuracy=0.86, reference_accuracy=0.875, drop=1.5, max_dlogit=0.12, saturated=0.0,
                           kl=1e-4, max_dprob=0.01, ece=0.06, ece_reference=0.05, limits=limits_for("onnx", "float"),
                           agreement_ci=wilson_interval(392, 400), resolution=0.25,
                           images="train+val+test").to_json()
-    _onnx_file(exported / "model.onnx", cards.card_json("onnx", classes, **fields, parity=parity))
-    from edge_tl._io import sha256_file
-
+    onnx_card = cards.card_json("onnx", classes, **fields, parity=parity)
+    (exported / "model.onnx").write_bytes(onnx_bytes(4, json.dumps(onnx_card)))
     # matched by the checkpoint hash, not by run_dir; its sidecar has the name model.onnx's would have
     failed = {**parity, "agreement": 0.91, "passed": False, "failures": ["agreement 91.00 % < 98.00 %"]}
     tfl_card = cards.card_json("tflite", classes, **{**fields, "run_dir": "/elsewhere/gone"}, parity=failed,
                                quantization={"mode": "int8"}, source_sha256=sha256_file(run / "model.pt"))
-    _tflite_file(exported / "model.tflite", tfl_card)
+    (exported / "model.tflite").write_bytes(tflite_bytes(tfl_card, weights=0))
     (exported / "model.card.json").write_text(json.dumps(tfl_card))
     other = {**fields, "run_dir": str((root / "runs" / "other").resolve())}
-    _onnx_file(exported / "model_other.onnx", cards.card_json("onnx", classes, **other, parity={"agreement": 0.5}))
+    other_card = cards.card_json("onnx", classes, **other, parity={"agreement": 0.5})
+    (exported / "model_other.onnx").write_bytes(onnx_bytes(4, json.dumps(other_card)))
     (exported / "junk.onnx").write_text("not a protobuf")
     bench = {"schema": 1, "recommended": "model.tflite@1t", "notes": ["noisy machine"], "reference_top1": 87.5,
              "settings": {"threads": [1, 2], "batch": 1, "max_drop": 2.0},
@@ -363,3 +327,19 @@ def test_long_text_columns_go_last():
     t = tables_from_json([{"path": "/a/very/long/path/to/some/exported/artefact/model_int8.tflite", "p50": 1.5,
                            "name": "m"}])[0]
     assert t.columns == ("p50", "name", "path")
+
+
+def test_a_file_a_runtime_cannot_run_is_not_called_a_parity_failure(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = make_run(tmp_path)
+    bench = json.loads((run / "bench.json").read_text())
+    bench["rows"].append({**bench_row("model.onnx", "onnx", "float", "openvino", 1, 0.0, 87.5, "error"),
+                          "latency": None, "error": "OpenVINO cannot read model.onnx"})
+    (run / "bench.json").write_text(json.dumps(bench))
+    result = build_report()
+    assert (result.recommended, result.failed) == ("model.onnx", ("model.tflite",))
+    assert result.not_run == ("model.onnx on openvino: benchmark at 1 thread(s) failed: OpenVINO cannot read "
+                              "model.onnx",)
+    res = cli(["report"], capsys)
+    assert res.code == 0 and "FAIL model.tflite (parity gate)" in res.text and "FAIL model.onnx" not in res.text
+    assert "not run model.onnx on openvino: benchmark at 1 thread(s) failed" in " ".join(res.text.split())

@@ -15,7 +15,7 @@ import pytest
 from edge_tl.card import CARD_KEY, ModelCard
 from edge_tl.errors import ArtifactError, CardError, DataError, UnknownNameError
 from edge_tl.export.onnx_export import write_onnx_card
-from edge_tl.runtimes import SaturationWarning, load, runtime_names
+from edge_tl.runtimes import SaturationWarning, load
 from helpers.export_fixtures import heldout_pixels
 from helpers.models import export_onnx, sample_run
 
@@ -30,11 +30,6 @@ def onnx_path(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("rt_exported")
     export_onnx(run, ["none"], out, verify=False)
     return out / "model.onnx"
-
-
-def test_registered_by_suffix():
-    names = runtime_names()
-    assert names[".pt"] == "pytorch" and names[".onnx"] == "onnxruntime"
 
 
 def test_torch_and_onnx_agree_on_uint8_and_float_pixels(run: Path, onnx_path: Path):

@@ -13,9 +13,9 @@ import torch
 from edge_tl.card import ModelCard
 from edge_tl.data.manifest import Manifest
 from edge_tl.data.preprocess import load_batch, normalize
-from edge_tl.errors import ConfigError
 from edge_tl.models import create_model
 from edge_tl.models.checkpoint import load_checkpoint, read_checkpoint
+from edge_tl.progress import Recorder
 from edge_tl.train.api import TrainConfig, train
 from edge_tl.train.evaluate import evaluate
 from edge_tl.train.features import extract
@@ -59,8 +59,11 @@ def test_tiny_run_outputs(tiny_run: Path, sample_dir: Path) -> None:
 
 
 def test_features_mode_fits_the_probe_on_train_and_val(sample_dir: Path, tmp_path: Path) -> None:
-    """The run's head is the probe refitted on train + val features (same l2), converged and reproducible."""
-    a = train(_cfg(sample_dir, tmp_path / "a", epochs=None, batch_size=None))
+    """The run's head is the probe refitted on train + val features (same l2), converged and reproducible; with
+    progress off the reporter gets the notes but no tasks."""
+    rec = Recorder()
+    a = train(_cfg(sample_dir, tmp_path / "a", epochs=None, batch_size=None), reporter=rec)
+    assert rec.tasks == [] and any("test accuracy" in m for _, m in rec.notes)
     b = train(_cfg(sample_dir, tmp_path / "b", epochs=None, batch_size=None))
     sa, sb = read_checkpoint(a.run_dir)["state_dict"], read_checkpoint(b.run_dir)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -76,18 +79,20 @@ def test_features_mode_fits_the_probe_on_train_and_val(sample_dir: Path, tmp_pat
     assert np.abs(got - ref.weight).max() < 1e-4 * max(1.0, np.abs(ref.weight).max())
 
 
-def test_unfreeze_outside_finetune_is_an_error(sample_dir: Path, tmp_path: Path) -> None:
-    for mode in (None, "features", "full"):
-        with pytest.raises(ConfigError, match="--unfreeze applies to --mode finetune") as exc:
-            train(_cfg(sample_dir, tmp_path / "x", mode=mode, unfreeze=1))
-        assert "--mode finetune" in exc.value.hint
-    assert not (tmp_path / "x").exists()
-
-
 @pytest.mark.parametrize("mode", ["finetune", "full"])
-def test_image_modes_train_what_they_should(sample_dir: Path, tmp_path: Path, mode: str) -> None:
+def test_image_modes_train_what_they_should(sample_dir: Path, tmp_path: Path, mode: str,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    """The modes train the right parameters, report each epoch (with its image count) and print nothing."""
     kw = {"unfreeze": 1} if mode == "finetune" else {}
-    res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, epochs=2, batch_size=24, **kw))
+    capfd.readouterr()
+    rec = Recorder()
+    res = train(_cfg(sample_dir, tmp_path / mode, mode=mode, epochs=2, batch_size=24, progress=True, **kw),
+                reporter=rec)
+    assert tuple(capfd.readouterr()) == ("", "")
+    tasks = {t["description"]: t for t in rec.tasks}
+    assert all(tasks[f"epoch {e}/2"]["total"] == tasks[f"epoch {e}/2"]["done"] == res.split["train"]
+               and tasks[f"epoch {e}/2"]["unit"] == "img" for e in (1, 2))
+    assert sum(m.startswith("epoch ") for _, m in rec.notes) == 2
     torch.manual_seed(0)
     model = create_model("tiny_cnn", num_classes=len(res.card.classes), weights="none", img_size=32)
     init, trained = model.state_dict(), read_checkpoint(res.run_dir)["state_dict"]

@@ -11,14 +11,7 @@ import torch
 from edge_tl.card import ModelCard
 from edge_tl.errors import CheckpointError
 from edge_tl.models import create_model
-from edge_tl.models.checkpoint import (
-    FORMAT,
-    load_checkpoint,
-    read_card,
-    read_checkpoint,
-    save_checkpoint,
-    unwrap,
-)
+from edge_tl.models.checkpoint import FORMAT, load_checkpoint, read_card, read_checkpoint, save_checkpoint, unwrap
 from helpers.cards import card
 
 
@@ -62,16 +55,12 @@ def test_saves_from_ddp_like_wrapper(tmp_path: Path, tiny, tiny_card) -> None:
     assert set(sd) == set(tiny.state_dict())
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.pt")
-
-
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
-def test_garbage_files(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize("content", [None, b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
+def test_missing_and_garbage_files(tmp_path: Path, content: bytes | None) -> None:
     p = tmp_path / "model.pt"
-    p.write_bytes(content)
-    with pytest.raises(CheckpointError, match="not a readable edge-tl checkpoint"):
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(CheckpointError, match="does not exist" if content is None else "not a readable edge-tl"):
         load_checkpoint(p)
 
 

@@ -57,10 +57,11 @@ def test_unusable_dataset(capsys, tmp_path: Path, sample_dir: Path, setup, words
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--backbone", "mobilenetv2"], ["unknown backbone 'mobilenetv2'", "did you mean 'mobilenet_v2'"]),
+    (["--backbone", "mobilenetv2"], ["unknown backbone 'mobilenetv2'", "did you mean 'mobilenet_v2'", "resnet18"]),
     pytest.param(["--device", "cuda", *TINY], ["no CUDA GPU", "--device cpu"],
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
-    (["--unfreeze", "1", *TINY], ["--unfreeze applies to --mode finetune only", "add --mode finetune"]),
+    *(([*mode, "--unfreeze", "1", *TINY], ["--unfreeze applies to --mode finetune only", "add --mode finetune"])
+      for mode in ([], ["--mode", "features"], ["--mode", "full"])),
     (["--split", "official", *TINY], ["has no official split"]),
 ])
 def test_bad_train_options(capsys, tmp_path: Path, sample_dir: Path, args, words) -> None:

@@ -1,4 +1,4 @@
-"""``edge-tl visualize``: total variation, class resolution, the command end to end and its bad input."""
+"""``edge-tl visualize``: total variation, class resolution and the command end to end."""
 
 from __future__ import annotations
 
@@ -66,20 +66,6 @@ def test_visualize_run_grid_end_to_end(tiny_run, tmp_path, capsys) -> None:
     assert all(0.0 <= im["probability"] <= 1.0 for im in data["images"])
     assert data["size"] == 32
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "{run}", "--class", "zebra"], "unknown class 'zebra'"),
-    (["--model", "{run}", "--class", "x", "--backbone", "mobilenet_v2"], "exactly one of --model and --backbone"),
-    (["--model", "{run}", "--class", "x", "--weights", "none"], "--weights applies to --backbone only"),
-    (["--model", "{run}", "--class", "x", "--scale", "0.9"], "--scale"),  # a transform out of range
-    (["--class", "zebra"], "exactly one of"),  # neither --model nor --backbone
-])
-def test_visualize_bad_input(tiny_run, tmp_path, capsys, args, message) -> None:
-    png = tmp_path / "never.png"
-    code, _, err = cli(["visualize", *(a.format(run=tiny_run) for a in args), "--out", str(png)], capsys)
-    assert code == 2 and message in err and "Traceback" not in err
-    assert not png.exists()
 
 
 def test_visualize_judged_by_a_second_model_and_pixel_method(tiny_run, tmp_path, capsys) -> None:

@@ -10,18 +10,10 @@ from edge_tl.attacks import featureviz
 from edge_tl.attacks.featureviz import FourierImage, PixelImage, RobustTransform, make_parametrisation, rfft2d_freqs
 from edge_tl.attacks.visualize import VisualizeSettings, ideal_image, judge, to_tensor
 from edge_tl.errors import ConfigError
-from helpers.attacks import make_data, train_stripes
+from helpers.attacks import make_data, one_thread, train_stripes  # noqa: F401
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,29 @@
 """The attack tests' tiny world: stripe textures, a pixel-space model trained on them in ~2 s, that model as a
-Runtime, and a wrapper that counts the rows a model is sent."""
+Runtime, a wrapper that counts the rows a model is sent, and a one-thread torch fixture."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 CLASSES = ["horizontal", "vertical", "diagonal"]
 EPS = [2 / 255, 4 / 255, 8 / 255, 16 / 255]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread in each test module that imports this (autouse): the machine is shared, and tiny models
+    gain nothing from two."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def make_data(n_per: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -59,8 +59,9 @@ def write_onnx(d: Path, name: str, graph_size: int, card_size: int | None, batch
     (d / name).write_bytes(onnx_bytes(graph_size, card, batch))
 
 
-def tflite_bytes() -> bytes:
-    """A TFLite flatbuffer (ai-edge-litert's schema) with 4 KiB of weights and an edge-tl card in its metadata.
+def tflite_bytes(card: dict | None = None, weights: int = 4096) -> bytes:
+    """A TFLite flatbuffer (ai-edge-litert's schema, one empty subgraph) with ``weights`` bytes of weights (none
+    when 0) and ``card`` (default: :data:`CARD` as a tflite card) in its metadata.
 
     Built directly with the schema rather than converted, so no converter (litert-torch) is needed.
     """
@@ -72,12 +73,14 @@ def tflite_bytes() -> bytes:
     sub = fb.SubGraphT()
     sub.tensors, sub.inputs, sub.outputs, sub.operators = [], [], [], []
     model.subgraphs = [sub]
-    empty, weights, card = fb.BufferT(), fb.BufferT(), fb.BufferT()
-    weights.data = np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8)
-    card.data = np.frombuffer(json.dumps({**CARD, "format": "tflite"}).encode(), np.uint8)
-    model.buffers = [empty, weights, card]
+    model.buffers = [fb.BufferT()]
+    if weights:
+        model.buffers.append(fb.BufferT())
+        model.buffers[-1].data = np.random.default_rng(0).integers(0, 255, weights, dtype=np.uint8)
+    model.buffers.append(fb.BufferT())
+    model.buffers[-1].data = np.frombuffer(json.dumps(card or {**CARD, "format": "tflite"}).encode(), np.uint8)
     meta = fb.MetadataT()
-    meta.name, meta.buffer = "edge_tl.card", 2
+    meta.name, meta.buffer = "edge_tl.card", len(model.buffers) - 1
     model.metadata = [meta]
     builder = flatbuffers.Builder(8192)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
@@ -133,6 +136,7 @@ ASSETS: dict[str, Callable[[Path], object]] = {
     "text.tflite": lambda d: (d / "text.tflite").write_text("not a flatbuffer"),
     "garbage.pt": lambda d: (d / "model.pt").write_bytes(b"PK\x03\x04 garbage, not a zip"),
     "evil.pt": evil_pt,
+    "evil_run": lambda d: (run(d), evil_pt(d / "runs/r1"), (d / "runs/r1/evil.pt").rename(d / "runs/r1/model.pt")),
     "model.h5": lambda d: (d / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n"),
     "empty_dir": lambda d: (d / "empty").mkdir(),
     "blocker": lambda d: (d / "blocker").write_text("a file where a folder is expected"),
@@ -160,6 +164,11 @@ def files(root: Path) -> dict[str, str]:
     """Every file (and link) under ``root`` with its content hash: nothing may appear, vanish or change."""
     return {str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest())
             for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def listing(root: Path) -> set[str]:
+    """Every path under ``root`` (folders too), relative to it."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
 def loads(p: Path) -> bool:
