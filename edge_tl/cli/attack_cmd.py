@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edge_tl.attacks.registry import NORMS
+from edge_tl.attacks.registry import NORMS, AttackSettings
 from edge_tl.cli.options import FloatListType, NameListType, emit_json, json_option, seed_option, threads_option
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ def _attack_names() -> list[str]:
                    "robust at that eps, and an image fooled at an eps counts as fooled at larger ones (rows are "
                    "cumulative; the worst case is unchanged). --no-early-stop: every attack alone on every image "
                    "at every eps (much slower).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Images per model call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=AttackSettings.batch_size, show_default=True,
+              help="Rows per black-box model call (the runtime's buffers grow with it).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for attack.json, robustness.png, examples.png and the finished cells.  "
                    "[default: attacks/<model name>]")
@@ -92,7 +92,6 @@ def attack(models: tuple[Path, ...], data: str | None, n_images: int, attacks: l
 
     from edge_tl.attacks.api import AttackRequest, cells_kept, out_dir_for
     from edge_tl.attacks.api import attack as run_attack
-    from edge_tl.attacks.registry import AttackSettings
     from edge_tl.cli.progress import ConsoleReporter
 
     err = Console(stderr=True)

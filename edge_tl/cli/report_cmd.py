@@ -54,7 +54,9 @@ def report(run: Path, exported: Path | None, bench: Path | None, attack: Path | 
     else:
         console.print("[yellow]no file recommended yet[/] (see the verdict in the report)")
     for name in result.failed:
-        console.print(f"[red]FAIL[/] {escape(name)}")
+        console.print(f"[red]FAIL[/] {escape(name)} (parity gate)")
+    for line in result.not_run:
+        console.print(f"[yellow]not run[/] {escape(line)}")
     console.print(f"wrote {result.path} ({result.bytes / 1024:.0f} KiB)")
     if result.markdown:
         console.print(f"wrote {result.markdown}")

@@ -20,6 +20,7 @@ from typing import Any
 
 from edge_tl.report.collect import Report, ReportInputs, check_out, collect
 from edge_tl.report.html import render_html
+from edge_tl.report.verdict import FAIL
 
 
 def _opt_path(value: str | Path | None) -> Path | None:
@@ -35,15 +36,16 @@ class ReportResult:
     sections: tuple[tuple[str, str, bool], ...]
     recommended: str | None = None
     threads: int | None = None
-    failed: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()  # artefacts that failed their parity gate (never recommended)
     markdown: Path | None = None
+    not_run: tuple[str, ...] = ()  # "FILE on RUNTIME: why" for benchmark rows that could not run (file may be fine)
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict."""
         return {"path": str(self.path), "bytes": self.bytes,
                 "sections": [{"key": k, "title": t, "present": p} for k, t, p in self.sections],
                 "recommended": self.recommended, "threads": self.threads, "failed": list(self.failed),
-                "markdown": None if self.markdown is None else str(self.markdown)}
+                "not_run": list(self.not_run), "markdown": None if self.markdown is None else str(self.markdown)}
 
 
 def build_report(run: str | Path = "runs/latest", *, exported: str | Path | None = None,
@@ -72,7 +74,10 @@ def build_report(run: str | Path = "runs/latest", *, exported: str | Path | None
     return ReportResult(path=out_path, bytes=len(text.encode("utf-8")),
                         sections=tuple((s.key, s.title, s.present) for s in report.sections),
                         recommended=v.chosen.name if v.chosen else None, threads=v.chosen_threads,
-                        failed=tuple(c.name for c in v.failures), markdown=md_path)
+                        failed=tuple(dict.fromkeys(c.name for c in v.failures if c.parity == FAIL)),
+                        markdown=md_path, not_run=tuple(
+                            f"{c.name} on {c.runtime or '?'}: {c.problems[0]}" for c in v.failures
+                            if c.parity != FAIL and c.problems))
 
 
 __all__ = ["Report", "ReportInputs", "ReportResult", "build_report", "collect", "render_html"]

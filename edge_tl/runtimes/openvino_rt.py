@@ -269,6 +269,6 @@ def _load(path: Path, threads: int | None = None, precision: str | None = None, 
     return OpenVinoRuntime(core, model, card, path, n, prec, config)
 
 
-for _suffix in (".xml", ".onnx", ".tflite"):
-    register_runtime(_suffix, "openvino", requires="openvino")(_load)
+for _suffix in (".xml", ".onnx", ".tflite"):  # the default for IRs only, whatever the import order
+    register_runtime(_suffix, "openvino", default=_suffix == ".xml", requires="openvino")(_load)
 load_openvino = _load
