@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_tl.export.bias_correction import WEIGHT_QMAX
+from edge_tl.export.equalize import run_hooked
 
 ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch: h(V) = clamp(sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0, 1)
 BETA_START, BETA_END = 20.0, 2.0
@@ -66,13 +67,7 @@ def _forward_order(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, nn.
         if all(mod is not m for _, m in order):
             order.append((names[mod], mod))
 
-    handles = [m.register_forward_hook(hook) for m in names]
-    try:
-        with torch.no_grad():
-            model(probe)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(model, probe, list(names), hook)
     return order
 
 

@@ -37,6 +37,17 @@ class _Leaf:
     inputs: tuple[int, ...]  # index of the leaf that produced each tensor input (-1: the model input or a function)
 
 
+def run_hooked(model: nn.Module, probe: torch.Tensor, modules: list[nn.Module], hook: Any) -> None:
+    """``model(probe)`` without gradients, with ``hook`` as a forward hook on each of ``modules`` meanwhile."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _trace(model: nn.Module, probe: torch.Tensor) -> tuple[list[_Leaf], dict[int, int]]:
     """Leaf modules in execution order with their producers, and how many leaves read each leaf's output.
 
@@ -47,7 +58,6 @@ def _trace(model: nn.Module, probe: torch.Tensor) -> tuple[list[_Leaf], dict[int
     producer: dict[int, int] = {}
     keep: list[torch.Tensor] = []  # hold every tensor so no id is reused during the pass
     names = {m: n for n, m in model.named_modules()}
-    handles = []
 
     def hook(mod: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         if not isinstance(out, torch.Tensor):
@@ -58,15 +68,8 @@ def _trace(model: nn.Module, probe: torch.Tensor) -> tuple[list[_Leaf], dict[int
         producer[id(out)] = len(leaves) - 1
 
     inside = {id(c) for p in model.modules() if _is_bn_act(p) for c in p.modules() if c is not p}
-    for m in model.modules():
-        if (not list(m.children()) or _is_bn_act(m)) and id(m) not in inside:
-            handles.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(probe)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(model, probe, [m for m in model.modules()
+                              if (not list(m.children()) or _is_bn_act(m)) and id(m) not in inside], hook)
     readers: dict[int, int] = {}
     for leaf in leaves:
         for i in leaf.inputs:
