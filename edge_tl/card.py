@@ -61,6 +61,39 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class TensorQuant:
+    """Affine quantisation of one tensor of an artefact, as the file stores it: real = scale * (q - zero_point).
+
+    The one description both runtimes use for an int8 input or output (``dtype`` is a numpy integer type)."""
+
+    scale: float
+    zero_point: int
+    dtype: Any
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        import numpy as np
+
+        info = np.iinfo(self.dtype)
+        return int(info.min), int(info.max)
+
+    def quantize(self, real: Any) -> Any:
+        """Real values -> the integer tensor (round half to even, clipped to the dtype's range); exact for values
+        that were dequantised from it."""
+        import numpy as np
+
+        lo, hi = self.limits
+        q = np.rint(real.astype(np.float32) / np.float32(self.scale)) + self.zero_point
+        return np.clip(q, lo, hi).astype(self.dtype)
+
+    def dequantize(self, q: Any) -> Any:
+        """The integer tensor -> float32 real values."""
+        import numpy as np
+
+        return (np.float32(self.scale) * (q.astype(np.float32) - np.float32(self.zero_point))).astype(np.float32)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Labels, preprocessing, layout, quantisation, provenance and parity of one model or artefact."""
 

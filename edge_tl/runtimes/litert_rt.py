@@ -12,13 +12,12 @@ Batches larger than the file's batch are run by resizing the input tensor.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_tl.card import CARD_KEY, ModelCard, sidecar_path
+from edge_tl.card import CARD_KEY, ModelCard, TensorQuant, sidecar_path
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import ArtifactError, BackendMissingError, CardError
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
@@ -27,30 +26,6 @@ from edge_tl.runtimes.base import register_card_reader, register_runtime
 TFLITE_IDENTIFIER = b"TFL3"
 STANDARD_METADATA = "TFLITE_METADATA"  # the metadata buffer MediaPipe and the TFLite Task Library read
 _HINT = "re-export it with edge-tl export --format tflite"
-
-
-@dataclass(frozen=True)
-class TensorQuant:
-    """Affine quantisation of one tensor: real = scale * (q - zero_point)."""
-
-    scale: float
-    zero_point: int
-    dtype: Any  # a numpy integer type
-
-    @property
-    def limits(self) -> tuple[int, int]:
-        info = np.iinfo(self.dtype)
-        return int(info.min), int(info.max)
-
-    def quantize(self, real: np.ndarray) -> np.ndarray:
-        """Real values -> the integer tensor (round half to even, clipped to the dtype's range)."""
-        lo, hi = self.limits
-        q = np.rint(real.astype(np.float32) / np.float32(self.scale)) + self.zero_point
-        return np.clip(q, lo, hi).astype(self.dtype)
-
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        """The integer tensor -> float32 real values."""
-        return (np.float32(self.scale) * (q.astype(np.float32) - np.float32(self.zero_point))).astype(np.float32)
 
 
 def _quant_of(detail: dict[str, Any]) -> TensorQuant | None:

@@ -9,13 +9,12 @@ The card is read from the file's ``metadata_props`` (key :data:`~edge_tl.card.CA
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_tl.card import CARD_KEY, ModelCard, sidecar_path
+from edge_tl.card import CARD_KEY, ModelCard, TensorQuant, sidecar_path
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import ArtifactError, BackendMissingError, CardError
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
@@ -24,33 +23,13 @@ from edge_tl.runtimes.base import register_card_reader, register_runtime
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
-@dataclass(frozen=True)
-class OutputQuant:
-    """Quantisation of the logits as the artefact stores them: real = scale * (q - zero_point)."""
-
-    scale: float
-    zero_point: int
-    dtype: np.dtype
-
-    @property
-    def limits(self) -> tuple[int, int]:
-        info = np.iinfo(self.dtype)
-        return int(info.min), int(info.max)
-
-    def quantize(self, real: np.ndarray) -> np.ndarray:
-        """Recover the integer tensor behind dequantised values (exact for values that came from it)."""
-        lo, hi = self.limits
-        q = np.rint(real.astype(np.float64) / self.scale) + self.zero_point
-        return np.clip(q, lo, hi).astype(self.dtype)
-
-
 class OnnxRuntime:
     """An ``onnxruntime.InferenceSession`` on CPU: pixels ``(N, H, W, 3)`` -> float32 logits ``(N, C)``."""
 
     name = "onnxruntime"
 
     def __init__(self, session: Any, card: ModelCard, path: Path, threads: int,
-                 output_quant: OutputQuant | None) -> None:
+                 output_quant: TensorQuant | None) -> None:
         self.session = session
         self.card = card
         self.path = Path(path)
@@ -138,7 +117,7 @@ def read_card(path: Path) -> ModelCard:
     return _card_of(read_model(path), path)
 
 
-def output_quantization(model: Any) -> OutputQuant | None:
+def output_quantization(model: Any) -> TensorQuant | None:
     """Scale/zero point of the ``DequantizeLinear`` that produces the first graph output, if any."""
     from onnx import numpy_helper
 
@@ -153,7 +132,7 @@ def output_quantization(model: Any) -> OutputQuant | None:
     zp = numpy_helper.to_array(inits[producer.input[2]])
     if scale.size != 1 or zp.size != 1 or not np.issubdtype(zp.dtype, np.integer):
         return None
-    return OutputQuant(float(scale.reshape(())), int(zp.reshape(())), zp.dtype)
+    return TensorQuant(float(scale.reshape(())), int(zp.reshape(())), zp.dtype)
 
 
 def _check_input_shape(model: Any, card: ModelCard, path: Path) -> None:
