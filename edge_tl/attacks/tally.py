@@ -1,5 +1,5 @@
 """Small helpers of the attack engine: query tallies from cells, the per-image stream keys an attack accepts,
-the C heap trim after the surrogate's gradients, eps labels and a softmax."""
+the C heap trim after the surrogate's gradients, and eps labels."""
 
 from __future__ import annotations
 
@@ -53,9 +53,3 @@ def rate(queries: np.ndarray | None, seconds: float) -> float | None:
 
 def fmt_eps(eps: float, norm: str) -> str:
     return f"{eps * 255:g}/255" if norm == "linf" else f"{eps:g}"
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
