@@ -104,15 +104,15 @@ def _h(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
 
-def _rel_mse(layer: nn.Module, x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, batch: int) -> float:
-    """``mean((layer_w(x) - y)^2) / mean(y^2)`` over all rows, in batches."""
+def _sq_error(layer: nn.Module, x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
+    """``sum((layer_w(x) - y)^2)`` and ``sum(y^2)`` over all rows, in batches."""
     err, power = 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(x), batch):
             yi = y[i:i + batch]
             err += float(((_apply(layer, x[i:i + batch], w) - yi) ** 2).sum())
             power += float((yi ** 2).sum())
-    return err / max(power, 1e-12)
+    return err, power
 
 
 class _Rounding:
@@ -178,14 +178,11 @@ def _window_conv(layer: nn.Conv2d, x_pad: torch.Tensor, w: torch.Tensor, oy: int
     return F.conv2d(win, w, bias, layer.stride, 0, layer.dilation, layer.groups)
 
 
-def _learn(layer: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int, batch: int, lam: float,
-           gen: torch.Generator, crop: int = CROP) -> _Rounding:
-    w = layer.weight.detach().clone()
-    rnd = _Rounding(w)
+def _learn(layer: nn.Module, rnd: _Rounding, x: torch.Tensor, y: torch.Tensor, power: float, iters: int,
+           batch: int, lam: float, gen: torch.Generator, crop: int = CROP) -> None:
+    """Train ``rnd`` on ``layer``'s inputs ``x`` and float outputs ``y``; the output error is divided by ``power``
+    (the mean squared error of nearest rounding), so ``lam`` means the same on every layer."""
     opt = torch.optim.Adam([rnd.v], lr=LR)
-    # the output error is measured relative to that of nearest rounding, so ``lam`` means the same on every layer
-    with torch.no_grad():
-        power = float(((_apply(layer, x, rnd.nearest * rnd.scale) - y) ** 2).mean()) or 1.0
     cropped = _croppable(layer, y, crop)
     if cropped:
         x = _pad(layer, x)
@@ -206,7 +203,6 @@ def _learn(layer: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int, batch
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return rnd
 
 
 def adaround(model: nn.Module, x: torch.Tensor, *, iters: int = ITERS, batch: int = BATCH, images: int = IMAGES,
@@ -241,12 +237,14 @@ def _adaround(model: nn.Module, x: torch.Tensor, iters: int, batch: int, seed: i
     for done, (name, layer) in enumerate(layers, 1):
         inputs = _capture(model, layer, x, batch * 4, output=False)
         targets = _capture(reference, ref_layers[name], x, batch * 4, output=True)
+        rnd = _Rounding(layer.weight.detach().clone())
+        near_err, y_power = _sq_error(layer, inputs, rnd.nearest * rnd.scale, targets, batch * 4)
         with torch.enable_grad():
-            rnd = _learn(layer, inputs, targets, iters, batch, lam, gen)
+            _learn(layer, rnd, inputs, targets, near_err / targets.numel() or 1.0, iters, batch, lam, gen)
         q = rnd.hard_q()
         w_q = q * rnd.scale
-        before.append(_rel_mse(layer, inputs, rnd.nearest * rnd.scale, targets, batch * 4))
-        after.append(_rel_mse(layer, inputs, w_q, targets, batch * 4))
+        before.append(near_err / max(y_power, 1e-12))
+        after.append(_sq_error(layer, inputs, w_q, targets, batch * 4)[0] / max(y_power, 1e-12))
         flipped += int((q != rnd.nearest).sum())
         total += q.numel()
         with torch.no_grad():
