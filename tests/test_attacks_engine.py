@@ -144,6 +144,37 @@ def test_hopskipjump_respects_the_budget_and_counts_every_row(trained, test_set)
     assert (linf < start).mean() >= 0.5  # and the search moved most of them closer
 
 
+class _NhwcView:
+    """A Runtime seen through an NHWC tensor entry: HopSkipJump then draws its probes in the same order as for a
+    plain pixels function, so the two entries must give the same attack, image for image."""
+
+    def __init__(self, rt) -> None:
+        self.rt, self.card, self.layout, self.calls = rt, rt.card, "NHWC", 0
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.rt(images)
+
+    def run_tensor(self, x: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.rt.run_tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_hopskipjump_in_the_runtimes_own_input_format_is_the_same_attack(trained, test_set, norm) -> None:
+    x, y = test_set
+    x, y = x[::4], y[::4]
+    seeds = x[(np.arange(len(x)) + 2) % len(x)]
+    settings = AttackSettings(queries=120, norm=norm, batch_size=16)
+    rt = runtime(trained)
+    view = _NhwcView(rt)
+    fast, d_fast = batched_hopskipjump(view, x, y, settings, init_images=seeds, norm=norm)
+    plain, d_plain = batched_hopskipjump(lambda p: rt(p), x, y, settings, init_images=seeds, norm=norm)
+    assert view.calls > 0  # the probes went through the tensor entry
+    np.testing.assert_array_equal(fast.adv, plain.adv)
+    np.testing.assert_array_equal(fast.queries, plain.queries)
+    np.testing.assert_array_equal(d_fast, d_plain)
+
+
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_hopskipjump_stops_an_image_once_it_is_within_the_smallest_eps(trained, test_set, norm) -> None:
     x, y = test_set

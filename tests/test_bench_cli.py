@@ -109,8 +109,6 @@ def test_engine_call_computes_what_the_runtime_computes(project: Path, name: str
         out = call.fn()
     if rt.name == "litert":
         out = rt.interpreter.get_tensor(rt.interpreter.get_output_details()[0]["index"])
-    elif rt.name == "onnxruntime":
-        out = out[0]
     np.testing.assert_allclose(np.asarray(out, dtype=np.float32), rt(pixels), rtol=1e-5, atol=1e-5)
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edge_tl.card import InputSpec
-from edge_tl.data.preprocess import center_crop_box, load_pixels, normalize, resize_crop, resized_size
+from edge_tl.data.preprocess import center_crop_box, load_pixels, normalize, normalize_levels, resize_crop, resized_size
 
 SPEC = InputSpec(size=56, resize=64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
@@ -67,3 +67,17 @@ def test_draft_mode_close_to_full_decode(tmp_path):
     a = load_pixels(tmp_path / "big.jpg", SPEC, draft=True).astype(int)
     b = load_pixels(tmp_path / "big.jpg", SPEC, draft=False).astype(int)
     assert np.abs(a - b).mean() < 3.0
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_normalize_levels_is_normalize_bit_for_bit(layout: str) -> None:
+    spec = InputSpec(size=8, resize=8, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    px = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    px[0, 0, :4] = [[0, 0, 0], [255, 255, 255], [1, 254, 128], [127, 3, 200]]
+    levels = px.astype(np.float32)
+    if layout == "NCHW":
+        levels = np.ascontiguousarray(levels.transpose(0, 3, 1, 2))
+    want = normalize(px, spec, layout)
+    assert normalize_levels(levels, spec, layout).tobytes() == want.tobytes()
+    assert normalize_levels(levels, spec, layout, out=levels) is levels  # in place
+    assert levels.tobytes() == want.tobytes()

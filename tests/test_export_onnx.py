@@ -70,6 +70,7 @@ def test_variant_roundtrip(exported, mode: str):
     for batch in (pixels[:1], pixels[:3], pixels):  # dynamic batch axis
         assert rt(batch).shape == (len(batch), len(inside.classes))
     out = rt(pixels)
+    np.testing.assert_array_equal(rt.run_tensor(rt.input_tensor(pixels)), out)  # the engine alone: the same
     tol = {"none": 1e-4, "fp16": 5e-2}.get(mode)
     if tol is not None:
         np.testing.assert_allclose(out, ref, atol=tol)

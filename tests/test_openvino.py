@@ -100,6 +100,7 @@ def test_openvino_runs_onnx_and_tflite_files(project: Path) -> None:
         rt = load(project / "exported" / name, threads=1, runtime="openvino")
         assert rt.name == "openvino" and rt.precision == "f32" and rt.layout == rt.card.input.layout
         np.testing.assert_allclose(rt(pixels), ref, atol=1e-3)
+        np.testing.assert_array_equal(rt.run_tensor(rt.input_tensor(pixels)), rt(pixels))
 
 
 def test_precision_is_explicit(project: Path) -> None:

@@ -44,6 +44,9 @@ def test_torch_and_onnx_agree_on_uint8_and_float_pixels(run: Path, onnx_path: Pa
     assert ox.raw(pixels).dtype == np.float32  # float model: raw == logits
     assert ox(pixels[0]).shape == (1, pt.card.num_classes)  # one HWC image is a batch of one
     assert ox.card.classes == pt.card.classes and ox.card.format == "onnx"
+    for rt in (pt, ox):  # the engine alone on the runtime's own input tensor computes the same logits
+        assert rt.layout == "NCHW"
+        np.testing.assert_array_equal(rt.run_tensor(rt.input_tensor(pixels)), rt(pixels))
 
 
 def test_batching_is_invisible(run: Path, onnx_path: Path):

@@ -17,6 +17,7 @@ import numpy as np
 from edge_tl.attacks.blackbox import image_streams
 from edge_tl.attacks.pixels import Predict
 from edge_tl.attacks.registry import AttackSettings, Crafted, register_attack
+from edge_tl.data.preprocess import normalize_levels
 
 _PROBE = 0.1  # L-inf probe size as a fraction of the distance (at least one grey level)
 _GAIN = 1.5  # probe-size adaptation factor
@@ -25,21 +26,60 @@ AttackProgress = Callable[[int, float], None]
 
 
 class _Oracle:
-    """Asks the model about rows owned by images, in calls of ``batch`` rows, and counts rows per image."""
+    """Asks the model about rows owned by images, in calls of ``batch`` rows, and counts rows per image.
+
+    A :class:`~edge_tl.runtimes.base.Runtime` is asked in its own input format: rows come in its
+    :attr:`layout` (the search keeps its images that way), as uint8 or, from :meth:`decide_levels`, as float32
+    grey levels, and are normalised straight into the engine's tensor (the same values as the runtime's own
+    call, bit for bit). For a plain pixels function the layout is NHWC and rows are uint8 pixels."""
 
     def __init__(self, predict: Predict, labels: np.ndarray, targeted: bool, batch: int, n: int) -> None:
         self.predict, self.labels, self.targeted, self.batch = predict, labels, targeted, batch
         self.used = np.zeros(n, np.int64)
+        layout = getattr(predict, "layout", None)
+        tensor_ok = callable(getattr(predict, "run_tensor", None)) and hasattr(predict, "card")
+        self.layout: str | None = layout if tensor_ok and layout in ("NCHW", "NHWC") else None
 
     def decide(self, rows: np.ndarray, owners: np.ndarray) -> np.ndarray:
         """True where the row is adversarial for its owner (uint8 rows, one owner index per row)."""
+        if self.layout is None:
+            return self._decide(self.predict, rows, owners)
+        levels = rows.astype(np.float32)
+        return self.decide_levels(levels, owners)
+
+    def decide_levels(self, levels: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """:meth:`decide` for float32 grey levels in :attr:`layout`, normalised in place (``levels`` then
+        holds the engine's tensor; :meth:`level_sums` maps sums of its rows back to grey levels)."""
+        tensor = normalize_levels(levels, self.predict.card.input, self.layout, out=levels)
+        return self._decide(self.predict.run_tensor, tensor, owners)
+
+    def level_sums(self, sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Weighted sums of normalised rows -> the same sums of the rows' grey levels. Each is a whole number
+        (integer levels, integer weights), recovered exactly by rounding: the float error is below 0.01."""
+        spec = self.predict.card.input
+        nchw = self.layout == "NCHW"
+        shape = (1, 3, 1) if nchw else (1, 1, 3)
+        g = (sums.reshape(len(sums), 3, -1) if nchw else sums.reshape(len(sums), -1, 3)).astype(np.float64)
+        g *= 255.0 * np.asarray(spec.std, np.float64).reshape(shape)
+        g += 255.0 * np.asarray(spec.mean, np.float64).reshape(shape) * weights.reshape(-1, 1, 1)
+        return np.rint(g, out=g).astype(np.float32).reshape(sums.shape)
+
+    def _decide(self, fn: Predict, rows: np.ndarray, owners: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), bool)
         for s in range(0, len(rows), self.batch):
-            pred = np.asarray(self.predict(rows[s:s + self.batch])).argmax(axis=1)
+            pred = np.asarray(fn(rows[s:s + self.batch])).argmax(axis=1)
             lab = self.labels[owners[s:s + self.batch]]
             out[s:s + self.batch] = pred == lab if self.targeted else pred != lab
         np.add.at(self.used, owners, 1)
         return out
+
+
+def _to_layout(a: np.ndarray, layout: str | None) -> np.ndarray:
+    return a.transpose(0, 3, 1, 2) if layout == "NCHW" else a
+
+
+def _from_layout(a: np.ndarray, layout: str | None) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if layout == "NCHW" else a
 
 
 def _dist(a: np.ndarray, b: np.ndarray, norm: str) -> np.ndarray:
@@ -140,14 +180,20 @@ class _Search:
 
     def gradient(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """The boundary's normal at each current point, estimated from random probes (HopSkipJump's
-        baseline-corrected Monte Carlo estimate); returns the active indices and the update directions."""
+        baseline-corrected Monte Carlo estimate); returns the active indices and the update directions.
+
+        Probes are drawn and rounded as float32 grey levels in one reused buffer, which then becomes the
+        engine's input tensor in place; the per-image sums are taken on that tensor and mapped back."""
         idx = np.flatnonzero(self.alive)
         n_ev = np.minimum(int(self.init_eval * np.sqrt(t + 1)), self.max_eval)
         counts = np.minimum(n_ev, self.left(idx) - 1)  # keep one query for the step
         idx, counts = idx[counts >= 2], counts[counts >= 2]
-        shape = self.x.shape[1:]
+        layout = self.o.layout
+        base = self.cur[idx].astype(np.float32)  # (images, *shape), in the model's layout
+        shape = base.shape[1:]
         d = int(np.prod(shape))
-        su = np.zeros((idx.size, d), np.float32)
+        flat_base = base.reshape(idx.size, d)
+        su = np.zeros((idx.size, d), np.float32)  # per image: sum of probe offsets u, and of f * u
         sfu = np.zeros_like(su)
         sf = np.zeros(idx.size)
         owners = np.repeat(np.arange(idx.size), counts)
@@ -155,38 +201,28 @@ class _Search:
         buf = np.empty((min(bs, owners.size), *shape), np.float32)  # one probe batch, reused
         for s in range(0, owners.size, bs):
             own = owners[s:s + bs]
-            probe_f = buf[:own.size]
+            probe = buf[:own.size]
             first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are sorted: rows come in runs
             runs = np.diff(np.r_[first, own.size])
             who = own[first]
-            for i, a, r in zip(idx[who], first, runs):  # each image's own stream, drawn in place
-                if self.norm == "linf":
-                    self.rngs[i].random(out=probe_f[a:a + r], dtype=np.float32)
-                else:
-                    self.rngs[i].standard_normal(out=probe_f[a:a + r], dtype=np.float32)
-            if self.norm == "linf":  # uniform in [-delta, delta]
-                delta = (np.maximum(1.0, _PROBE * self.dist[idx[own]]) * self.gain[idx[own]]).astype(np.float32)
-                probe_f *= (2.0 * delta).reshape(-1, 1, 1, 1)
-                probe_f -= delta.reshape(-1, 1, 1, 1)
-            else:  # a random direction of length delta
-                delta = (np.maximum(np.sqrt(d), 0.1 * self.dist[idx[own]]) * self.gain[idx[own]]).astype(np.float32)
-                length = np.sqrt(np.einsum("ij,ij->i", probe_f.reshape(own.size, -1), probe_f.reshape(own.size, -1)))
-                probe_f *= (delta / np.maximum(length, 1e-12)).reshape(-1, 1, 1, 1)
-            base = self.cur[idx[own]]
-            probe_f += base
-            np.rint(probe_f, out=probe_f)
-            np.clip(probe_f, 0, 255, out=probe_f)
-            probe = probe_f.astype(np.uint8)
-            f = np.where(self.o.decide(probe, idx[own]), 1.0, -1.0).astype(np.float32)
-            probe_f -= base  # now the probe's offset u from the current point, on the 8-bit grid
-            coef = np.zeros((2 * who.size, own.size), np.float32)  # per image: sum of u, and sum of f * u
+            for w, a, r in zip(who, first, runs):  # each image's own stream, drawn and placed in place
+                self._draw(probe[a:a + r], int(idx[w]), base[w], d)
+            np.rint(probe, out=probe)
+            np.clip(probe, 0, 255, out=probe)
+            ok = (self.o.decide(probe.astype(np.uint8), idx[own]) if layout is None else
+                  self.o.decide_levels(probe, idx[own]))  # the latter leaves the normalised tensor in probe
+            f = np.where(ok, 1.0, -1.0).astype(np.float32)
+            coef = np.zeros((2 * who.size, own.size), np.float32)  # per image: sum of probes, and of f * probe
             rows = np.repeat(np.arange(who.size), runs)
             coef[rows, np.arange(own.size)] = 1.0
             coef[who.size + rows, np.arange(own.size)] = f
-            sums = coef @ probe_f.reshape(own.size, -1)
-            su[who] += sums[:who.size]
-            sfu[who] += sums[who.size:]
-            sf[who] += np.add.reduceat(f, first)
+            sums = coef @ probe.reshape(own.size, -1)
+            n_f = np.add.reduceat(f, first)
+            if layout is not None:
+                sums = self.o.level_sums(sums, np.r_[runs, n_f])
+            su[who] += sums[:who.size] - runs.astype(np.float32)[:, None] * flat_base[who]
+            sfu[who] += sums[who.size:] - n_f[:, None] * flat_base[who]
+            sf[who] += n_f
         su, sfu = su.reshape(idx.size, *shape), sfu.reshape(idx.size, *shape)
         mean_f = (sf / np.maximum(counts, 1)).reshape(-1, 1, 1, 1)
         frac = (mean_f.ravel() + 1) / 2
@@ -199,6 +235,22 @@ class _Search:
             upd = grad / np.maximum(np.sqrt((grad * grad).reshape(len(grad), -1).sum(axis=1)), 1e-12).reshape(
                 -1, 1, 1, 1)
         return idx, upd
+
+    def _draw(self, slab: np.ndarray, i: int, base: np.ndarray, d: int) -> None:
+        """``len(slab)`` random probes around ``base`` (grey levels) from image ``i``'s stream, unrounded:
+        L-inf uniform in ``base +- delta``, L2 at distance ``delta`` in a random direction."""
+        if self.norm == "linf":  # uniform on 256 sub-levels of [-delta, delta]: one random byte per value
+            delta = np.float32(max(1.0, _PROBE * self.dist[i]) * self.gain[i])
+            raw = self.rngs[i].bit_generator.random_raw(-(-slab.size // 8)).view(np.uint8)[:slab.size]
+            np.multiply(raw.reshape(slab.shape), 2 * delta / 256, out=slab, dtype=np.float32)
+            slab += base + (delta / 256 - delta)
+            return
+        delta = np.float32(max(np.sqrt(d), 0.1 * self.dist[i]) * self.gain[i])
+        self.rngs[i].standard_normal(out=slab, dtype=np.float32)
+        flat = slab.reshape(len(slab), -1)
+        length = np.sqrt(np.einsum("ij,ij->i", flat, flat))
+        slab *= (delta / np.maximum(length, 1e-12)).astype(np.float32).reshape(-1, *([1] * (slab.ndim - 1)))
+        slab += base
 
     def step(self, idx: np.ndarray, upd: np.ndarray, t: int) -> None:
         """Geometric step-size search along each update: halve until the moved point is adversarial."""
@@ -236,8 +288,11 @@ def batched_hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, settings
     oracle = _Oracle(predict, labels, target is not None, settings.batch_size, n)
     if n == 0:
         return Crafted(x.copy(), oracle.used), np.zeros(0)
-    s = _Search(oracle, x, settings, norm, stop_at * 255.0, np.arange(n) if ids is None else np.asarray(ids))
-    s.start(init_images)
+    layout = oracle.layout  # the search runs in the model's own layout
+    xl = np.ascontiguousarray(_to_layout(x, layout))
+    seeds = None if init_images is None else np.ascontiguousarray(_to_layout(init_images, layout))
+    s = _Search(oracle, xl, settings, norm, stop_at * 255.0, np.arange(n) if ids is None else np.asarray(ids))
+    s.start(seeds)
     s.binary_search()
     t = 0
     total = float(n * settings.queries)
@@ -250,7 +305,7 @@ def batched_hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, settings
         t += 1
         if progress is not None:
             progress(s.images_done(), float(np.minimum(oracle.used, settings.queries).sum()) / total)
-    return Crafted(s.best, oracle.used.copy()), s.best_dist / 255.0
+    return Crafted(_from_layout(s.best, layout), oracle.used.copy()), s.best_dist / 255.0
 
 
 def _hsj(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float | None, settings: AttackSettings,

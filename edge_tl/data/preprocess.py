@@ -122,6 +122,17 @@ def _lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     return np.ascontiguousarray(((levels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).T)
 
 
+def normalize_levels(levels: np.ndarray, spec: InputSpec, layout: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Whole grey levels held as float32 ``(N, 3, H, W)`` (``layout="NCHW"``) or ``(N, H, W, 3)`` -> the normalised
+    tensor, bit for bit what :func:`normalize` gives the same pixels as uint8, without the uint8 round trip or a
+    change of layout (written to ``out`` when given, which may be ``levels`` itself)."""
+    shape = (1, 3, 1, 1) if layout == "NCHW" else (1, 1, 1, 3)
+    out = np.divide(levels, np.float32(255.0), out=out, dtype=np.float32)
+    out -= np.asarray(spec.mean, np.float32).reshape(shape)
+    out /= np.asarray(spec.std, np.float32).reshape(shape)
+    return out
+
+
 def normalize(pixels: np.ndarray, spec: InputSpec, layout: str = "NCHW") -> np.ndarray:
     """``(N, H, W, 3)`` pixels (uint8, or float in [0, 1]) -> normalised float32 in ``layout``.
 

@@ -40,6 +40,18 @@ class Runtime(Protocol):
         """The output tensor exactly as the artefact produced it (int8 for int8 outputs), for saturation checks."""
         ...
 
+    layout: str  # "NCHW" | "NHWC": of the tensor the engine takes
+
+    def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels -> the tensor the file takes (normalised, in :attr:`layout`; int8 for an int8 input)."""
+        ...
+
+    def run_tensor(self, x: np.ndarray) -> np.ndarray:
+        """The engine alone on a normalised float32 tensor in :attr:`layout` (what
+        :func:`~edge_tl.data.preprocess.normalize` gives): float32 logits. For callers that prepare inputs
+        themselves, e.g. an attack that builds its queries in the model's own layout."""
+        ...
+
 
 RuntimeLoader = Callable[..., Runtime]
 

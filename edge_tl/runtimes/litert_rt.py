@@ -54,6 +54,7 @@ class LiteRtRuntime:
         self.input_quant = _quant_of(inp)
         self.output_quant = _quant_of(out)
         self._batch = int(inp["shape"][0])
+        self.layout = "NHWC"
 
     @classmethod
     def from_bytes(cls, data: bytes, card: ModelCard, threads: int | None = None,
@@ -79,13 +80,23 @@ class LiteRtRuntime:
 
     def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels -> the tensor the file takes (normalised NHWC float, or int8 with the input's scale)."""
-        x = normalize(pixels, self.card.input, "NHWC")
+        return self._cast(normalize(pixels, self.card.input, "NHWC"))
+
+    def run_tensor(self, x: np.ndarray) -> np.ndarray:
+        """Invocations on a normalised float32 NHWC tensor (quantised here for an int8 input) -> float32
+        logits (dequantised)."""
+        raw = run_batched(lambda t: self._engine(self._cast(t)), x)
+        return raw.astype(np.float32, copy=False) if self.output_quant is None else self.output_quant.dequantize(raw)
+
+    def _cast(self, x: np.ndarray) -> np.ndarray:
         if self.input_quant is not None:
             return self.input_quant.quantize(x)
         return x.astype(self._in_dtype, copy=False)
 
     def _invoke(self, pixels: np.ndarray) -> np.ndarray:
-        x = self.input_tensor(pixels)
+        return self._engine(self.input_tensor(pixels))
+
+    def _engine(self, x: np.ndarray) -> np.ndarray:
         if len(x) != self._batch:
             self._resize(len(x))
         self.interpreter.set_tensor(self._in_index, x)

@@ -42,17 +42,27 @@ class OnnxRuntime:
             raise ArtifactError(f"{path}: input '{inp.name}' has type {inp.type}; edge-tl artefacts take floats",
                                 "re-export the model with edge-tl export")
         self._output_name = session.get_outputs()[0].name
+        self.layout = card.input.layout  # of the tensor the file takes
+        self._fixed = _fixed_batch(session)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = check_pixels(images, self.card.input)
-        fixed = _fixed_batch(self.session)
-        if fixed is None:
-            return run_batched(self._forward, x)
-        return _run_fixed(self._forward, x, fixed)
+        return run_batched(lambda p: self.run_tensor(self.input_tensor(p)), x)
 
-    def _forward(self, pixels: np.ndarray) -> np.ndarray:
-        x = normalize(pixels, self.card.input, self.card.input.layout).astype(self._input_dtype, copy=False)
-        out = self.session.run([self._output_name], {self._input_name: x})[0]
+    def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels -> the normalised tensor the model takes (float32, or float16 for an fp16 input), in
+        :attr:`layout`."""
+        return normalize(pixels, self.card.input, self.layout).astype(self._input_dtype, copy=False)
+
+    def run_tensor(self, x: np.ndarray) -> np.ndarray:
+        """One engine call on a normalised float32 tensor in :attr:`layout` -> float32 logits (a file with a
+        fixed batch size gets padded chunks of that size)."""
+        if self._fixed is not None and len(x) != self._fixed:
+            return _run_fixed(self._engine, x, self._fixed)
+        return self._engine(x)
+
+    def _engine(self, x: np.ndarray) -> np.ndarray:
+        out = self.session.run([self._output_name], {self._input_name: x.astype(self._input_dtype, copy=False)})[0]
         return np.asarray(out, dtype=np.float32)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -79,13 +79,14 @@ class OpenVinoRuntime:
         """Pixels -> the normalised float32 tensor the model takes, in the card's layout."""
         return np.ascontiguousarray(normalize(pixels, self.card.input, self.layout), dtype=np.float32)
 
-    def _forward(self, pixels: np.ndarray) -> np.ndarray:
-        req = self.request(len(pixels))
-        req.infer({0: self.input_tensor(pixels)})
+    def run_tensor(self, x: np.ndarray) -> np.ndarray:
+        """One inference on a normalised float32 tensor in :attr:`layout` -> float32 logits."""
+        req = self.request(len(x))
+        req.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return np.array(req.get_output_tensor(0).data, dtype=np.float32)  # copy: the buffer is reused
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return run_batched(self._forward, check_pixels(images, self.card.input))
+        return run_batched(lambda p: self.run_tensor(self.input_tensor(p)), check_pixels(images, self.card.input))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return softmax(self(images))

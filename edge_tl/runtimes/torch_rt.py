@@ -31,17 +31,25 @@ class TorchRuntime:
         self.path = Path(path)
         self.threads = threads
         self.batch = batch  # images per forward pass (activations grow with it)
+        self.layout = "NCHW"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = check_pixels(images, self.card.input)
-        return run_batched(self._forward, x, self.batch)
+        return run_batched(lambda p: self._engine(self.input_tensor(p)), x, self.batch)
 
-    def _forward(self, pixels: np.ndarray) -> np.ndarray:
+    def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels -> the normalised float32 NCHW tensor the model takes."""
+        return normalize(pixels, self.card.input, "NCHW")
+
+    def run_tensor(self, x: np.ndarray) -> np.ndarray:
+        """Forward passes (``batch`` images each) on a normalised float32 NCHW tensor -> float32 logits."""
+        return run_batched(self._engine, x, self.batch)
+
+    def _engine(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        t = torch.from_numpy(normalize(pixels, self.card.input, "NCHW"))
         with torch.inference_mode():
-            return self.model(t).float().numpy().astype(np.float32, copy=False)
+            return self.model(torch.from_numpy(x)).float().numpy().astype(np.float32, copy=False)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return softmax(self(images))

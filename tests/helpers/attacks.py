@@ -75,12 +75,22 @@ def runtime(module: Any, size: int = 32) -> Any:
 
 
 class Counting:
-    """A model (a Runtime, or any pixels -> logits function) that records the rows of every call in ``rows``."""
+    """A model (a Runtime, or any pixels -> logits function) that records the rows of every call in ``rows``;
+    a Runtime's own-format entry (``run_tensor``) is passed through and counted too."""
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], name: str = "counted") -> None:
         self.predict, self.rows = predict, []
         self.name, self.path, self.threads = name, Path(name), 1
         self.card = getattr(predict, "card", None)
+        inner = getattr(predict, "run_tensor", None)
+        if callable(inner):
+            self.layout = predict.layout
+
+            def run_tensor(x: np.ndarray) -> np.ndarray:
+                self.rows.append(len(x))
+                return inner(x)
+
+            self.run_tensor = run_tensor
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         self.rows.append(len(images))
