@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_tl.attacks.pixels import Predict, batched, eps_levels
+from edge_tl.attacks.pixels import Predict, eps_levels
 from edge_tl.attacks.registry import AttackSettings, Crafted, register_attack
+from edge_tl.runtimes import run_batched
 
 
 def margin(logits: np.ndarray, labels: np.ndarray, targeted: bool) -> np.ndarray:
@@ -82,7 +83,7 @@ def square(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float, settings:
     delta = _on_sphere(np.broadcast_to(stripes, x.shape).astype(np.float32), k) if l2 else \
         np.broadcast_to(k * stripes, x.shape).astype(np.int16)
     apply = (lambda xs, d: _apply_l2(xs, d, k)) if l2 else _apply
-    loss = margin(batched(predict, apply(xi, delta), settings.batch_size), labels, targeted)
+    loss = margin(run_batched(predict, apply(xi, delta), settings.batch_size), labels, targeted)
     queries += 1
     share = np.float32(2.0 * k / np.sqrt(h * w * c))
     for it in range(1, settings.queries):
@@ -100,7 +101,7 @@ def square(predict: Predict, x: np.ndarray, y: np.ndarray, eps: float, settings:
             d_new[j, r:r + s, col:col + s, :] = value[j]
         if l2:  # the window gets a share of the budget a few times its area's, then all is rescaled to the sphere
             d_new = _on_sphere(d_new, k)
-        l_new = margin(batched(predict, apply(xi[active], d_new), settings.batch_size), labels[active], targeted)
+        l_new = margin(run_batched(predict, apply(xi[active], d_new), settings.batch_size), labels[active], targeted)
         queries[active] += 1
         better = l_new < loss[active]
         loss[active[better]] = l_new[better]

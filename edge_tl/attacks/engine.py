@@ -26,7 +26,6 @@ import numpy as np
 from edge_tl.attacks.cells import Cell, CellKey, CellStore
 from edge_tl.attacks.pixels import (
     CHUNK,
-    batched,
     check_eps,
     perturbation_norms,
     pixel_runtime,
@@ -36,6 +35,7 @@ from edge_tl.attacks.registry import AttackSettings, AttackSpec, get_attack
 from edge_tl.attacks.results import WORST_CASE, AttackReport, AttackResult
 from edge_tl.attacks.tally import fmt_eps, ids_kwarg, queries_sent, rate, trim_heap
 from edge_tl.errors import ConfigError
+from edge_tl.runtimes import run_batched
 from edge_tl.runtimes.base import Runtime, softmax
 
 JUDGE_BATCH = 8
@@ -195,7 +195,7 @@ class _State:
 
     def clean(self, name: str, rt: Runtime) -> None:
         self.tick(Tick(f"clean accuracy of {name}", 0, len(self.x), 0.0))
-        logits = batched(rt, self.x, self.judge_batch)
+        logits = run_batched(rt, self.x, self.judge_batch) if len(self.x) else np.zeros((0, 0), np.float32)
         probs = softmax(logits) if len(logits) else np.zeros((0, 1), np.float32)
         pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
         correct = pred == self.y
@@ -329,7 +329,7 @@ class _State:
         """Judge the 8-bit adversarials ``adv`` of images ``idx`` on model ``name``; with early stop the cell's
         flags also hold what earlier attacks (and smaller eps) achieved."""
         n = len(self.x)
-        probs = softmax(batched(rt, adv, self.judge_batch)) if len(idx) else np.zeros((0, 1))
+        probs = softmax(run_batched(rt, adv, self.judge_batch)) if len(idx) else np.zeros((0, 1))
         pred = probs.argmax(axis=1)
         y = self.y[idx]
         s = pred == self.tl[idx] if self.tl is not None else pred != y

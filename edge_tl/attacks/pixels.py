@@ -93,14 +93,6 @@ def perturbation_norms(x: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, np.n
     return linf / scale, l2 / scale
 
 
-def batched(predict: Predict, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """``predict`` over ``x`` in chunks of ``batch_size`` (float32 logits)."""
-    if len(x) == 0:
-        return np.zeros((0, 0), np.float32)
-    return np.concatenate([np.asarray(predict(x[i:i + batch_size]), np.float32)
-                           for i in range(0, len(x), batch_size)])
-
-
 def pixel_model(model: Any, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.nn.Module:
     """Wrap a model that expects normalised NCHW input so it takes NCHW pixels in [0, 1] (eval mode)."""
     import torch
