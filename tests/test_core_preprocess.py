@@ -38,7 +38,9 @@ def test_normalize_layouts_agree():
     px = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     nchw, nhwc = normalize(px, SPEC, "NCHW"), normalize(px, SPEC, "NHWC")
     assert nchw.shape == (2, 3, 8, 8) and nhwc.shape == (2, 8, 8, 3)
-    assert np.array_equal(nchw.transpose(0, 2, 3, 1), nhwc)  # the uint8 lookup table gives the arithmetic's values
+    assert np.array_equal(nchw.transpose(0, 2, 3, 1), nhwc)
+    unit = px.astype(np.float32) / np.float32(255.0)  # the float path's arithmetic, same values bit for bit
+    assert np.array_equal(normalize(unit, SPEC, "NHWC"), nhwc) and np.array_equal(normalize(unit, SPEC, "NCHW"), nchw)
     assert nchw.flags.c_contiguous and nchw.dtype == np.float32
     assert np.allclose(normalize(px.astype(np.float32) / 255, SPEC), nchw, atol=1e-6)
 

@@ -17,6 +17,7 @@ import pytest
 from edge_tl.card import CARD_KEY, ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.runtimes import load
+from edge_tl.runtimes.openvino_rt import Int8OverflowWarning, int8_overflow_risk
 from helpers.export_fixtures import heldout_pixels
 from helpers.fragile import fragile_model
 from helpers.models import export_onnx, sample_run
@@ -63,10 +64,20 @@ def test_plain_session_and_openvino_agree(exported, mode: str) -> None:
     compiled = ov.Core().compile_model(str(out / NAMES[mode]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     vino = compiled(x)[0]
     diff = float(np.abs(vino - ref).max())
-    assert diff <= MAX_DIFF[mode], f"{mode}: OpenVINO logits differ from ONNX Runtime's by {diff}"
+    if mode == "int8" and int8_overflow_risk():  # measured: logits off by 3.6 on an AVX2-only CPU
+        with pytest.warns(Int8OverflowWarning, match="no VNNI"):
+            load(out / NAMES[mode], runtime="openvino")
+        pytest.xfail(f"OpenVINO's 8-bit kernels saturate on a CPU without VNNI (logits differ by {diff:.2f})")
+    limit = MAX_DIFF[mode]
+    if mode == "dynamic":  # activations quantised at run time by each engine's own kernels, which differ by CPU
+        # (measured 0.077 on an AVX2-only CPU, where the file's own error to the float model was 0.147): the two
+        # engines may differ by as much as the quantisation itself moves the logits, not more
+        limit = max(limit, float(np.abs(ref - load(run)(pixels)).max()))
+    assert diff <= limit, f"{mode}: OpenVINO logits differ from ONNX Runtime's by {diff}"
     top2 = np.sort(ref, axis=1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > 2 * diff
-    assert clear.mean() >= 0.8  # the check below covers most images
+    # the check below covers most images (fewer for dynamic int8 on a CPU without VNNI, whose engines differ more)
+    assert clear.mean() >= (0.7 if mode == "dynamic" and int8_overflow_risk() else 0.8)
     np.testing.assert_array_equal(vino.argmax(1)[clear], ref.argmax(1)[clear])
     if mode in ("none", "fp16"):
         np.testing.assert_array_equal(vino.argmax(1), ref.argmax(1))

@@ -285,3 +285,12 @@ def test_bf16_needs_an_openvino_format(project: Path, tmp_path: Path) -> None:
         export(project / "runs" / "tiny", ["onnx"], ["none"], tmp_path, ExportOptions(openvino_precision=("bf16",)))
     with pytest.raises(UnknownNameError):
         ExportOptions(openvino_precision=("f16",))
+
+
+@pytest.mark.parametrize("flags,risk", [("fpu sse4_2 avx2 fma", True), ("avx2 avx512f avx512_vnni", False),
+                                        ("avx2 avx_vnni", False), ("avx2 amx_int8", False),
+                                        ("fp asimd asimddp", False), ("", False)])
+def test_int8_overflow_risk_reads_the_cpu_flags(flags: str, risk: bool) -> None:
+    from edge_tl.runtimes.openvino_rt import int8_overflow_risk
+
+    assert int8_overflow_risk(f"processor\t: 0\nflags\t\t: {flags}\n") is risk

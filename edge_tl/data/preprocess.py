@@ -7,7 +7,6 @@ Resize and centre crop reproduce torchvision's ``Resize(resize)`` + ``CenterCrop
 
 from __future__ import annotations
 
-import functools
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,14 +113,6 @@ def to_unit(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32, copy=False)
 
 
-@functools.lru_cache(maxsize=16)
-def _lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """``(3, 256)`` float32: the normalised value of every grey level per channel, computed exactly as the
-    arithmetic path does."""
-    levels = np.arange(256, dtype=np.float32)[:, None] / np.float32(255.0)
-    return np.ascontiguousarray(((levels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).T)
-
-
 def normalize_levels(levels: np.ndarray, spec: InputSpec, layout: str, out: np.ndarray | None = None) -> np.ndarray:
     """Whole grey levels held as float32 ``(N, 3, H, W)`` (``layout="NCHW"``) or ``(N, H, W, 3)`` -> the normalised
     tensor, bit for bit what :func:`normalize` gives the same pixels as uint8, without the uint8 round trip or a
@@ -136,15 +127,13 @@ def normalize_levels(levels: np.ndarray, spec: InputSpec, layout: str, out: np.n
 def normalize(pixels: np.ndarray, spec: InputSpec, layout: str = "NCHW") -> np.ndarray:
     """``(N, H, W, 3)`` pixels (uint8, or float in [0, 1]) -> normalised float32 in ``layout``.
 
-    uint8 pixels to NCHW go through a per-channel lookup table (one pass instead of four; the same values)."""
+    uint8 pixels are laid out as bytes first, then converted in place (for NCHW 3x faster than converting and
+    then transposing floats; the same values)."""
     if pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise DataError(f"expected images shaped (N, H, W, 3), got {tuple(pixels.shape)}")
-    if pixels.dtype == np.uint8 and layout == "NCHW":
-        lut = _lut(tuple(spec.mean), tuple(spec.std))
-        out = np.empty((pixels.shape[0], 3, *pixels.shape[1:3]), np.float32)
-        for c in range(3):
-            np.take(lut[c], pixels[..., c], out=out[:, c])
-        return out
+    if pixels.dtype == np.uint8:
+        levels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2) if layout == "NCHW" else pixels).astype(np.float32)
+        return normalize_levels(levels, spec, layout, out=levels)
     x = (to_unit(pixels) - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     if layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)

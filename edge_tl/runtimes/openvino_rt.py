@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,24 @@ def _pinned(threads: int) -> bool:
     return allowed == threads and allowed < (os.cpu_count() or allowed)
 
 
+class Int8OverflowWarning(UserWarning):
+    """An int8 file with full 8-bit weights run by OpenVINO on a CPU whose 8-bit dot products can saturate."""
+
+
+def int8_overflow_risk(cpuinfo: str | None = None) -> bool:
+    """True on an x86 CPU without VNNI (no AVX512-VNNI, AVX-VNNI or AMX): OpenVINO's 8-bit kernels there sum
+    pairs of u8 x s8 products in int16, which saturates for full-range 8-bit weights (OpenVINO's "saturation
+    issue"; NNCF's overflow fix quantises the weights it makes to 7 bits against it). False where unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    flags = set(line.partition(":")[2].split())
+    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def _load(path: Path, threads: int | None = None, precision: str | None = None, pin: bool | None = None,
           **_: object) -> OpenVinoRuntime:
     """Open ``path`` with OpenVINO on the CPU at an explicit inference precision."""
@@ -267,6 +286,11 @@ def _load(path: Path, threads: int | None = None, precision: str | None = None, 
     config = {"INFERENCE_PRECISION_HINT": HINTS[prec], "INFERENCE_NUM_THREADS": n, "NUM_STREAMS": 1,
               "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": _pinned(n) if pin is None else bool(pin)}
     warn_if_saturated(card, path)
+    if quantized and path.suffix.lower() != ".xml" and int8_overflow_risk():
+        warnings.warn(f"{path.name}: this CPU has no VNNI, and OpenVINO's 8-bit kernels can saturate on this file's "
+                      "full-range int8 weights (its outputs may differ from ONNX Runtime's); run it with ONNX Runtime, "
+                      "or export --format openvino --quantize int8 (NNCF applies its overflow fix)",
+                      Int8OverflowWarning, stacklevel=3)
     return OpenVinoRuntime(core, model, card, path, n, prec, config)
 
 
