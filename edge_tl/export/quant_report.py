@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_tl.card import ModelCard
 from edge_tl.errors import DataError, UnknownNameError
+from edge_tl.export.registry import CALIB_METHODS as ONNX_CALIB_METHODS
 from edge_tl.export.sensitivity import (
     BudgetResult,
     QuantBackend,
@@ -26,9 +27,10 @@ from edge_tl.export.sensitivity import (
     get_backend,
     layer_sensitivity,
 )
+from edge_tl.export.tflite_quant import CALIB_METHODS as TFLITE_CALIB_METHODS
 
 FORMATS = ("onnx", "tflite")
-CALIB_METHODS = {"onnx": ("minmax", "entropy", "percentile"), "tflite": ("minmax", "percentile", "absmax", "ema")}
+CALIB_METHODS = {"onnx": ONNX_CALIB_METHODS, "tflite": TFLITE_CALIB_METHODS}  # each format's own list
 
 
 @dataclass(frozen=True)
