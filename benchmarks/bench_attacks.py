@@ -61,8 +61,8 @@ def throughput(rt, x: np.ndarray, seconds: float = 10.0, engine: bool = True) ->
     """Images/s of ``rt`` on the uint8 batch ``x``: the median call of a timed loop. ``engine``: the call
     ``edge-tl bench`` times (the engine alone on a tensor prepared once); else the runtime's ``__call__``
     (normalisation included)."""
-    from edge_tl.bench.engines import timed_call
     from edge_tl.bench.measure import time_loop
+    from edge_tl.runtimes.timing import timed_call
 
     call = timed_call(rt, x) if engine else None
     with call.context() if call else contextlib.nullcontext():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_tl.bench.engines import timed_call
 from edge_tl.bench.targets import discover
 from edge_tl.cli.options import cpu_count
 from edge_tl.data.manifest import manifest_for_card
 from edge_tl.data.preprocess import load_batch
 from edge_tl.runtimes import load
+from edge_tl.runtimes.timing import timed_call
 from helpers.cli import cli
 from helpers.export_fixtures import build_run
 

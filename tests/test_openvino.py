@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_tl.bench.engines import timed_call
 from edge_tl.card import ModelCard, sidecar_path
 from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError, UnknownNameError
 from edge_tl.export.api import export
@@ -19,6 +18,7 @@ from edge_tl.export.registry import ExportOptions
 from edge_tl.parity import check_parity, limits_for
 from edge_tl.runtimes import load
 from edge_tl.runtimes.base import runtime_names, runtimes_for
+from edge_tl.runtimes.timing import timed_call
 from helpers.cli import cli
 from helpers.export_fixtures import build_run, heldout_pixels
 

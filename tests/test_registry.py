@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from edge_tl.attacks.registry import get_attack, register_attack
-from edge_tl.bench import engines, flops
+from edge_tl.bench import flops
 from edge_tl.errors import CardError, ConfigError, UnknownNameError
 from edge_tl.export.registry import get_card_writer, register_card_writer
 from edge_tl.export.sensitivity import get_backend
 from edge_tl.models import registry
 from edge_tl.registry import Registry
+from edge_tl.runtimes import timing as engines
 from edge_tl.runtimes.base import CARD_READERS, read_card, runtime_entry, runtime_names
 from edge_tl.train import features
 from helpers.cards import card

@@ -5,7 +5,6 @@ Modules (import what you need; none imports a backend at import time):
 - ``stats``: ``percentile``, ``bootstrap_ci``, ``summarize(seconds) -> LatencyStats``, ``noise_reasons``.
 - ``env``: ``fingerprint() -> Fingerprint`` (CPU, ISA flags, cores, affinity, versions), ``BusyMeter``.
 - ``measure``: ``MeasureJob``, ``run_job(job) -> Measurement`` (one spawned process), ``time_loop``.
-- ``engines``: ``timed_call(runtime, pixels)``: the engine-only call timed per runtime (``register_engine``).
 - ``flops``: ``complexity(path, format) -> Complexity(params, macs)`` (``register_counter``).
 - ``targets``: ``discover``, ``read_card``, ``load_targets``, ``with_runtimes`` (one target per file x runtime),
   ``parse_runtimes``, ``eval_set`` (hygiene-scanned), ``check_classes``, ``for_profile``.
@@ -15,6 +14,9 @@ Modules (import what you need; none imports a backend at import time):
   ``pareto_front``, ``PEAK_GFLOPS_PER_CORE``.
 - ``format``: ``COLUMNS`` and ``caption`` (the table as plain text; the CLI draws it), ``to_csv``,
   ``to_markdown``; ``plot``: ``plot_latency_accuracy``.
+
+The engine-only call each runtime is timed with lives beside the runtimes: ``edge_tl.runtimes.timing.timed_call``
+(the export budget times its candidates with it too).
 
 Nothing here prints or draws progress: ``runner.run_bench`` reports through its ``progress`` callback.
 """

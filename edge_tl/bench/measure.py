@@ -144,8 +144,8 @@ def _accuracy(runtime: Any, pixels: np.ndarray, labels: np.ndarray) -> tuple[np.
 
 
 def _measure(job: MeasureJob) -> Measurement:
-    from edge_tl.bench.engines import timed_call
     from edge_tl.bench.env import BusyMeter
+    from edge_tl.runtimes.timing import timed_call
 
     data = np.load(job.data)
     pixels, labels = data["pixels"], data["labels"]

@@ -137,9 +137,12 @@ class TfliteQuantBackend:
         return self._float_rt(pixels)
 
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
+        from edge_tl.runtimes.timing import timed_call
+
         rt = self._runtime(content, threads=1)
-        x = np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8)
-        return median_latency_ms(lambda: rt(x), runs)
+        call = timed_call(rt, np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8))  # the engine, as bench
+        with call.context():
+            return median_latency_ms(call.fn, runs)
 
 
 @register_backend("tflite")

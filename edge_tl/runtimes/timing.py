@@ -1,7 +1,8 @@
 """The timed call for each runtime: the engine alone, on an input prepared once.
 
-Bench times only what a deployed app pays per inference: the runtime's engine call on a tensor that is already
-normalised, laid out and (for int8 inputs) quantised, so the loop allocates nothing of its own. Each runtime name
+``edge-tl bench`` and the export budget's candidate latencies both time this call, so a latency means the same
+thing everywhere: only what a deployed app pays per inference, the runtime's engine call on a tensor that is
+already normalised, laid out and (for int8 inputs) quantised, so the loop allocates nothing of its own. Each runtime name
 maps to an adapter that builds that call from the loaded :class:`~edge_tl.runtimes.base.Runtime`; a runtime
 that has no adapter is timed through its public ``__call__`` (and its rows say so: ``loop = "runtime-call"``).
 """
