@@ -4,7 +4,7 @@ black-box queries/s against the runtime's own batch-32 throughput on the same fi
 Usage::
 
     .venv/bin/python benchmarks/bench_attacks.py --model exported/model.onnx          # the command at its defaults
-    .venv/bin/python benchmarks/bench_attacks.py --model exported/model.onnx --skip-command --images 32
+    .venv/bin/python benchmarks/bench_attacks.py --model exported/model.onnx --skip-command --images 32 --repeat 3
     .venv/bin/python benchmarks/bench_attacks.py --model exported/model.onnx --compare -- --n 10 --queries 100
 
 1. ``edge-tl attack --model M [flags after --]`` in a subprocess: wall time, peak RSS of that child
@@ -141,6 +141,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=150, help="query budget per image for queries/s")
     ap.add_argument("--skip-command", action="store_true", help="only the in-process queries/s part")
     ap.add_argument("--compare", action="store_true", help="also run the flags with --no-early-stop")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure queries/s this many times, alternating the attacks; the goal is judged on the median")
     ap.add_argument("--out", type=Path, default=None, help="folder for the command's outputs [default: a temp dir]")
     args = ap.parse_args(argv)
 
@@ -190,24 +192,30 @@ def main() -> None:
     data = inputs.load_data(rt.card, Path(rt.path), None, args.images, 0)
     x32 = np.concatenate([data.images] * (32 // len(data.images) + 1))[:32]
     rows = []
-    for name in ("square", "hopskipjump"):  # throughput just before and after each attack: the load drifts
-        before = throughput(rt, x32)
-        r = attack_rate(name, rt, data.images, data.labels, args.queries, 32)
-        rows.append((name, r, before, throughput(rt, x32), throughput(rt, x32, engine=False)))
+    for _ in range(max(1, args.repeat)):
+        for name in ("square", "hopskipjump"):  # throughput just before and after each attack: the load drifts
+            before = throughput(rt, x32)
+            r = attack_rate(name, rt, data.images, data.labels, args.queries, 32)
+            rows.append((name, r, before, throughput(rt, x32), throughput(rt, x32, engine=False)))
     table = Table(title=f"black-box queries/s on {rt.name} vs its batch-32 throughput as edge-tl bench times it "
                         f"(the engine alone), just before and after each attack (load {load_at()})")
     for col in ("attack", "images", "queries", "calls", "rows/call", "seconds", "queries/s", "bench batch-32 img/s",
                 "% of bench", "runtime call img/s"):
         table.add_column(col)
+    shares: dict[str, list[float]] = {}
     for name, r, before, after, call in rows:
         tp = max(before, after)  # the higher one: the conservative share
         share = r["queries_per_s"] / tp
+        shares.setdefault(name, []).append(share)
         table.add_row(name, str(r["images"]), str(r["queries"]), str(r["calls"]), f"{r['queries'] / r['calls']:.1f}",
                       f"{r['seconds']:.1f}", f"{r['queries_per_s']:.1f}", f"{before:.1f} / {after:.1f}",
                       f"{100 * share:.0f}", f"{call:.1f}")
-        goals.append((f"{name} queries/s", f">= {100 * GOAL_QPS_SHARE:.0f} % of bench's batch-32 throughput",
-                      f"{100 * share:.0f} %", share >= GOAL_QPS_SHARE))
     console.print(table)
+    for name, got in shares.items():
+        med = float(np.median(got))
+        spread = f" (median of {len(got)}: {', '.join(f'{100 * g:.0f}' for g in got)})" if len(got) > 1 else ""
+        goals.append((f"{name} queries/s", f">= {100 * GOAL_QPS_SHARE:.0f} % of bench's batch-32 throughput",
+                      f"{100 * med:.0f} %{spread}", med >= GOAL_QPS_SHARE))
     summary = Table(title="goals")
     for col in ("goal", "target", "measured", "met"):
         summary.add_column(col)
