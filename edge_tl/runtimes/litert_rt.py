@@ -67,7 +67,9 @@ class LiteRtRuntime:
         return cls(interpreter, card, Path(path), n)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        raw = self.raw(images)
+        return self._dequantize(self.raw(images))
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
         return raw.astype(np.float32, copy=False) if self.output_quant is None else self.output_quant.dequantize(raw)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
@@ -85,8 +87,7 @@ class LiteRtRuntime:
     def run_tensor(self, x: np.ndarray) -> np.ndarray:
         """Invocations on a normalised float32 NHWC tensor (quantised here for an int8 input) -> float32
         logits (dequantised)."""
-        raw = run_batched(lambda t: self._engine(self._cast(t)), x)
-        return raw.astype(np.float32, copy=False) if self.output_quant is None else self.output_quant.dequantize(raw)
+        return self._dequantize(run_batched(lambda t: self._engine(self._cast(t)), x))
 
     def _cast(self, x: np.ndarray) -> np.ndarray:
         if self.input_quant is not None:
