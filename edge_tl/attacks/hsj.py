@@ -11,6 +11,7 @@ it, and no image ever gets more than ``settings.queries``. An image stops early 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -33,8 +34,10 @@ class _Oracle:
     grey levels, and are normalised straight into the engine's tensor (the same values as the runtime's own
     call, bit for bit). For a plain pixels function the layout is NHWC and rows are uint8 pixels."""
 
-    def __init__(self, predict: Predict, labels: np.ndarray, targeted: bool, batch: int, n: int) -> None:
+    def __init__(self, predict: Predict, labels: np.ndarray, targeted: bool, batch: int, n: int,
+                 pool: Executor | None = None) -> None:
         self.predict, self.labels, self.targeted, self.batch = predict, labels, targeted, batch
+        self.pool = pool
         self.used = np.zeros(n, np.int64)
         layout = getattr(predict, "layout", None)
         tensor_ok = callable(getattr(predict, "run_tensor", None)) and hasattr(predict, "card")
@@ -52,6 +55,26 @@ class _Oracle:
         holds the engine's tensor; :meth:`level_sums` maps sums of its rows back to grey levels)."""
         tensor = normalize_levels(levels, self.predict.card.input, self.layout, out=levels)
         return self._decide(self.predict.run_tensor, tensor, owners)
+
+    def submit(self, levels: np.ndarray, owners: np.ndarray) -> Future[np.ndarray]:
+        """:meth:`decide_levels` for one call's rows (at most :attr:`batch`), run on :attr:`pool` so that the
+        caller prepares the next rows meanwhile; ``levels`` must stay untouched until the result is read."""
+        if self.layout is None:
+            fn, rows = self.predict, levels.astype(np.uint8)
+        else:
+            fn, rows = self.predict.run_tensor, normalize_levels(levels, self.predict.card.input, self.layout,
+                                                                 out=levels)
+        np.add.at(self.used, owners, 1)
+        lab = self.labels[owners]
+        if self.pool is None:
+            done: Future[np.ndarray] = Future()
+            done.set_result(self._judge(fn, rows, lab))
+            return done
+        return self.pool.submit(self._judge, fn, rows, lab)
+
+    def _judge(self, fn: Predict, rows: np.ndarray, lab: np.ndarray) -> np.ndarray:
+        pred = np.asarray(fn(rows)).argmax(axis=1)
+        return pred == lab if self.targeted else pred != lab
 
     def level_sums(self, sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Weighted sums of normalised rows -> the same sums of the rows' grey levels. Each is a whole number
@@ -182,13 +205,13 @@ class _Search:
         """The boundary's normal at each current point, estimated from random probes (HopSkipJump's
         baseline-corrected Monte Carlo estimate); returns the active indices and the update directions.
 
-        Probes are drawn and rounded as float32 grey levels in one reused buffer, which then becomes the
-        engine's input tensor in place; the per-image sums are taken on that tensor and mapped back."""
+        Probes are drawn and rounded as float32 grey levels in two reused buffers, each of which then becomes
+        the engine's input tensor in place: while the engine runs one batch, the next is drawn and the last one's
+        per-image sums are taken (on that tensor, mapped back to grey levels)."""
         idx = np.flatnonzero(self.alive)
         n_ev = np.minimum(int(self.init_eval * np.sqrt(t + 1)), self.max_eval)
         counts = np.minimum(n_ev, self.left(idx) - 1)  # keep one query for the step
         idx, counts = idx[counts >= 2], counts[counts >= 2]
-        layout = self.o.layout
         base = self.cur[idx].astype(np.float32)  # (images, *shape), in the model's layout
         shape = base.shape[1:]
         d = int(np.prod(shape))
@@ -198,31 +221,23 @@ class _Search:
         sf = np.zeros(idx.size)
         owners = np.repeat(np.arange(idx.size), counts)
         bs = self.o.batch
-        buf = np.empty((min(bs, owners.size), *shape), np.float32)  # one probe batch, reused
-        for s in range(0, owners.size, bs):
+        size = min(bs, owners.size)
+        bufs = [np.empty((size, *shape), np.float32) for _ in range(2)]  # the engine reads one, numpy fills the other
+        pending: tuple[Future[np.ndarray], np.ndarray, np.ndarray] | None = None
+        for k, s in enumerate(range(0, owners.size, bs)):
             own = owners[s:s + bs]
-            probe = buf[:own.size]
+            probe = bufs[k % 2][:own.size]
             first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are sorted: rows come in runs
-            runs = np.diff(np.r_[first, own.size])
-            who = own[first]
-            for w, a, r in zip(who, first, runs):  # each image's own stream, drawn and placed in place
+            for w, a, r in zip(own[first], first, np.diff(np.r_[first, own.size])):  # each image's own stream
                 self._draw(probe[a:a + r], int(idx[w]), base[w], d)
             np.rint(probe, out=probe)
             np.clip(probe, 0, 255, out=probe)
-            ok = (self.o.decide(probe.astype(np.uint8), idx[own]) if layout is None else
-                  self.o.decide_levels(probe, idx[own]))  # the latter leaves the normalised tensor in probe
-            f = np.where(ok, 1.0, -1.0).astype(np.float32)
-            coef = np.zeros((2 * who.size, own.size), np.float32)  # per image: sum of probes, and of f * probe
-            rows = np.repeat(np.arange(who.size), runs)
-            coef[rows, np.arange(own.size)] = 1.0
-            coef[who.size + rows, np.arange(own.size)] = f
-            sums = coef @ probe.reshape(own.size, -1)
-            n_f = np.add.reduceat(f, first)
-            if layout is not None:
-                sums = self.o.level_sums(sums, np.r_[runs, n_f])
-            su[who] += sums[:who.size] - runs.astype(np.float32)[:, None] * flat_base[who]
-            sfu[who] += sums[who.size:] - n_f[:, None] * flat_base[who]
-            sf[who] += n_f
+            job = (self.o.submit(probe, idx[own]), probe, own)  # a tensor runtime's: normalised in place
+            if pending is not None:
+                self._tally(*pending, flat_base, su, sfu, sf)
+            pending = job
+        if pending is not None:
+            self._tally(*pending, flat_base, su, sfu, sf)
         su, sfu = su.reshape(idx.size, *shape), sfu.reshape(idx.size, *shape)
         mean_f = (sf / np.maximum(counts, 1)).reshape(-1, 1, 1, 1)
         frac = (mean_f.ravel() + 1) / 2
@@ -235,6 +250,30 @@ class _Search:
             upd = grad / np.maximum(np.sqrt((grad * grad).reshape(len(grad), -1).sum(axis=1)), 1e-12).reshape(
                 -1, 1, 1, 1)
         return idx, upd
+
+    def _tally(self, job: Future[np.ndarray], probe: np.ndarray, own: np.ndarray, flat_base: np.ndarray,
+               su: np.ndarray, sfu: np.ndarray, sf: np.ndarray) -> None:
+        """Add one probe batch, once judged, to its images' sums of offsets ``u`` and of ``f * u``."""
+        ok = job.result()
+        first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
+        runs = np.diff(np.r_[first, own.size])
+        who = own[first]
+        f = np.where(ok, 1.0, -1.0).astype(np.float32)
+        sums = np.zeros((2 * who.size, flat_base.shape[1]), np.float32)  # per image: sum of probes, of f * probe
+        rows = probe.reshape(own.size, -1)
+        # Row by row, in place: a matrix product would start BLAS threads that keep spinning against the engine's.
+        for j, k in enumerate(np.repeat(np.arange(who.size), runs)):
+            sums[k] += rows[j]
+            if ok[j]:
+                sums[who.size + k] += rows[j]
+            else:
+                sums[who.size + k] -= rows[j]
+        n_f = np.add.reduceat(f, first)
+        if self.o.layout is not None:
+            sums = self.o.level_sums(sums, np.r_[runs, n_f])
+        su[who] += sums[:who.size] - runs.astype(np.float32)[:, None] * flat_base[who]
+        sfu[who] += sums[who.size:] - n_f[:, None] * flat_base[who]
+        sf[who] += n_f
 
     def _draw(self, slab: np.ndarray, i: int, base: np.ndarray, d: int) -> None:
         """``len(slab)`` random probes around ``base`` (grey levels) from image ``i``'s stream, unrounded:
@@ -285,9 +324,16 @@ def batched_hopskipjump(predict: Predict, x: np.ndarray, y: np.ndarray, settings
     stream, so an image's search does not depend on the other images in the run."""
     n = len(x)
     labels = np.asarray(target if target is not None else y, np.int64)
-    oracle = _Oracle(predict, labels, target is not None, settings.batch_size, n)
     if n == 0:
-        return Crafted(x.copy(), oracle.used), np.zeros(0)
+        return Crafted(x.copy(), np.zeros(0, np.int64)), np.zeros(0)
+    with ThreadPoolExecutor(1, thread_name_prefix="edge-tl-hsj") as pool:
+        return _run(_Oracle(predict, labels, target is not None, settings.batch_size, n, pool), x, settings,
+                    init_images, norm, stop_at, progress, ids)
+
+
+def _run(oracle: _Oracle, x: np.ndarray, settings: AttackSettings, init_images: np.ndarray | None, norm: str,
+         stop_at: float, progress: AttackProgress | None, ids: np.ndarray | None) -> tuple[Crafted, np.ndarray]:
+    n = len(x)
     layout = oracle.layout  # the search runs in the model's own layout
     xl = np.ascontiguousarray(_to_layout(x, layout))
     seeds = None if init_images is None else np.ascontiguousarray(_to_layout(init_images, layout))
