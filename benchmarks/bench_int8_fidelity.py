@@ -77,7 +77,8 @@ def measure(run: Path, prep: str, seed: int, formats: list[str], calib_size: int
                      "agreement": par.agreement, "ci": par.agreement_ci, "drop": par.drop,
                      "resolution": par.resolution, "kl": par.kl, "float_acc": par.reference_accuracy,
                      "int8_acc": par.accuracy, "ms": _latency_ms(art.path), "images": fid.description,
-                     "prep_record": (art.card.quantization or {}).get("prep")})
+                     "prep_record": None if art.card.quantization is None or art.card.quantization.prep is None
+                     else art.card.quantization.prep.to_json()})
     return rows
 
 

@@ -251,7 +251,7 @@ def fidelity(backbone: str, n_train: int, n_test: int, calib_n: int, work: Path)
         raw, out = rt.raw(te_px), rt(te_px)
         probs = softmax(out)
         sat = float(np.isin(raw, (-128, 127)).mean()) if raw.dtype == np.int8 else 0.0
-        rng = (res.card.quantization or {}).get("output_range", {})
+        rng = {} if res.card.quantization is None else res.card.quantization.output_range
         lo_hi = next(iter(rng.values()), None)
         label = f"tflite {q}" + (" (float logits)" if q == "int8" and output == "float" else "")
         rows.append({"variant": label, "method": method, "acc": 100 * float((out.argmax(1) == te_y).mean()),

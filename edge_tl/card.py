@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_tl.errors import CardError
+from edge_tl.records import ParityResult, QuantRecipe
 
 SCHEMA_VERSION = 1
 CARD_KEY = "edge_tl.card"
@@ -103,16 +104,22 @@ class ModelCard:
     weights: str
     format: str = "pytorch"
     output: OutputSpec = field(default_factory=OutputSpec)
-    quantization: dict[str, Any] | None = None
+    quantization: QuantRecipe | None = None  # how the file was quantised (None: float)
     source_sha256: str | None = None
     manifest: str | None = None
     run_dir: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    parity: dict[str, Any] | None = None
+    parity: ParityResult | None = None  # the parity gate's verdict on the file (None: not checked)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     precision: str | None = None  # inference precision the artefact was verified at (None: implied by its dtype)
     schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.quantization is not None and not isinstance(self.quantization, QuantRecipe):
+            raise TypeError("ModelCard.quantization must be a QuantRecipe (QuantRecipe.from_json reads a dict)")
+        if self.parity is not None and not isinstance(self.parity, ParityResult):
+            raise TypeError("ModelCard.parity must be a ParityResult (ParityResult.from_json reads a dict)")
 
     @property
     def num_classes(self) -> int:
@@ -124,7 +131,9 @@ class ModelCard:
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict."""
-        d = asdict(self)
+        d = asdict(replace(self, quantization=None, parity=None))
+        d["quantization"] = None if self.quantization is None else self.quantization.to_json()
+        d["parity"] = None if self.parity is None else self.parity.to_json()
         d["classes"] = list(self.classes)
         d["input"]["mean"] = list(self.input.mean)
         d["input"]["std"] = list(self.input.std)
@@ -272,9 +281,11 @@ def _parse_card(data: Any) -> ModelCard:
     return ModelCard(
         classes=tuple(classes), input=inp, backbone=_req(data, "backbone", str), weights=_req(data, "weights", str),
         format=_choice(_opt(data, "format", str, "pytorch"), FORMATS, "format"), output=out,
-        quantization=_opt(data, "quantization", dict), source_sha256=_opt(data, "source_sha256", str),
+        quantization=None if (q := _opt(data, "quantization", dict)) is None else QuantRecipe.from_json(q),
+        source_sha256=_opt(data, "source_sha256", str),
         manifest=_opt(data, "manifest", str), run_dir=_opt(data, "run_dir", str),
-        metrics=_opt(data, "metrics", dict, {}), parity=_opt(data, "parity", dict),
+        metrics=_opt(data, "metrics", dict, {}),
+        parity=None if (par := _opt(data, "parity", dict)) is None else ParityResult.from_json(par),
         versions={str(k): str(v) for k, v in versions.items()}, created=_opt(data, "created", str, ""),
         schema=schema, precision=None if (prec := _opt(data, "precision", str)) is None
         else _choice(prec, PRECISIONS, "precision"),

@@ -18,12 +18,13 @@ resolution and a 95 % interval for the agreement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from edge_tl.errors import DataError, ParityError
+from edge_tl.records import ParityLimits, ParityResult
 from edge_tl.runtimes.base import Runtime, softmax
 
 ECE_BINS = 15
@@ -38,21 +39,6 @@ FLOAT_ATOL: dict[tuple[str, str], float] = {
 }
 
 
-@dataclass(frozen=True)
-class ParityLimits:
-    """Pass criteria. ``None`` means reported, not gated. Drops and ECE deltas are in percentage points."""
-
-    max_dlogit: float | None = None
-    min_agreement: float = 1.0
-    max_drop: float | None = None
-    max_saturated: float = 0.001
-    max_ece_delta: float | None = 1.0
-    max_kl: float | None = None
-    max_dprob: float | None = None
-    ignore_ties: bool = True  # float variants: a flip where the reference's top-2 margin <= max_dlogit is a tie
-    min_ece_images: int = 100  # ECE over 15 bins on fewer images is noise: reported, not gated
-
-
 def limits_for(format: str, quantize: str, *, max_drop: float = 1.0, max_saturated: float = 0.001,
                max_ece_delta: float = 1.0, min_int8_agreement: float = 0.98) -> ParityLimits:
     """Default limits: float variants 100 % agreement + |Δlogit| tolerance; quantised ones >= 98 % and drop."""
@@ -62,42 +48,6 @@ def limits_for(format: str, quantize: str, *, max_drop: float = 1.0, max_saturat
                             max_ece_delta=max_ece_delta)
     return ParityLimits(max_dlogit=None, min_agreement=min_int8_agreement, max_drop=max_drop,
                         max_saturated=max_saturated, max_ece_delta=max_ece_delta, ignore_ties=False)
-
-
-@dataclass(frozen=True)
-class ParityResult:
-    """Figures of one artefact against the reference on ``n`` images, and the failures against ``limits``."""
-
-    variant: str
-    format: str
-    quantize: str
-    n: int
-    agreement: float
-    accuracy: float | None
-    reference_accuracy: float | None
-    drop: float | None  # percentage points
-    max_dlogit: float
-    saturated: float
-    kl: float
-    max_dprob: float
-    ece: float | None
-    ece_reference: float | None
-    limits: ParityLimits = field(default_factory=ParityLimits)
-    failures: tuple[str, ...] = ()
-    agreement_ci: tuple[float, float] = (0.0, 1.0)  # Wilson 95 % interval of the top-1 agreement
-    resolution: float = 0.0  # percentage points one image moves the accuracy (100 / n)
-    images: str = ""  # which images: e.g. "train+val+test without 200 calibration images, + mirrored views"
-    precision: str | None = None  # what the judged runtime computed in (f32, bf16, int8), when it says
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["failures"] = list(self.failures)
-        d["passed"] = self.passed
-        return d
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -107,9 +107,8 @@ def test_model_file_uses_card_classes(images, tmp_path, capsys):
     assert code == 2 and "--weights applies to --backbone only" in err
 
 
-@pytest.mark.parametrize("key", ["saturated", "saturated_fraction"])  # ParityResult.to_json() writes 'saturated'
-def test_saturated_int8_outputs_warn(images, tmp_path, capsys, key):
-    ckpt = _checkpoint(tmp_path, parity={key: 0.64, "passed": True})
+def test_saturated_int8_outputs_warn(images, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path, parity=cards.parity(saturated=0.64))
     code, _, err = cli(["predict", str(images[0]), "--model", str(ckpt)], capsys)
     assert code == 0, err
     assert "warning:" in err and "64.0%" in err and "saturated" in err
@@ -118,13 +117,13 @@ def test_saturated_int8_outputs_warn(images, tmp_path, capsys, key):
 def test_saturation_threshold():
     from edge_tl.runtimes.predict import saturation_warning
 
-    assert saturation_warning({"saturated_fraction": 0.001}) is None  # no parity and 'saturated': tests above
-    assert saturation_warning({"saturated_fraction": 0.002}) is not None
+    assert saturation_warning(None) is None
+    assert saturation_warning(cards.parity(saturated=0.001)) is None
+    assert saturation_warning(cards.parity(saturated=0.002)) is not None
 
 
 def test_failed_parity_warns(images, tmp_path, capsys):
-    ckpt = _checkpoint(tmp_path, parity={"saturated": 0.0, "passed": False,
-                                         "failures": ["agreement 95.83 % < 98.00 %"]})
+    ckpt = _checkpoint(tmp_path, parity=cards.parity(failures=("agreement 95.83 % < 98.00 %",)))
     code, out, err = cli(["predict", str(images[0]), "--model", str(ckpt), "--json", "-"], capsys)
     assert code == 0, err
     assert "failed its parity check" in err and "agreement 95.83 %" in err

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import cards
 from helpers.cards import card
 from helpers.tflite import export_variants, needs
 
@@ -104,7 +105,7 @@ def test_standard_metadata_read_back(files, quantize: str) -> None:
 def test_card_rewrite_keeps_standard_metadata(files, tmp_path: Path) -> None:
     path = tmp_path / "model_int8.tflite"
     path.write_bytes(files[0]["int8"].read_bytes())
-    write_tflite_card(path, load(path).card.with_(parity={"agreement": 1.0}))
+    write_tflite_card(path, load(path).card.with_(parity=cards.parity(format="tflite")))
     content = path.read_bytes()
     assert packed_files(content) == {LABELS_FILE: b"cat\ndog\nfox\nowl\n"}
     top, _ = _mediapipe(path, files[1][:4])

@@ -129,8 +129,8 @@ def test_cli_export_onnx_int8_with_adaround(tiny_run: Path, tmp_path: Path, caps
                "--calib-size", "8", "--min-agreement", "50", "--max-drop", "100", "--int8-prep", "adaround",
                "--no-verify"], capsys)
     assert res.code == 0, res.err
-    prep = ModelCard.load(sidecar_path(out / "model_int8.onnx")).quantization["prep"]
-    assert prep["choice"] == "adaround" and prep["steps"] == "adaround" and prep["adaround"]["layers"] > 0
+    prep = ModelCard.load(sidecar_path(out / "model_int8.onnx")).quantization.prep
+    assert prep.choice == "adaround" and prep.steps == "adaround" and prep.details["adaround"]["layers"] > 0
 
 
 @pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), [(2, 1, 1, 4), (1, 2, 2, 2), (3, (1, 2), 1, 1)])

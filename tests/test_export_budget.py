@@ -26,16 +26,16 @@ def _opts(**kw) -> ExportOptions:
 def test_fallback_keeps_the_fragile_layer_float(fragile_run, tmp_path, fmt):
     result = export(fragile_run, [fmt], ["int8"], tmp_path / "out", _opts(max_drop=0.5, verify=False))
     [art] = [a for a in result.artifacts if a.quantize == "int8"]
-    budget = art.card.quantization["budget"]
-    assert budget["drop_before"] > 0.5, "plain int8 must break the budget on this model"
-    assert budget["fits"] and budget["drop"] <= 0.5
-    assert len(budget["fallback_layers"]) == 1
-    [layer] = budget["fallback_layers"]
-    assert layer in budget["reasons"]
-    assert layer in art.card.quantization["float_layers"]
+    budget = art.card.quantization.budget
+    assert budget.drop_before > 0.5, "plain int8 must break the budget on this model"
+    assert budget.fits and budget.drop <= 0.5
+    assert len(budget.fallback_layers) == 1
+    [layer] = budget.fallback_layers
+    assert layer in budget.reasons
+    assert layer in art.card.quantization.float_layers
     # the file on disk is the fallback model and carries the same card
     rt = load(art.path)
-    assert rt.card.quantization["budget"]["fallback_layers"] == [layer]
+    assert rt.card.quantization.budget.fallback_layers == (layer,)
     if fmt == "tflite":  # the fallback file keeps the shipped layout: uint8 pixels in, as MediaPipe requires
         import numpy as np
 
@@ -52,7 +52,7 @@ def test_no_fallback_leaves_the_drop(fragile_run, tmp_path):
     result = export(fragile_run, ["onnx"], ["int8"], tmp_path / "out",
                     _opts(max_drop=0.5, verify=False, fallback=False))
     [art] = [a for a in result.artifacts if a.quantize == "int8"]
-    assert "budget" not in (art.card.quantization or {})
+    assert art.card.quantization is not None and art.card.quantization.budget is None
 
 
 def test_budget_cannot_fit_says_by_how_much(fragile_run, tmp_path, monkeypatch):
@@ -63,6 +63,6 @@ def test_budget_cannot_fit_says_by_how_much(fragile_run, tmp_path, monkeypatch):
     monkeypatch.setattr(budget_mod, "budget_search", lambda *a, **k: real(*a, **{**k, "max_float": 0}))
     result = export(fragile_run, ["onnx"], ["int8"], tmp_path / "out", _opts(max_drop=0.5, verify=False))
     [art] = [a for a in result.artifacts if a.quantize == "int8"]
-    budget = art.card.quantization["budget"]
-    assert not budget["fits"] and budget["drop"] > 0.5
+    budget = art.card.quantization.budget
+    assert not budget.fits and budget.drop > 0.5
     assert any("NOT met" in n and "over by" in n for n in art.notes)

@@ -18,6 +18,8 @@ from edge_tl.data.manifest import Manifest
 from edge_tl.export.registry import INT8_PREPS
 from edge_tl.models.checkpoint import load_checkpoint, save_checkpoint
 from edge_tl.progress import Recorder
+from edge_tl.records import BudgetRecord
+from helpers import cards
 from helpers.cli import cli
 from helpers.models import export_onnx, sample_run
 
@@ -126,10 +128,10 @@ def test_int8_prep_flag_reaches_the_card(run: Path, tmp_path: Path, capsys, choi
     code, _, err = cli(["export", "--model", str(run), "--out", str(out_dir), "--quantize", "int8", "--calib-size",
                         "8", "--min-agreement", "50", "--max-drop", "100", "--int8-prep", choice, "--no-verify"], capsys)
     assert code == 0, err
-    prep = ModelCard.load(sidecar_path(out_dir / "model_int8.onnx")).quantization["prep"]
-    assert prep["choice"] == choice and prep["steps"] == steps
+    prep = ModelCard.load(sidecar_path(out_dir / "model_int8.onnx")).quantization.prep
+    assert prep.choice == choice and prep.steps == steps
     if steps == "bias":
-        assert prep["bias_correction"]["layers"] > 0
+        assert prep.details["bias_correction"]["layers"] > 0
 
 
 def test_int8_prep_help_and_bad_value(capsys):
@@ -152,12 +154,14 @@ def test_export_reports_calibration_through_the_reporter_only(run: Path, tmp_pat
 
 
 def test_cli_prints_both_budget_repairs():
-    cands = {"nncf_accuracy_control": {"drop": 0.4, "agreement": 0.99, "latency_ms": 3.5, "fallback_layers": ["a"],
-                                       "fits": True},
-             "edge_tl_fallback": {"drop": 0.2, "agreement": 0.995, "latency_ms": 3.1, "fallback_layers": ["a", "b"],
-                                  "fits": True}}
-    art = SimpleNamespace(path=Path("model_int8.xml"), card=SimpleNamespace(
-        quantization={"budget": {"method": "edge_tl_fallback", "candidates": cands}}))
+    cands = {"nncf_accuracy_control": {"int8_accuracy": 0.896, "drop": 0.4, "agreement": 0.99, "latency_ms": 3.5,
+                                       "fallback_layers": ["a"], "fits": True},
+             "edge_tl_fallback": {"int8_accuracy": 0.898, "drop": 0.2, "agreement": 0.995, "latency_ms": 3.1,
+                                  "fallback_layers": ["a", "b"], "fits": True}}
+    budget = BudgetRecord.from_json({"max_drop": 0.5, "min_agreement": 0.98, "split": "val+train", "images": 100,
+                                     "float_accuracy": 0.9, "int8_accuracy": 0.898, "drop": 0.2, "agreement": 0.995,
+                                     "fits": True, "method": "edge_tl_fallback", "candidates": cands})
+    art = SimpleNamespace(path=Path("model_int8.xml"), card=SimpleNamespace(quantization=cards.recipe(budget=budget)))
     con = Console(record=True, width=200)
     _report_budget(art, con)
     lines = con.export_text().splitlines()

@@ -119,10 +119,10 @@ def test_gate_and_budget_judge_the_same_images_with_the_same_rule(tmp_path, samp
                          max_ece_delta=100.0)
     [art] = [a for a in result.artifacts if a.quantize == "int8"]
     [par] = [p for p in result.parity if p.quantize == "int8"]
-    budget = art.card.quantization["budget"]
-    assert budget["images"] == par.n and budget["split"] == par.images
+    budget = art.card.quantization.budget
+    assert budget.images == par.n and budget.split == par.images
     assert "without 20 calibration images" in par.images
-    assert budget["agreement"] == pytest.approx(par.agreement)
-    assert budget["drop"] == pytest.approx(par.drop)
-    assert budget["max_drop_resolved"] == pytest.approx(100.0 / par.n)  # 0.0 is finer than one image
-    assert budget["fits"] == (not any(f.startswith(("accuracy drop", "agreement")) for f in par.failures))
+    assert budget.agreement == pytest.approx(par.agreement)
+    assert budget.drop == pytest.approx(par.drop)
+    assert budget.max_drop_resolved == pytest.approx(100.0 / par.n)  # 0.0 is finer than one image
+    assert budget.fits == (not any(f.startswith(("accuracy drop", "agreement")) for f in par.failures))

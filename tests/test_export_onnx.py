@@ -18,6 +18,7 @@ from edge_tl.card import CARD_KEY, ModelCard
 from edge_tl.data.manifest import manifest_for_card
 from edge_tl.errors import ExportError, ParityError
 from edge_tl.export.calibration import calibration_files
+from edge_tl.records import Calibration
 from edge_tl.runtimes import SaturationWarning, load
 from helpers.export_fixtures import build_run, heldout_pixels
 from helpers.models import export_onnx
@@ -61,9 +62,9 @@ def test_variant_roundtrip(exported, mode: str):
     assert proto.opset_import[0].version >= 17
     inside = ModelCard.loads(next(p.value for p in proto.metadata_props if p.key == CARD_KEY))
     beside = ModelCard.load(path.with_name(path.name + ".card.json"))
-    assert inside == beside and inside.format == "onnx" and inside.parity["passed"] is True
+    assert inside == beside and inside.format == "onnx" and inside.parity.passed
     assert inside.source_sha256 and inside.run_dir == str(run.resolve())
-    assert (inside.quantization or {}).get("mode", "none") == mode
+    assert ("none" if inside.quantization is None else inside.quantization.mode) == mode
     rt = load(path, threads=1)  # needs nothing but the file
     pixels, _ = heldout_pixels(run)
     ref = load(run, threads=1)(pixels)
@@ -77,8 +78,8 @@ def test_variant_roundtrip(exported, mode: str):
     assert (out.argmax(1) == ref.argmax(1)).mean() >= (1.0 if mode in ("none", "fp16") else 0.8)
     if mode == "int8":
         q = inside.quantization
-        assert q["calibration"] == {"images": 20, "method": "minmax", "split": "train"}
-        assert q["output"] == "float" and q["float_layers"]
+        assert q.calibration == Calibration(images=20, method="minmax", split="train")
+        assert q.output == "float" and q.float_layers
         assert rt.output_quant is None  # logits stay float: cannot saturate
 
 
@@ -127,7 +128,7 @@ def test_naive_int8_output_saturates_and_gate_catches_it(wide_run: Path, tmp_pat
     with pytest.warns(SaturationWarning):
         rt = load(path)  # the artefact is kept, its card records the failure and warns on load
     assert rt.output_quant is not None and rt.raw(heldout_pixels(wide_run)[0]).dtype == np.uint8
-    assert ModelCard.load(path.with_name("model_int8.onnx.card.json")).parity["saturated"] == row["saturated"]
+    assert ModelCard.load(path.with_name("model_int8.onnx.card.json")).parity.saturated == row["saturated"]
 
     try:
         rows = export_onnx(wide_run, ["int8"], tmp_path / "fixed", calib_size=6, min_agreement=0.8).parity

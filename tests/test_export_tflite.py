@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edge_tl.progress import Recorder
+from helpers import cards
 from helpers.cards import card as make_card
 from helpers.tflite import export_variants, needs
 
@@ -25,6 +26,7 @@ from edge_tl.errors import ConfigError, ExportError  # noqa: E402
 from edge_tl.export.tflite_export import convert_float, export_tflite, write_tflite_card, xnnpack_partitions  # noqa: E402
 from edge_tl.export.tflite_quant import io_tensor_names  # noqa: E402
 from edge_tl.models import create_model, get_spec  # noqa: E402
+from edge_tl.records import Calibration  # noqa: E402
 from edge_tl.runtimes import load, softmax  # noqa: E402
 
 SIZE = 32
@@ -112,9 +114,9 @@ def test_card_embedded_without_sidecar(exported: dict[str, Path]) -> None:
     assert card.input.mean == (0.0, 0.0, 0.0) and card.input.std == (1.0, 1.0, 1.0)
     assert card.input.graph_mean == (0.485, 0.456, 0.406) and card.input.graph_std == (0.229, 0.224, 0.225)
     assert card.source_sha256 == "ab" * 32 and card.run_dir == "/nonexistent/run"
-    assert card.quantization["mode"] == "int8" and card.quantization["recipe"] == "static_wi8_ai8"
-    assert card.quantization["calibration"] == {"images": 40, "method": "minmax", "output": "quantized",
-                                                "io_type": "uint8", "output_margin": 0.25, "split": "train"}
+    q = card.quantization
+    assert q.mode == "int8" and q.recipe == "static_wi8_ai8" and (q.output, q.io_type) == ("quantized", "uint8")
+    assert q.calibration == Calibration(images=40, method="minmax", split="train", output_margin=0.25)
     assert "ai-edge-quantizer" in card.versions and "litert-torch" in card.versions
 
 
@@ -179,11 +181,11 @@ def test_batches_equal_single_images(cnn: dict, exported: dict[str, Path]) -> No
 def test_rewrite_card_stores_parity(exported: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "model_int8.tflite"
     path.write_bytes(exported["int8"].read_bytes())
-    card = load(exported["int8"]).card.with_(parity={"agreement": 0.99, "saturated": 0.0})
-    write_tflite_card(path, card)
+    parity = cards.parity(format="tflite", quantize="int8", agreement=0.99)
+    write_tflite_card(path, load(exported["int8"]).card.with_(parity=parity))
     sidecar_path(path).unlink()
     again = load(path)
-    assert again.card.parity == {"agreement": 0.99, "saturated": 0.0}
+    assert again.card.parity == parity
     np.testing.assert_array_equal(again.raw(_pixels(3, 9)), load(exported["int8"]).raw(_pixels(3, 9)))
 
 
@@ -212,7 +214,7 @@ def test_saturation_fixed_vs_naive(tmp_path: Path) -> None:
         rt = load(res.path)
         raw, out = rt.raw(test), rt(test)
         lim = np.iinfo(raw.dtype)
-        lo, hi = next(iter(res.card.quantization["output_range"].values()))
+        lo, hi = next(iter(res.card.quantization.output_range.values()))
         stats[method] = {"sat": float(np.isin(raw, (lim.min, lim.max)).mean()), "lo": lo, "hi": hi,
                          "dprob": float(np.abs(softmax(out) - softmax(ref)).max()),
                          "agree": float((out.argmax(1) == ref.argmax(1)).mean())}

@@ -43,12 +43,12 @@ def test_driver_writes_float_and_int8_with_parity(tiny_run: Path, exported: tupl
     out, result = exported
     assert {a.path.name for a in result.artifacts} == {"model.tflite", "model_int8.tflite"}
     rt = load(out / "model_int8.tflite")
-    assert rt.card.parity is not None and rt.card.quantization["calibration"]["images"] == 24
-    assert rt.card.quantization["calibration"]["split"] == "train"
+    assert rt.card.parity is not None and rt.card.quantization.calibration.images == 24
+    assert rt.card.quantization.calibration.split == "train"
     assert rt.card.source_sha256 is not None and rt.card.input.dtype == "uint8" and rt.card.output.dtype == "uint8"
     sidecar_path(out / "model.tflite").unlink()  # the embedded card alone is enough
     f = load(out / "model.tflite")
-    assert f.card.parity is not None and f.card.parity.get("passed", True)
+    assert f.card.parity is not None and f.card.parity.passed
     torch_rt = load(tiny_run)
     pix = np.random.default_rng(0).integers(0, 256, (8, f.card.input.size, f.card.input.size, 3), dtype=np.uint8)
     np.testing.assert_allclose(f(pix), torch_rt(pix), atol=1e-4)
@@ -71,8 +71,8 @@ def test_float_logits_option(tiny_run: Path, exported: tuple[Path, object], tmp_
     art = get_exporter("tflite", "int8").fn(req)
     rt = load(art.path)
     assert rt.card.input.dtype == "uint8" and rt.card.output.dtype == "float32"
-    assert rt.card.quantization["calibration"]["images"] == 16
-    assert any(layer.startswith("FULLY_CONNECTED") for layer in rt.card.quantization["float_layers"])
+    assert rt.card.quantization.calibration.images == 16
+    assert any(layer.startswith("FULLY_CONNECTED") for layer in rt.card.quantization.float_layers)
     assert rt.raw(np.zeros((1, rt.card.input.size, rt.card.input.size, 3), np.uint8)).dtype == np.float32
 
 

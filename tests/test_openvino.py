@@ -54,7 +54,7 @@ def test_float_ir_matches_pytorch(project: Path, name: str, atol: float, precisi
     np.testing.assert_allclose(rt(pixels[:1]), ref[:1], atol=atol)  # batch 1 and batch N compile separately
     np.testing.assert_allclose(rt(pixels.astype(np.float32) / 255.0), ref, atol=atol)
     assert rt.compiled(1).get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
-    assert rt.card.parity and rt.card.parity["passed"] is True
+    assert rt.card.parity is not None and rt.card.parity.passed
 
 
 def test_int8_ir_is_quantised_and_verified(project: Path) -> None:
@@ -64,12 +64,12 @@ def test_int8_ir_is_quantised_and_verified(project: Path) -> None:
     rt = load(project / "exported" / "model_int8.xml", threads=1)
     assert rt.precision == "int8" and is_quantized(rt.model)
     q = rt.card.quantization
-    assert q["mode"] == "int8" and "NNCF" in q["recipe"] and q["calibration"]["images"] > 0
-    assert q["float_layers"]  # the logits layer stays in float (--int8-output float)
-    assert q["budget"]["method"] == "nncf" and q["budget"]["images"] > 0 and "fits" in q["budget"]
+    assert q.mode == "int8" and "NNCF" in q.recipe and q.calibration.images > 0
+    assert q.float_layers  # the logits layer stays in float (--int8-output float)
+    assert q.budget.method == "nncf" and q.budget.images > 0
     out = rt(pixels)
     assert out.shape == ref.shape and (out.argmax(1) == ref.argmax(1)).mean() >= 0.5
-    assert rt.card.parity["n"] >= len(pixels) and rt.card.parity["quantize"] == "int8"
+    assert rt.card.parity.n >= len(pixels) and rt.card.parity.quantize == "int8"
     assert (project / "exported" / "model_int8.bin").stat().st_size < (project / "exported" / "model.bin").stat().st_size
 
 
@@ -188,20 +188,20 @@ def test_budget_runs_both_repairs_and_keeps_the_better(tmp_path_factory: pytest.
     opts = ExportOptions(calib_size=60, min_agreement=0.8, max_ece_delta=100.0, max_drop=0.5, verify=False)
     result = export(run, ["openvino"], ["int8"], root / "out", opts)
     [art] = [a for a in result.artifacts if a.quantize == "int8"]
-    budget = art.card.quantization["budget"]
-    assert budget["drop_before"] > 0.5, "plain int8 must break the budget on this model"
-    cands = budget["candidates"]
+    budget = art.card.quantization.budget
+    assert budget.drop_before > 0.5, "plain int8 must break the budget on this model"
+    cands = budget.candidates
     assert set(cands) == {"nncf_accuracy_control", "edge_tl_fallback"}
     for c in cands.values():
-        assert {"drop", "agreement", "latency_ms", "fallback_layers", "fits"} <= set(c) and c["latency_ms"] > 0
-    fitting = [k for k, c in cands.items() if c["fits"]]
+        assert c.latency_ms is not None and c.latency_ms > 0
+    fitting = [k for k, c in cands.items() if c.fits]
     assert fitting, cands
-    best = min(fitting, key=lambda k: cands[k]["latency_ms"])
-    assert budget["method"] == best and budget["fits"] and budget["drop"] <= 0.5 and budget["fallback_layers"]
-    assert budget["drop"] == cands[best]["drop"]
-    assert cands["edge_tl_fallback"]["fallback_layers"]  # edge-tl's search kept the fragile layer float
+    best = min(fitting, key=lambda k: cands[k].latency_ms)
+    assert budget.method == best and budget.fits and budget.drop <= 0.5 and budget.fallback_layers
+    assert budget.drop == cands[best].drop
+    assert cands["edge_tl_fallback"].fallback_layers  # edge-tl's search kept the fragile layer float
     assert any("nncf_accuracy_control" in n and "edge_tl_fallback" in n for n in art.notes)
-    assert load(art.path).card.quantization["budget"] == budget  # the file on disk is the repaired model
+    assert load(art.path).card.quantization.budget == budget  # the file on disk is the repaired model
     pixels, _ = heldout_pixels(run)
     out = load(art.path, threads=1)(pixels)
     assert out.shape[0] == len(pixels) and np.isfinite(out).all()
@@ -249,8 +249,8 @@ def _has_bf16() -> bool:
 def test_parity_checks_the_precision_it_runs_at(project: Path) -> None:
     pixels, labels, ref = _ref(project)
     card = load(project / "exported" / "model.xml", threads=1).card
-    assert card.parity["precision"] == "f32" == card.precision  # the gate judged what the card states
-    assert load(project / "exported" / "model_int8.xml", threads=1).card.parity["precision"] == "int8"
+    assert card.parity.precision == "f32" == card.precision  # the gate judged what the card states
+    assert load(project / "exported" / "model_int8.xml", threads=1).card.parity.precision == "int8"
     if not _has_bf16():
         pytest.skip("this CPU has no bf16")
     rt = load(project / "exported" / "model.xml", threads=1, precision="bf16")
@@ -270,9 +270,9 @@ def test_bf16_is_its_own_artefact(project: Path, tmp_path: Path, capsys: pytest.
     f32, bf16 = load(out / "model.xml", threads=1), load(out / "model_bf16.xml", threads=1)
     assert (f32.precision, bf16.precision) == ("f32", "bf16")
     assert bf16.compiled(1).get_property("INFERENCE_PRECISION_HINT").to_string() == "bf16"
-    assert bf16.card.precision == "bf16" and bf16.card.quantization["mode"] == "bf16"
-    assert bf16.card.parity["precision"] == "bf16" and bf16.card.parity["passed"]
-    assert bf16.card.parity["limits"]["max_dlogit"] > f32.card.parity["limits"]["max_dlogit"]
+    assert bf16.card.precision == "bf16" and bf16.card.quantization.mode == "bf16"
+    assert bf16.card.parity.precision == "bf16" and bf16.card.parity.passed
+    assert bf16.card.parity.limits.max_dlogit > f32.card.parity.limits.max_dlogit
     code, _, err = cli(["bench", str(out / "model.xml"), str(out / "model_bf16.xml"), "--runtimes", "openvino",
                         "--threads", "1", *FAST, "--json", str(tmp_path / "b.json")], capsys)
     assert code == 0, err

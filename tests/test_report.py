@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -59,17 +60,17 @@ def make_run(root: Path, *, hostile: bool = False, complete: bool = True) -> Pat
                           accuracy=0.86, reference_accuracy=0.875, drop=1.5, max_dlogit=0.12, saturated=0.0,
                           kl=1e-4, max_dprob=0.01, ece=0.06, ece_reference=0.05, limits=limits_for("onnx", "float"),
                           agreement_ci=wilson_interval(392, 400), resolution=0.25,
-                          images="train+val+test").to_json()
+                          images="train+val+test")
     onnx_card = cards.card_json("onnx", classes, **fields, parity=parity)
     (exported / "model.onnx").write_bytes(onnx_bytes(4, json.dumps(onnx_card)))
     # matched by the checkpoint hash, not by run_dir; its sidecar has the name model.onnx's would have
-    failed = {**parity, "agreement": 0.91, "passed": False, "failures": ["agreement 91.00 % < 98.00 %"]}
+    failed = dataclasses.replace(parity, agreement=0.91, failures=("agreement 91.00 % < 98.00 %",))
     tfl_card = cards.card_json("tflite", classes, **{**fields, "run_dir": "/elsewhere/gone"}, parity=failed,
-                               quantization={"mode": "int8"}, source_sha256=sha256_file(run / "model.pt"))
+                               quantization=cards.recipe("int8"), source_sha256=sha256_file(run / "model.pt"))
     (exported / "model.tflite").write_bytes(tflite_bytes(tfl_card, weights=0))
     (exported / "model.card.json").write_text(json.dumps(tfl_card))
     other = {**fields, "run_dir": str((root / "runs" / "other").resolve())}
-    other_card = cards.card_json("onnx", classes, **other, parity={"agreement": 0.5})
+    other_card = cards.card_json("onnx", classes, **other, parity=cards.parity(agreement=0.5))
     (exported / "model_other.onnx").write_bytes(onnx_bytes(4, json.dumps(other_card)))
     (exported / "junk.onnx").write_text("not a protobuf")
     bench = {"schema": 1, "recommended": "model.tflite@1t", "notes": ["noisy machine"], "reference_top1": 87.5,

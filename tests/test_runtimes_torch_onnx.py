@@ -16,6 +16,7 @@ from edge_tl.card import CARD_KEY, ModelCard
 from edge_tl.errors import ArtifactError, CardError, DataError, UnknownNameError
 from edge_tl.export.onnx_export import write_onnx_card
 from edge_tl.runtimes import SaturationWarning, load
+from helpers import cards
 from helpers.export_fixtures import heldout_pixels
 from helpers.models import export_onnx, sample_run
 
@@ -105,7 +106,7 @@ def test_saturated_card_warns_on_load(onnx_path: Path, tmp_path: Path):
     p = tmp_path / "sat.onnx"
     shutil.copy(onnx_path, p)
     card = ModelCard.load(onnx_path.with_name("model.onnx.card.json"))
-    write_onnx_card(p, card.with_(parity={"saturated": 0.4}))
+    write_onnx_card(p, card.with_(parity=cards.parity(saturated=0.4)))
     assert json.loads(p.with_name("sat.onnx.card.json").read_text())["parity"]["saturated"] == 0.4
     with pytest.warns(SaturationWarning, match="40.0 %"):
         load(p)

@@ -29,8 +29,7 @@ class Target:
     @property
     def parity_failed(self) -> bool:
         """The artefact's card records a failed parity check (export wrote it but it missed its limits)."""
-        parity = (self.card.parity or {}) if self.card else {}
-        return parity.get("passed") is False or bool(parity.get("failures"))
+        return self.card is not None and self.card.parity is not None and not self.card.parity.passed
 
     @property
     def format(self) -> str:
@@ -39,8 +38,9 @@ class Target:
 
     @property
     def quantization(self) -> str:
-        q = (self.card.quantization or {}) if self.card else {}
-        return str(q.get("mode") or ("fp16" if self.card and self.card.input.dtype == "float16" else "fp32"))
+        if self.card is not None and self.card.quantization is not None:
+            return self.card.quantization.mode
+        return "fp16" if self.card and self.card.input.dtype == "float16" else "fp32"
 
 
 @dataclass(frozen=True)

@@ -143,9 +143,11 @@ def _report(result: Any, err: Any, json_on_stdout: bool = False) -> None:
 
 def _report_budget(art: Any, err: Any) -> None:
     """One line per accuracy-budget repair that was measured (OpenVINO runs two and keeps the better)."""
-    budget = (art.card.quantization or {}).get("budget") or {}
-    for name, c in (budget.get("candidates") or {}).items():
-        kept = ", kept" if name == budget.get("method") else ""
-        err.print(f"budget {art.path.name}: {name}: drop {c['drop']:.2f} pt, agreement {100 * c['agreement']:.1f} %, "
-                  f"{c['latency_ms']:.2f} ms (1 thread), {len(c['fallback_layers'])} layer(s) float, "
-                  f"{'fits' if c['fits'] else 'over budget'}{kept}")
+    q = art.card.quantization
+    budget = None if q is None else q.budget
+    for name, c in ({} if budget is None else budget.candidates).items():
+        kept = ", kept" if name == budget.method else ""
+        ms = "-" if c.latency_ms is None else f"{c.latency_ms:.2f}"
+        err.print(f"budget {art.path.name}: {name}: drop {c.drop:.2f} pt, agreement {100 * c.agreement:.1f} %, "
+                  f"{ms} ms (1 thread), {len(c.fallback_layers)} layer(s) float, "
+                  f"{'fits' if c.fits else 'over budget'}{kept}")

@@ -215,10 +215,11 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
         req = ExportRequest(model=model, card=card, checkpoint=ckpt, source_sha256=source_sha, out_path=target,
                             format=e.format, quantize=e.quantize, options=opts, manifest=manifest,
                             float_path=source or float_paths.get(e.format),
-                            calibration=calibration if e.needs_calibration else None, reporter=reporter)
+                            calibration=calibration if e.needs_calibration else None, reporter=reporter,
+                            fidelity=fidelity)
         say(f"exporting {target}")
         art = e.fn(req)
-        if prep is not None and e.quantize == "int8":
+        if prep is not None and e.quantize == "int8" and art.card.quantization is not None:
             art = _with_card(art, art.card.with_(quantization=prep.stamp(art.card.quantization, e.format)))
         if e.quantize == "int8" and opts.fallback and manifest is not None and not e.own_budget:
             from edge_tl.export.budget import enforce_budget
@@ -253,7 +254,7 @@ def _with_card(art: Artifact, card: ModelCard) -> Artifact:
 
 
 def _store_parity(art: Artifact, res: ParityResult) -> Artifact:
-    card = art.card.with_(parity=res.to_json())
+    card = art.card.with_(parity=res)
     get_card_writer(art.format)(art.path, card)
     return Artifact(art.path, card, art.format, art.quantize, art.seconds, art.notes)
 

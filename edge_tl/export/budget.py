@@ -12,6 +12,7 @@ records which layers stayed float and why, with the accuracy, size and latency o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +22,10 @@ from edge_tl.card import ModelCard
 from edge_tl.export.registry import Artifact
 from edge_tl.export.sensitivity import accuracy, budget_search, get_backend, layer_sensitivity
 from edge_tl.parity import FidelitySet, drop_limit, fidelity_set, wilson_interval
+from edge_tl.records import BudgetRecord, BudgetStep, QuantRecipe
 
-BUDGET_IMAGES = 256
 RANK_IMAGES = 48  # the ranking compares a continuous error, so few images suffice; steps use all of them
 MAX_TRIES = 16  # layers tried (in sensitivity order) before the search gives up and reports the excess
-
-
-def budget_images(manifest: Any, spec: Any, n: int = BUDGET_IMAGES,
-                  exclude: Any = ()) -> tuple[np.ndarray, np.ndarray, str]:
-    """Validation images, topped up with train images when the validation split is small.
-
-    The drop is a difference between float and int8 on the *same* images, so train images the model learned
-    from still measure it fairly; the calibration images (``exclude``) are left out, since the int8 ranges were
-    fitted to them. The test split is never used here (the parity gate judges it afterwards).
-    """
-    from edge_tl.data.preprocess import load_batch
-
-    files, labels, used = list(manifest.files("val")), list(manifest.labels("val")), "val"
-    if len(files) < n:
-        skip = {str(p) for p in exclude}
-        pairs = [(f, y) for f, y in zip(manifest.files("train"), manifest.labels("train")) if str(f) not in skip]
-        train_f, train_l = [f for f, _ in pairs], [y for _, y in pairs]
-        idx = np.random.default_rng(0).permutation(len(train_f))[: n - len(files)]
-        files += [train_f[i] for i in idx]
-        labels += [train_l[i] for i in idx]
-        used = "val+train" if len(idx) else used
-    if not files:
-        from edge_tl.errors import DataError
-
-        raise DataError("the run has no validation or train images to measure the int8 drop on",
-                        "retrain with a dataset large enough for a validation split")
-    return load_batch(files[:n], spec), np.asarray(labels[:n]), used
 
 
 def _backend(art: Artifact, card: ModelCard, float_path: Path, calibration: Callable[[int], Iterator[np.ndarray]],
@@ -128,16 +102,13 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
     float_acc, int8_acc = accuracy(ref, labels), accuracy(int8, labels)
     drop = 100.0 * (float_acc - int8_acc)
     agree = float((ref.argmax(1) == int8.argmax(1)).mean())
-    quant = dict(art.card.quantization or {})
+    quant = art.card.quantization or QuantRecipe(mode="int8", recipe="")
     limit = drop_limit(max_drop, len(labels))
     fits = drop <= limit + 1e-9 and agree >= min_agreement
-    record: dict[str, Any] = {"max_drop": max_drop, "max_drop_resolved": limit, "min_agreement": min_agreement,
-                              "split": split, "images": len(labels), "unique_images": fidelity.unique,
-                              "resolution": 100.0 / len(labels),
-                              "agreement_ci": wilson_interval(int((ref.argmax(1) == int8.argmax(1)).sum()),
-                                                              len(labels)),
-                              "float_accuracy": float_acc, "int8_accuracy": int8_acc,
-                              "drop": drop, "agreement": agree, "fallback_layers": [], "fits": fits}
+    record = BudgetRecord(max_drop=max_drop, max_drop_resolved=limit, min_agreement=min_agreement, split=split,
+                          images=len(labels), unique_images=fidelity.unique, resolution=100.0 / len(labels),
+                          agreement_ci=wilson_interval(int((ref.argmax(1) == int8.argmax(1)).sum()), len(labels)),
+                          float_accuracy=float_acc, int8_accuracy=int8_acc, drop=drop, agreement=agree, fits=fits)
     if not fits:
         say(f"{art.path.name}: drop {drop:.2f} pt / agreement {100 * agree:.1f} % on {len(labels)} images "
             f"({split}; 1 image = {100 / len(labels):.2f} pt) misses --max-drop {max_drop} / --min-agreement "
@@ -150,16 +121,15 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
             result = budget_search(backend, pixels, labels, limit, ranking=ranking, max_float=MAX_TRIES,
                                    min_agreement=min_agreement, progress=lambda n: say(f"  trying {n[-60:]}"))
             chosen = result.chosen
-            record.update(fits=result.fits, drop=chosen.drop, int8_accuracy=chosen.accuracy,
-                          agreement=chosen.agreement, drop_before=drop, agreement_before=agree,
-                          fallback_layers=list(chosen.float_layers), reasons=result.reasons,
-                          steps=[{"float_layers": len(s.float_layers), "drop": s.drop, "agreement": s.agreement,
-                                  "size_bytes": s.size_bytes, "latency_ms": s.latency_ms} for s in result.steps])
+            record = replace(record, fits=result.fits, drop=chosen.drop, int8_accuracy=chosen.accuracy,
+                             agreement=chosen.agreement, drop_before=drop, agreement_before=agree,
+                             fallback_layers=tuple(chosen.float_layers), reasons=dict(result.reasons),
+                             steps=tuple(BudgetStep(len(s.float_layers), s.drop, s.agreement, s.size_bytes,
+                                                    s.latency_ms) for s in result.steps))
             if chosen.float_layers:
                 content = backend.build(chosen.float_layers)
-                quant["float_layers"] = sorted({*quant.get("float_layers", []), *chosen.float_layers})
-                quant["budget"] = record
-                card = art.card.with_(quantization=quant)
+                layers = tuple(sorted({*quant.float_layers, *chosen.float_layers}))
+                card = art.card.with_(quantization=quant.with_(float_layers=layers, budget=record))
                 _rewrite(art, content, card)
                 say(f"{art.path.name}: kept {len(chosen.float_layers)} layer(s) in float; drop "
                     f"{drop:.2f} -> {chosen.drop:.2f} pt ({'fits' if result.fits else 'still over budget'})")
@@ -167,24 +137,24 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
                                 (*art.notes, _note(record)))
         finally:
             getattr(raw_backend, "close", lambda: None)()
-    quant["budget"] = record
-    card = art.card.with_(quantization=quant)
+    card = art.card.with_(quantization=quant.with_(budget=record))
     from edge_tl.export.registry import get_card_writer
 
     get_card_writer(art.format)(art.path, card)
-    notes = art.notes if record["fits"] else (*art.notes, _note(record))
+    notes = art.notes if record.fits else (*art.notes, _note(record))
     return Artifact(art.path, card, art.format, art.quantize, art.seconds, notes)
 
 
-def _note(record: dict[str, Any]) -> str:
-    n = len(record["fallback_layers"])
-    where = f"{record['images']} images ({record['split']})"
-    if record["fits"]:
-        return (f"accuracy budget: kept {n} layer(s) in float; drop {record.get('drop_before', 0):.2f} -> "
-                f"{record['drop']:.2f} pt, agreement {100 * record.get('agreement_before', 0):.1f} -> "
-                f"{100 * record['agreement']:.1f} % on {where}")
-    over = max(0.0, record["drop"] - record.get("max_drop_resolved", record["max_drop"]))
-    short = max(0.0, record.get("min_agreement", 0.0) - record["agreement"])
-    return (f"accuracy budget NOT met even with {n} layer(s) in float: drop {record['drop']:.2f} pt "
-            f"(over by {over:.2f}), agreement {100 * record['agreement']:.1f} % (short by {100 * short:.1f}) "
+def _note(record: BudgetRecord) -> str:
+    n = len(record.fallback_layers)
+    where = f"{record.images} images ({record.split})"
+    if record.fits:
+        return (f"accuracy budget: kept {n} layer(s) in float; drop {record.drop_before or 0:.2f} -> "
+                f"{record.drop:.2f} pt, agreement {100 * (record.agreement_before or 0):.1f} -> "
+                f"{100 * record.agreement:.1f} % on {where}")
+    limit = record.max_drop if record.max_drop_resolved is None else record.max_drop_resolved
+    over = max(0.0, record.drop - limit)
+    short = max(0.0, record.min_agreement - record.agreement)
+    return (f"accuracy budget NOT met even with {n} layer(s) in float: drop {record.drop:.2f} pt "
+            f"(over by {over:.2f}), agreement {100 * record.agreement:.1f} % (short by {100 * short:.1f}) "
             f"on {where}")

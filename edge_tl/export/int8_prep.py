@@ -25,6 +25,7 @@ import numpy as np
 
 from edge_tl.errors import UnknownNameError
 from edge_tl.export.registry import INT8_PREPS as PREP_CHOICES
+from edge_tl.records import PrepRecord, QuantRecipe
 from edge_tl.registry import Registry
 
 # Per-backbone choices that measured better than plain int8 (benchmarks/bench_int8_fidelity.py). Empty until a
@@ -87,7 +88,8 @@ def _adaround(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
 
 def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterator[np.ndarray]], steps: str,
                      *, bias_images: int = BIAS_IMAGES) -> tuple[Any, dict[str, Any]]:
-    """A prepared copy of ``model`` and the record for ``card.quantization["prep"]`` (``steps`` resolved)."""
+    """A prepared copy of ``model`` and the record for ``card.quantization.prep`` (``steps`` resolved; the
+    record as JSON, :class:`~edge_tl.records.PrepRecord` reads it)."""
     import torch
 
     from edge_tl.data.preprocess import normalize
@@ -143,11 +145,10 @@ class PreparedSources:
             self._paths[format] = self._export_float(format, self._prepared, Path(self._tmp.name) / format)
         return self._paths[format]
 
-    def stamp(self, quantization: dict[str, Any] | None, format: str) -> dict[str, Any]:
-        """``quantization`` with the preparation recorded under ``prep`` (steps ``none`` for other formats)."""
-        q = dict(quantization or {})
-        q["prep"] = dict(self.record) if format in PREP_FORMATS else {"steps": "none", "choice": "n/a"}
-        return q
+    def stamp(self, quantization: QuantRecipe, format: str) -> QuantRecipe:
+        """``quantization`` with the preparation recorded as its ``prep`` (steps ``none`` for other formats)."""
+        prep = PrepRecord.from_json(self.record) if format in PREP_FORMATS else PrepRecord()
+        return quantization.with_(prep=prep)
 
     def close(self) -> None:
         if self._tmp is not None:

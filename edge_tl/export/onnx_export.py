@@ -25,6 +25,7 @@ from edge_tl.export.registry import (
     register_card_writer,
     register_exporter,
 )
+from edge_tl.records import QuantRecipe
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -182,8 +183,7 @@ def export_onnx_fp16(req: ExportRequest) -> Artifact:
     except Exception as exc:
         raise ExportError(f"fp16 conversion of {src.name} ({req.card.backbone}) failed: {_first_line(exc)}",
                           "the float model.onnx was kept; use --quantize none or int8") from exc
-    recipe = {"mode": "fp16", "recipe": "onnxruntime.transformers.float16 (keep_io_types=True)",
-              "calibration": None, "float_layers": []}
+    recipe = QuantRecipe(mode="fp16", recipe="onnxruntime.transformers.float16 (keep_io_types=True)")
     card = artifact_card(req, quantization=recipe)
     save_onnx(half, req.out_path, card)
     return Artifact(req.out_path, card, "onnx", "fp16", time.perf_counter() - t0,

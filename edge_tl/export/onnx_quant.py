@@ -25,6 +25,7 @@ from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
 from edge_tl.export.onnx_export import INPUT_NAME, _first_line, require_float, save_onnx
 from edge_tl.export.registry import Artifact, ExportRequest, artifact_card, register_exporter
+from edge_tl.records import Calibration, QuantRecipe
 
 CALIB_BATCH = 16
 STATIC_RECIPE = "onnxruntime quantize_static QDQ, per-channel int8 weights, uint8 activations"
@@ -117,9 +118,9 @@ def export_onnx_int8(req: ExportRequest) -> Artifact:
         import onnx
 
         proto = onnx.load(str(Path(tmp) / "q.onnx"))
-    recipe = {"mode": "int8", "recipe": STATIC_RECIPE, "output": opts.output,
-              "calibration": {"images": reader.images, "method": opts.calib_method, "split": opts.calib_split},
-              "float_layers": exclude}
+    recipe = QuantRecipe(mode="int8", recipe=STATIC_RECIPE, output=opts.output,
+                         calibration=Calibration(reader.images, opts.calib_method, opts.calib_split),
+                         float_layers=tuple(exclude))
     card = artifact_card(req, quantization=recipe)
     save_onnx(proto, req.out_path, card)
     return Artifact(req.out_path, card, "onnx", "int8", time.perf_counter() - t0)
@@ -141,8 +142,7 @@ def export_onnx_dynamic(req: ExportRequest) -> Artifact:
             raise ExportError(f"ONNX Runtime dynamic quantisation of {src.name} ({req.card.backbone}) failed: "
                               f"{_first_line(exc)}", f"the float {src.name} was kept") from exc
         proto = onnx.load(str(Path(tmp) / "q.onnx"))
-    recipe = {"mode": "dynamic", "recipe": "onnxruntime quantize_dynamic, int8 weights", "calibration": None,
-              "float_layers": []}
+    recipe = QuantRecipe(mode="dynamic", recipe="onnxruntime quantize_dynamic, int8 weights")
     card = artifact_card(req, quantization=recipe)
     save_onnx(proto, req.out_path, card)
     return Artifact(req.out_path, card, "onnx", "dynamic", time.perf_counter() - t0, (DYNAMIC_WARNING,))

@@ -31,6 +31,7 @@ from edge_tl.export.registry import (
     register_card_writer,
     register_exporter,
 )
+from edge_tl.records import QuantRecipe
 
 FP16_RECIPE = "OpenVINO compress_to_fp16 (fp16 weights, f32 compute)"
 
@@ -86,7 +87,7 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
-def ir_card(req: ExportRequest, precision: str, quantization: dict[str, Any] | None = None) -> ModelCard:
+def ir_card(req: ExportRequest, precision: str, quantization: QuantRecipe | None = None) -> ModelCard:
     """The card of a new IR: the run's card, NCHW float input, the precision it runs at, OpenVINO versions."""
     card = artifact_card(req, quantization=quantization)
     return card.with_(precision=precision, versions={**card.versions, **library_versions("openvino", "nncf")})
@@ -130,7 +131,7 @@ def export_openvino_fp16(req: ExportRequest) -> Artifact:
     t0 = time.perf_counter()
     model = read_ir(require_float_ir(req))
     model.set_rt_info("", [CARD_KEY])
-    recipe = {"mode": "fp16", "recipe": FP16_RECIPE, "calibration": None, "float_layers": []}
+    recipe = QuantRecipe(mode="fp16", recipe=FP16_RECIPE)
     card = ir_card(req, "f32", recipe)
     save_ir(model, req.out_path, card, compress_to_fp16=True)
     return Artifact(req.out_path, card, "openvino", "fp16", time.perf_counter() - t0,
@@ -151,7 +152,7 @@ def export_openvino_bf16(req: ExportRequest) -> Artifact:
     t0 = time.perf_counter()
     model = read_ir(require_float_ir(req))
     model.set_rt_info("", [CARD_KEY])
-    recipe = {"mode": "bf16", "recipe": BF16_RECIPE, "calibration": None, "float_layers": []}
+    recipe = QuantRecipe(mode="bf16", recipe=BF16_RECIPE)
     card = ir_card(req, "bf16", recipe)
     save_ir(model, req.out_path, card)
     return Artifact(req.out_path, card, "openvino", "bf16", time.perf_counter() - t0,

@@ -6,7 +6,9 @@ quantisation (NNCF ``IgnoredScope``), as in the other formats. NNCF picks its ow
 with fast bias correction); ``--calib-method`` applies to the ONNX and TFLite quantisers.
 
 Accuracy budget: the int8 IR's top-1 drop and agreement are measured against the float IR (both run by edge-tl's
-OpenVINO runtime in f32) on the run's validation images. Over ``--max-drop`` (or under ``--min-agreement``), two
+OpenVINO runtime in f32) on the parity gate's images, with its rule (:func:`edge_tl.parity.fidelity_set`: every
+image of the run not used for calibration; :func:`edge_tl.parity.drop_limit`), so the budget and the gate agree.
+Over ``--max-drop`` (or under ``--min-agreement``), two
 repairs run and the better one is kept: NNCF's ``quantize_with_accuracy_control`` (re-quantises, reverting the
 most harmful layers to float) and edge-tl's own float-fallback search on the IR (the ONNX/TFLite search, with
 layers routed around their quantisers: :mod:`edge_tl.export.sensitivity_openvino`). Better means: fits the
@@ -31,6 +33,7 @@ from edge_tl.errors import DataError, EdgeTLError, ExportError
 from edge_tl.export.openvino_export import _first_line, ir_card, read_ir, require_float_ir, save_ir
 from edge_tl.export.registry import Artifact, ExportRequest, register_exporter
 from edge_tl.progress import of
+from edge_tl.records import BudgetRecord, Calibration, QuantRecipe
 from edge_tl.runtimes import default_threads
 
 CALIB_BATCH = 16
@@ -114,15 +117,14 @@ def export_openvino_int8(req: ExportRequest) -> Artifact:
     except Exception as exc:  # noqa: BLE001 - NNCF raises many unrelated types
         raise ExportError(f"NNCF quantisation of {src.name} ({req.card.backbone}) failed: {_first_line(exc)}",
                           f"the float {src.name} was kept") from None
-    recipe: dict[str, Any] = {"mode": "int8", "recipe": RECIPE, "output": opts.output,
-                              "calibration": {"images": len(images), "method": "nncf", "split": opts.calib_split},
-                              "float_layers": ignored}
+    recipe = QuantRecipe(mode="int8", recipe=RECIPE, output=opts.output,
+                         calibration=Calibration(len(images), "nncf", opts.calib_split), float_layers=tuple(ignored))
     notes: tuple[str, ...] = ()
     if opts.calib_method != "minmax":
         notes = (f"--calib-method {opts.calib_method} applies to ONNX/TFLite; NNCF chose its own ranges",)
     if req.manifest is not None and opts.fallback:
         quantized, budget, note = _budget(nncf, model, quantized, req, images, kwargs)
-        recipe["budget"] = budget
+        recipe = recipe.with_(budget=budget)
         notes += (note,) if note else ()
     card = ir_card(req, "int8", recipe)
     save_ir(quantized, req.out_path, card)
@@ -130,18 +132,19 @@ def export_openvino_int8(req: ExportRequest) -> Artifact:
 
 
 def _budget(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, images: list[np.ndarray],
-            kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any], str | None]:
+            kwargs: dict[str, Any]) -> tuple[Any, BudgetRecord, str | None]:
     """Measure the int8 drop on validation images; over budget, run both repairs and keep the better one.
 
     The repairs are NNCF's accuracy control and edge-tl's own float-fallback search on the IR
     (:mod:`edge_tl.export.sensitivity_openvino`). Both are measured on the same images against the same float
     IR, and timed at 1 thread; the kept one fits the budget at the lower latency, else has the smaller drop.
     """
-    from edge_tl.export.budget import budget_images
+    from edge_tl.parity import drop_limit, fidelity_set, wilson_interval
 
     opts, spec = req.options, req.card.input
-    files = getattr(req.calibration, "files", ())
-    pixels, labels, split = budget_images(req.manifest, spec, exclude=files)
+    fid = req.fidelity or fidelity_set(req.manifest, spec, exclude=getattr(req.calibration, "files", ()))
+    pixels, labels, split = fid.pixels, fid.labels, fid.description  # the gate's images, and its rule below
+    limit = drop_limit(opts.max_drop, len(labels))
     ref = _top1(float_model, pixels, spec, "f32")
     float_acc = float((ref == labels).mean())
 
@@ -150,14 +153,17 @@ def _budget(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, ima
         acc, agree = float((top == labels).mean()), float((top == ref).mean())
         drop = 100.0 * (float_acc - acc)
         return {"int8_accuracy": acc, "drop": drop, "agreement": agree,
-                "fits": drop <= opts.max_drop + 1e-9 and agree >= opts.min_agreement}
+                "fits": drop <= limit + 1e-9 and agree >= opts.min_agreement}
 
     plain = measure(quantized)
-    record: dict[str, Any] = {"max_drop": opts.max_drop, "min_agreement": opts.min_agreement, "split": split,
-                              "images": len(labels), "float_accuracy": float_acc, **plain, "fallback_layers": [],
-                              "method": "nncf"}
+    agreeing = round(plain["agreement"] * len(labels))
+    record: dict[str, Any] = {"max_drop": opts.max_drop, "max_drop_resolved": limit,
+                              "min_agreement": opts.min_agreement, "split": split, "images": len(labels),
+                              "unique_images": fid.unique, "resolution": 100.0 / len(labels),
+                              "agreement_ci": wilson_interval(agreeing, len(labels)), "float_accuracy": float_acc,
+                              **plain, "fallback_layers": [], "method": "nncf"}
     if plain["fits"]:
-        return quantized, record, None
+        return quantized, BudgetRecord.from_json(record), None
     rep = of(req.reporter)
     rep.note(f"{req.out_path.name}: drop {plain['drop']:.2f} pt / agreement {100 * plain['agreement']:.1f} % on "
              f"{len(labels)} {split} images misses the budget; trying NNCF accuracy control and edge-tl's "
@@ -176,7 +182,8 @@ def _budget(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, ima
         candidates[name] = (model, {**measure(model), "fallback_layers": layers,
                                     "latency_ms": latency_ms(read_core(), model, spec)})
     if not candidates:
-        return quantized, record, f"both budget repairs failed ({record['errors']}); kept the plain int8 IR"
+        return (quantized, BudgetRecord.from_json(record),
+                f"both budget repairs failed ({record['errors']}); kept the plain int8 IR")
     best = min(candidates, key=lambda k: _rank(candidates[k][1]))
     model, chosen = candidates[best]
     record.update(drop_before=plain["drop"], agreement_before=plain["agreement"], **chosen, method=best,
@@ -185,7 +192,7 @@ def _budget(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, ima
     both = "; ".join(f"{k}: drop {v['drop']:.2f} pt, agreement {100 * v['agreement']:.1f} %, "
                      f"{v['latency_ms']:.2f} ms, {len(v['fallback_layers'])} layer(s) float"
                      for k, (_m, v) in candidates.items())
-    return model, record, (f"accuracy budget on {len(labels)} {split} images (plain int8 drop "
+    return model, BudgetRecord.from_json(record), (f"accuracy budget on {len(labels)} {split} images (plain int8 drop "
                            f"{plain['drop']:.2f} pt): {both}; kept {best} ({verdict})")
 
 
@@ -223,13 +230,14 @@ def _fallback_search(nncf: Any, float_model: Any, quantized: Any, req: ExportReq
     from edge_tl.export.budget import MAX_TRIES, RANK_IMAGES
     from edge_tl.export.sensitivity import budget_search, layer_sensitivity
     from edge_tl.export.sensitivity_openvino import OpenVinoQuantBackend
+    from edge_tl.parity import drop_limit
 
     opts = req.options
     backend = OpenVinoQuantBackend(float_model, quantized, req.card.input, threads=default_threads(opts.threads),
                                    base_float=logits_layer(float_model) if opts.output == "float" else ())
     ranking = layer_sensitivity(backend, pixels[:RANK_IMAGES], labels[:RANK_IMAGES]).layers
-    result = budget_search(backend, pixels, labels, opts.max_drop, ranking=ranking, max_float=MAX_TRIES,
-                           timed=False, min_agreement=opts.min_agreement)
+    result = budget_search(backend, pixels, labels, drop_limit(opts.max_drop, len(labels)), ranking=ranking,
+                           max_float=MAX_TRIES, timed=False, min_agreement=opts.min_agreement)
     return backend.build(result.chosen.float_layers).model
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_tl.card import ModelCard
 from edge_tl.errors import ConfigError, UnknownNameError
+from edge_tl.records import QuantRecipe
 from edge_tl.registry import Registry
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from edge_tl.data.manifest import Manifest
+    from edge_tl.parity import FidelitySet
     from edge_tl.progress import Reporter
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
@@ -95,6 +97,8 @@ class ExportRequest:
 
     ``float_path`` is the float artefact of the same format (already written) for quantising exporters.
     ``calibration`` yields uint8 pixel batches ``(n, H, W, 3)`` from the run's train split (real images).
+    ``fidelity``: the images the parity gate judges (:func:`edge_tl.parity.fidelity_set`), for an exporter that
+    runs its own accuracy budget on them.
     """
 
     model: torch.nn.Module
@@ -110,6 +114,7 @@ class ExportRequest:
     calibration: Callable[[int], Iterator[np.ndarray]] | None = None
     notes: list[str] = field(default_factory=list)  # warnings the exporter wants shown to the user
     reporter: Reporter | None = None  # where long steps (calibration) report progress; None = silent
+    fidelity: FidelitySet | None = None
 
 
 @dataclass(frozen=True)
@@ -130,9 +135,11 @@ class Artifact:
         return (self.path.stat().st_size + extra) / 1e6
 
     def to_json(self) -> dict[str, Any]:
+        q = self.card.quantization
         return {"path": str(self.path), "format": self.format, "quantize": self.quantize,
                 "size_mb": round(self.size_mb, 4), "seconds": round(self.seconds, 3), "notes": list(self.notes),
-                "budget": (self.card.quantization or {}).get("budget"), "parity": self.card.parity}
+                "budget": None if q is None or q.budget is None else q.budget.to_json(),
+                "parity": None if self.card.parity is None else self.card.parity.to_json()}
 
 
 Exporter = Callable[[ExportRequest], Artifact]
@@ -219,7 +226,7 @@ def get_card_writer(format: str) -> CardWriter:
 
 
 def artifact_card(req: ExportRequest, *, layout: str = "NCHW", input_dtype: str = "float32",
-                  output_dtype: str = "float32", quantization: dict[str, Any] | None = None,
+                  output_dtype: str = "float32", quantization: QuantRecipe | None = None,
                   input_scale: float | None = None, input_zero_point: int | None = None,
                   output_scale: float | None = None, output_zero_point: int | None = None) -> ModelCard:
     """The card of a new artefact derived from the run's card (provenance, versions, no parity yet)."""

@@ -32,6 +32,7 @@ from edge_tl.export.registry import Artifact, ExportRequest, register_card_write
 from edge_tl.export.tflite_quant import OUTPUT_MARGIN, QUANT_MODES, QuantizedTflite, quantize_tflite
 from edge_tl.export.tflite_xnnpack import partition_note, xnnpack_partitions
 from edge_tl.progress import Reporter, of
+from edge_tl.records import QuantRecipe
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +59,7 @@ class TfliteExport:
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": "tflite", "quantize": self.quantize,
                 "size_mb": round(self.size_mb, 4), "seconds": round(self.seconds, 3), "notes": list(self.notes),
-                "quantization": self.card.quantization}
+                "quantization": None if self.card.quantization is None else self.card.quantization.to_json()}
 
 
 @contextlib.contextmanager
@@ -194,7 +195,7 @@ def is_folded(content: bytes) -> bool:
     return bool(embedded) and ModelCard.loads(embedded).input.graph_mean is not None
 
 
-def _artefact_card(run_card: ModelCard, content: bytes, quantization: dict[str, Any] | None,
+def _artefact_card(run_card: ModelCard, content: bytes, quantization: QuantRecipe | None,
                    source_sha256: str | None, folded: bool = True) -> ModelCard:
     """The card of a TFLite file: the run's card with the file's own input/output tensors described."""
     from edge_tl.runtimes.litert_rt import make_interpreter
@@ -260,7 +261,7 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
                             threads=threads, output_margin=output_margin, output=output, progress=progress,
                             io_type=io_type, input_range=(0.0, 1.0) if fold else None)
         content = q.content
-        quantization = _quantization_dict(q, calib_split)
+        quantization = _quantization_record(q, calib_split)
         if q.calibration is not None:
             note = partition_note(float_content, content, card.input.size)
             if note:
@@ -286,13 +287,10 @@ def _calib_inputs(pixels: np.ndarray | None, spec: InputSpec) -> np.ndarray:
     return normalize(np.asarray(pixels), spec, layout="NHWC")
 
 
-def _quantization_dict(q: QuantizedTflite, split: str) -> dict[str, Any]:
-    d: dict[str, Any] = {"mode": q.mode, "recipe": q.recipe, "calibration": None,
-                         "float_layers": list(q.float_layers)}
-    if q.calibration is not None:
-        d["calibration"] = {**q.calibration, "split": split}
-        d["output_range"] = {k: list(v) for k, v in q.ranges.items()}
-    return d
+def _quantization_record(q: QuantizedTflite, split: str) -> QuantRecipe:
+    return QuantRecipe(mode=q.mode, recipe=q.recipe, output=q.output, io_type=q.io_type,
+                       calibration=None if q.calibration is None else q.calibration.with_split(split),
+                       float_layers=q.float_layers, output_range=dict(q.ranges))
 
 
 # ---- the exporter registry -------------------------------------------------------------------------------------

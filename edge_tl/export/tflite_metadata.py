@@ -107,7 +107,7 @@ def build_metadata(card: ModelCard) -> bytes:
     """The ``ModelMetadata`` flatbuffer (file identifier ``M001``) describing ``card``'s artefact."""
     t = _Tables()
     s = t.string
-    quant = (card.quantization or {}).get("mode", "none")
+    quant = "none" if card.quantization is None else card.quantization.mode
     image_props = t.table({}, {0: _RGB})  # ImageProperties {color_space 0}
     image_content = t.table({1: image_props}, {0: _IMAGE_PROPERTIES})  # Content {properties_type 0, properties 1}
     mean, std = normalization(card)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from edge_tl.errors import ConfigError, ExportError
+from edge_tl.records import Calibration
 
 CALIB_METHODS = ("minmax", "percentile", "absmax", "ema")
 EMA_FACTOR = 0.95  # ai_edge_quantizer.utils.qsv_utils.moving_average_update's default
@@ -92,8 +93,10 @@ class QuantizedTflite:
     content: bytes
     mode: str
     recipe: str
-    calibration: dict[str, Any] | None = None
+    calibration: Calibration | None = None
     float_layers: tuple[str, ...] = ()
+    output: str = "float"  # the logits: float, or quantized
+    io_type: str | None = None  # a calibrated file's integer input type
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -246,11 +249,9 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
                               "pass images from the run's train split (--calib-size > 0)")
         qsvs = calibrate(float_content, calib_inputs, recipe, method, percentile, threads, output_margin, progress,
                          input_range)
-        calibration = {"images": len(calib_inputs), "method": method, "output": output, "io_type": io_type}
-        if method != "ema" and output == "quantized":
-            calibration["output_margin"] = output_margin
-        if method == "percentile":
-            calibration["percentile"] = percentile
+        calibration = Calibration(len(calib_inputs), method,
+                                  percentile=percentile if method == "percentile" else None,
+                                  output_margin=output_margin if method != "ema" and output == "quantized" else None)
     try:
         with _quiet():
             q = quantizer.Quantizer(bytearray(float_content), recipe)
@@ -264,8 +265,10 @@ def quantize_tflite(float_content: bytes, mode: str, calib_inputs: np.ndarray | 
     ranges = {n: (float(np.min(qsvs[n]["min"])), float(np.max(qsvs[n]["max"])))
               for n in outs if qsvs and n in qsvs and output == "quantized"}
     recipe_name = spec.recipe + ("+float_logits" if spec.calibrated and output == "float" else "")
-    return QuantizedTflite(content, mode, recipe_name, calibration, float_ops(content) if spec.calibrated else (),
-                           ranges)
+    return QuantizedTflite(content, mode, recipe_name, calibration,
+                           float_layers=float_ops(content) if spec.calibrated else (), ranges=ranges,
+                           output=output if spec.calibrated else "float",
+                           io_type=io_type if spec.calibrated else None)
 
 
 def float_ops(content: bytes) -> tuple[str, ...]:

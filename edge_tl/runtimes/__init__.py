@@ -84,9 +84,8 @@ def run_batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: in
 
 def warn_if_saturated(card: ModelCard, path: object, limit: float = 0.001) -> None:
     """Warn (``SaturationWarning``) when the card's parity result records saturated outputs above ``limit``."""
-    parity = card.parity or {}
-    sat = parity.get("saturated")
-    if isinstance(sat, (int, float)) and sat > limit:
+    sat = None if card.parity is None else card.parity.saturated
+    if sat is not None and sat > limit:
         warnings.warn(f"{path}: {100 * sat:.1f} % of this artefact's int8 outputs sat at the int8 limits when it "
                       "was verified; its probabilities are clipped (re-export with edge-tl export --force)",
                       SaturationWarning, stacklevel=4)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from edge_tl.records import ParityResult
     from edge_tl.runtimes.base import Runtime
 
 SATURATION_LIMIT = 0.001  # warn when more than this fraction of int8 outputs sit at the rails
@@ -57,23 +58,20 @@ class PredictResult:
                 "images": [i.to_json() for i in self.images], "warnings": list(self.warnings)}
 
 
-def saturation_warning(parity: dict[str, Any] | None) -> str | None:
+def saturation_warning(parity: ParityResult | None) -> str | None:
     """A warning when a card's parity shows saturated int8 outputs (probabilities are then unreliable)."""
-    parity = parity or {}
-    frac = parity.get("saturated_fraction", parity.get("saturated", 0))  # parity.py's key, and its short form
-    frac = float(frac) if isinstance(frac, (int, float)) and not isinstance(frac, bool) else 0.0
+    frac = 0.0 if parity is None else parity.saturated
     if frac > SATURATION_LIMIT:
         return (f"{frac:.1%} of this model's int8 outputs are saturated: top-1 may hold but the probabilities "
                 "are distorted (re-export with a wider output range or keep the output in float)")
     return None
 
 
-def parity_warnings(parity: dict[str, Any] | None) -> list[str]:
+def parity_warnings(parity: ParityResult | None) -> list[str]:
     """Warnings from a card's stored parity result: saturated int8 outputs, a failed check."""
     out = [w] if (w := saturation_warning(parity)) else []
-    if parity and parity.get("passed") is False:
-        failures = parity.get("failures") or ["see the export table"]
-        out.append("this artefact failed its parity check at export: " + "; ".join(map(str, failures)))
+    if parity is not None and not parity.passed:
+        out.append("this artefact failed its parity check at export: " + "; ".join(parity.failures))
     return out
 
 
