@@ -22,7 +22,7 @@ from edge_tl.card import ModelCard
 from edge_tl.export.registry import Artifact
 from edge_tl.export.sensitivity import accuracy, budget_search, get_backend, layer_sensitivity
 from edge_tl.parity import FidelitySet, drop_limit, fidelity_set, wilson_interval
-from edge_tl.records import BudgetRecord, BudgetStep, QuantRecipe
+from edge_tl.records import BudgetRecord, BudgetStep
 
 RANK_IMAGES = 48  # the ranking compares a continuous error, so few images suffice; steps use all of them
 MAX_TRIES = 16  # layers tried (in sensitivity order) before the search gives up and reports the excess
@@ -102,7 +102,11 @@ def enforce_budget(art: Artifact, run_card: ModelCard, manifest: Any, float_path
     float_acc, int8_acc = accuracy(ref, labels), accuracy(int8, labels)
     drop = 100.0 * (float_acc - int8_acc)
     agree = float((ref.argmax(1) == int8.argmax(1)).mean())
-    quant = art.card.quantization or QuantRecipe(mode="int8", recipe="")
+    quant = art.card.quantization
+    if quant is None:  # every int8 exporter records its recipe
+        from edge_tl.errors import ExportError
+
+        raise ExportError(f"{art.path.name}: its card records no quantisation recipe", "re-export it")
     limit = drop_limit(max_drop, len(labels))
     fits = drop <= limit + 1e-9 and agree >= min_agreement
     record = BudgetRecord(max_drop=max_drop, max_drop_resolved=limit, min_agreement=min_agreement, split=split,
