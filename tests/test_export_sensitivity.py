@@ -33,7 +33,7 @@ def onnx_backend(tmp_path_factory):
 
     path = Path(tmp_path_factory.mktemp("sens")) / "fragile.onnx"
     onnx.save(export_float_proto(fragile_model(), 32, 18), str(path))
-    return OnnxQuantBackend(path, SPEC, _calibration(pixels()))
+    return OnnxQuantBackend(path, CARD, _calibration(pixels()))
 
 
 @pytest.fixture(scope="module")

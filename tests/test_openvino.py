@@ -118,6 +118,34 @@ def test_precision_is_explicit(project: Path) -> None:
     assert 1e-3 < diff < 0.5  # really computed in bf16: not the f32 result, but close to it
 
 
+def test_in_memory_model_runs_as_the_file_does(project: Path) -> None:
+    """from_model (the export search's variants): the same logits as the loaded file; with dynamic_batch one
+    compilation serves every batch size; a card that does not match the model is refused."""
+    import dataclasses
+
+    from edge_tl.runtimes.openvino_rt import OpenVinoRuntime
+
+    pixels, _, _ = _ref(project)
+    xml = project / "exported" / "model_int8.xml"
+    rt = load(xml, threads=1)
+    model = rt.core.read_model(str(xml))
+    dyn = OpenVinoRuntime.from_model(model, rt.card, threads=1, dynamic_batch=True)
+    assert dyn.precision == "int8" and not model.inputs[0].get_partial_shape()[0].is_static
+    np.testing.assert_allclose(dyn(pixels), rt(pixels), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dyn(pixels[:3]), rt(pixels[:3]), rtol=1e-5, atol=1e-5)
+    assert len(dyn._compiled) == 1 and len(rt._compiled) == 3  # batch 1 at load, then N and 3
+    static = OpenVinoRuntime.from_model(model, rt.card, threads=1)
+    assert timed_call(static, pixels[:1]).loop == "engine" and list(static._compiled) == [1]
+    other = rt.card.with_(classes=(*rt.card.classes, "extra"))
+    with pytest.raises(ArtifactError, match="logits"):
+        OpenVinoRuntime.from_model(model, other)
+    with pytest.raises(ConfigError, match="not quantised"):
+        OpenVinoRuntime.from_model(load(project / "exported" / "model.xml").model, rt.card, precision="int8")
+    small = rt.card.with_(input=dataclasses.replace(rt.card.input, size=rt.card.input.size * 2))
+    with pytest.raises(ArtifactError, match="input shape"):
+        OpenVinoRuntime.from_model(model, small)
+
+
 def test_engine_call_computes_what_the_runtime_computes(project: Path) -> None:
     pixels, _, _ = _ref(project)
     rt = load(project / "exported" / "model_int8.xml", threads=1)

@@ -57,6 +57,22 @@ def test_batching_is_invisible(run: Path, onnx_path: Path):
     np.testing.assert_allclose(ox(big)[: len(pixels)], ox(pixels), atol=1e-5)
 
 
+def test_onnx_bytes_run_as_the_file_does(run: Path, onnx_path: Path):
+    """from_bytes (the export search's candidates): the file's logits from its bytes; a card that does not match
+    the model, or bytes that are no model, are refused in one line."""
+    from edge_tl.runtimes.onnx_rt import OnnxRuntime
+
+    pixels, _ = heldout_pixels(run)
+    ox = load(onnx_path, threads=1)
+    mem = OnnxRuntime.from_bytes(onnx_path.read_bytes(), ox.card, threads=1)
+    assert mem.name == "onnxruntime" and str(mem.path) == "<memory>"
+    np.testing.assert_array_equal(mem(pixels), ox(pixels))
+    with pytest.raises(ArtifactError, match="logits"):
+        OnnxRuntime.from_bytes(onnx_path.read_bytes(), ox.card.with_(classes=(*ox.card.classes, "x")))
+    with pytest.raises(ArtifactError, match="not a valid ONNX model"):
+        OnnxRuntime.from_bytes(b"not a model", ox.card)
+
+
 def test_wrong_image_size_is_artifact_error(onnx_path: Path):
     ox = load(onnx_path, threads=1)
     with pytest.raises(ArtifactError, match="expects 32x32"):

@@ -24,10 +24,12 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from edge_tl.card import ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, EdgeTLError, ExportError
 from edge_tl.export.openvino_export import _first_line, ir_card, read_ir, require_float_ir, save_ir
@@ -80,15 +82,16 @@ def _dataset(nncf: Any, pixels: list[np.ndarray] | np.ndarray, spec: Any) -> Any
     return nncf.Dataset(list(pixels), lambda x: normalize(np.asarray(x), spec, "NCHW"))
 
 
-def _top1(model: Any, pixels: np.ndarray, spec: Any, precision: str) -> np.ndarray:
-    """Logits of an in-memory ``ov.Model`` on uint8 ``pixels``, compiled at an explicit ``precision``."""
-    import openvino as ov
+def variant_card(req: ExportRequest) -> ModelCard:
+    """The card of the in-memory IRs built here: the run's input and classes, as the float IR takes them."""
+    return req.card.with_(format="openvino", input=replace(req.card.input, layout="NCHW"))
 
-    from edge_tl.runtimes.openvino_rt import HINTS
 
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[precision]})
-    outs = [compiled(normalize(pixels[i:i + 32], spec, "NCHW"))[0] for i in range(0, len(pixels), 32)]
-    return np.concatenate(outs).argmax(1)
+def _top1(model: Any, pixels: np.ndarray, card: ModelCard, precision: str, threads: int | None) -> np.ndarray:
+    """Top-1 classes of an in-memory ``ov.Model`` on uint8 ``pixels``, run at an explicit ``precision``."""
+    from edge_tl.runtimes.openvino_rt import OpenVinoRuntime
+
+    return OpenVinoRuntime.from_model(model, card, threads, precision, dynamic_batch=True)(pixels).argmax(1)
 
 
 @register_exporter("openvino", "int8", filename="model_int8.xml", needs_calibration=True, own_budget=True)
@@ -145,11 +148,12 @@ def _budget(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, ima
     fid = req.fidelity or fidelity_set(req.manifest, spec, exclude=getattr(req.calibration, "files", ()))
     pixels, labels, split = fid.pixels, fid.labels, fid.description  # the gate's images, and its rule below
     limit = drop_limit(opts.max_drop, len(labels))
-    ref = _top1(float_model, pixels, spec, "f32")
+    card = variant_card(req)
+    ref = _top1(float_model, pixels, card, "f32", opts.threads)
     float_acc = float((ref == labels).mean())
 
     def measure(m: Any) -> dict[str, Any]:
-        top = _top1(m, pixels, spec, "int8")
+        top = _top1(m, pixels, card, "int8", opts.threads)
         acc, agree = float((top == labels).mean()), float((top == ref).mean())
         drop = 100.0 * (float_acc - acc)
         return {"int8_accuracy": acc, "drop": drop, "agreement": agree,
@@ -180,7 +184,7 @@ def _budget(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, ima
 
         layers = _float_ops(model, quantized)
         candidates[name] = (model, {**measure(model), "fallback_layers": layers,
-                                    "latency_ms": latency_ms(read_core(), model, spec)})
+                                    "latency_ms": latency_ms(model, card)})
     if not candidates:
         return (quantized, BudgetRecord.from_json(record),
                 f"both budget repairs failed ({record['errors']}); kept the plain int8 IR")
@@ -199,12 +203,6 @@ def _budget(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, ima
 def _rank(c: dict[str, Any]) -> tuple[int, float]:
     """Fits first and then the faster; otherwise the smaller drop."""
     return (0, c["latency_ms"]) if c["fits"] else (1, c["drop"])
-
-
-def read_core() -> Any:
-    import openvino as ov
-
-    return ov.Core()
 
 
 def _accuracy_control(nncf: Any, float_model: Any, quantized: Any, req: ExportRequest, images: list[np.ndarray],
@@ -233,7 +231,7 @@ def _fallback_search(nncf: Any, float_model: Any, quantized: Any, req: ExportReq
     from edge_tl.parity import drop_limit
 
     opts = req.options
-    backend = OpenVinoQuantBackend(float_model, quantized, req.card.input, threads=default_threads(opts.threads),
+    backend = OpenVinoQuantBackend(float_model, quantized, variant_card(req), threads=default_threads(opts.threads),
                                    base_float=logits_layer(float_model) if opts.output == "float" else ())
     ranking = layer_sensitivity(backend, pixels[:RANK_IMAGES], labels[:RANK_IMAGES]).layers
     result = budget_search(backend, pixels, labels, drop_limit(opts.max_drop, len(labels)), ranking=ranking,

@@ -2,7 +2,9 @@
 
 Calibrates once (ORT's calibration cache), then rebuilds the static QDQ model (per-channel int8 weights, uint8
 activations: the same recipe as ``edge-tl export --quantize int8``) with ``nodes_to_exclude`` (float fallback)
-or ``nodes_to_quantize`` (one layer alone), each in well under a second for a small model.
+or ``nodes_to_quantize`` (one layer alone), each in well under a second for a small model. A build is the graph
+as the exporter writes it (:func:`~edge_tl.export.onnx_export.keep_float_weights` applied), and it runs in an
+:class:`~edge_tl.runtimes.onnx_rt.OnnxRuntime` over its bytes, as the shipped file will.
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ import io
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_tl.card import InputSpec, ModelCard
-from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
 from edge_tl.export.sensitivity import LayerInfo, median_latency_ms, register_backend
-from edge_tl.runtimes.onnx_rt import KEEP_FLOAT_OPTIMIZERS, make_session
+from edge_tl.runtimes.onnx_rt import OnnxRuntime
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
                "GlobalAveragePool", "AveragePool", "Concat", "LeakyRelu")
@@ -33,13 +35,16 @@ class OnnxQuantBackend:
 
     format = "onnx"
 
-    def __init__(self, float_path: Path, spec: InputSpec, calibration: Callable[[int], Iterator[np.ndarray]],
+    def __init__(self, float_path: Path, card: ModelCard, calibration: Callable[[int], Iterator[np.ndarray]],
                  method: str = "minmax", base_exclude: Sequence[str] | None = None, threads: int = 2,
                  output: str = "float") -> None:
+        """``card`` describes the candidates (the float model's card: its input and classes)."""
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        self.spec, self.method, self.threads = spec, method, threads
+        self.card = card.with_(format="onnx", input=replace(card.input, layout="NCHW"))  # as export_float_proto
+        self.spec, self.method, self.threads = self.card.input, method, threads
+        spec = self.spec
         self._tmp = tempfile.TemporaryDirectory(prefix="edge_tl_sens_")
         tmp = Path(self._tmp.name)
         self.pre = tmp / "pre.onnx"
@@ -64,8 +69,7 @@ class OnnxQuantBackend:
         self.calib_images = reader.images
         with open(self.cache) as f:
             self._ranges = json.load(f).get("data", {})
-        self._float_session = self._session(Path(float_path).read_bytes())
-        self._float_bytes_len = Path(float_path).stat().st_size
+        self._float_rt = self._runtime(Path(float_path).read_bytes())
 
     def _quantize(self, out: Path, reader: Any = None, exclude: Sequence[str] = (),
                   only: Sequence[str] | None = None) -> Path:
@@ -103,28 +107,30 @@ class OnnxQuantBackend:
         return out
 
     def build(self, float_layers: Sequence[str] = (), only: str | None = None) -> bytes:
+        """The QDQ model with ``float_layers`` kept float (or ``only`` quantised), as the exporter writes it."""
+        import onnx
+
+        from edge_tl.export.onnx_export import keep_float_weights
+
         with tempfile.TemporaryDirectory(prefix="edge_tl_q_") as tmp:
             path = self._quantize(Path(tmp) / "q.onnx", exclude=float_layers, only=[only] if only else None)
-            return path.read_bytes()
+            return keep_float_weights(onnx.load(str(path))).SerializeToString()
 
-    def _session(self, content: bytes, threads: int | None = None) -> Any:
-        return make_session(content, threads or self.threads, disabled_optimizers=KEEP_FLOAT_OPTIMIZERS)
-
-    def _run(self, session: Any, pixels: np.ndarray) -> np.ndarray:
-        outs = [session.run(None, {self.input_name: normalize(pixels[i:i + 64], self.spec, "NCHW")})[0]
-                for i in range(0, len(pixels), 64)]
-        return np.concatenate(outs).astype(np.float32)
+    def _runtime(self, content: bytes, threads: int | None = None) -> OnnxRuntime:
+        return OnnxRuntime.from_bytes(content, self.card, threads or self.threads)
 
     def run(self, content: bytes, pixels: np.ndarray) -> np.ndarray:
-        return self._run(self._session(content), pixels)
+        return self._runtime(content)(pixels)
 
     def float_logits(self, pixels: np.ndarray) -> np.ndarray:
-        return self._run(self._float_session, pixels)
+        return self._float_rt(pixels)
 
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
-        sess = self._session(content, threads=1)
-        x = np.zeros((1, 3, self.spec.size, self.spec.size), np.float32)
-        return median_latency_ms(lambda: sess.run(None, {self.input_name: x}), runs)
+        from edge_tl.runtimes.timing import timed_call
+
+        call = timed_call(self._runtime(content, threads=1), np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8))
+        with call.context():  # the engine alone, as bench times it
+            return median_latency_ms(call.fn, runs)
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -152,5 +158,5 @@ def _as_array(v: Any) -> np.ndarray:
 @register_backend("onnx")
 def make_onnx_backend(float_path: Path, card: ModelCard, calibration: Callable[[int], Iterator[np.ndarray]],
                       method: str = "minmax", **kw: Any) -> OnnxQuantBackend:
-    """Factory registered for ``format="onnx"`` (the candidates take ``card.input``)."""
-    return OnnxQuantBackend(float_path, card.input, calibration, method=method, **kw)
+    """Factory registered for ``format="onnx"`` (``card``: the float ONNX file's)."""
+    return OnnxQuantBackend(float_path, card, calibration, method=method, **kw)

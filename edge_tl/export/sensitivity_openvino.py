@@ -8,7 +8,9 @@ on for them). A build is therefore a graph edit and a compile, not a
 statistics pass, so ranking every layer costs about one compile each.
 
 A build is an :class:`IrContent`: ``bytes`` to the generic search (its length is the estimated file size: int8
-weights at 1 byte, float ones at 4) carrying the ``ov.Model`` to compile.
+weights at 1 byte, float ones at 4) carrying the ``ov.Model``, which runs in an
+:class:`~edge_tl.runtimes.openvino_rt.OpenVinoRuntime` (one dynamic-batch compilation per variant; latency
+timed at batch 1 on the engine call bench times).
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.card import InputSpec
-from edge_tl.data.preprocess import normalize
+from edge_tl.card import ModelCard
 from edge_tl.export.sensitivity import LayerInfo, median_latency_ms
-
-BATCH = 32
 
 
 class IrContent(bytes):
@@ -78,11 +77,12 @@ class OpenVinoQuantBackend:
 
     format = "openvino"
 
-    def __init__(self, float_model: Any, quantized: Any, spec: InputSpec, threads: int = 1,
+    def __init__(self, float_model: Any, quantized: Any, card: ModelCard, threads: int = 1,
                  base_float: Sequence[str] = ()) -> None:
+        """``card`` describes the variants (the float IR's: its input and classes)."""
         import openvino as ov
 
-        self.core, self.spec, self.threads = ov.Core(), spec, threads
+        self.core, self.card, self.spec, self.threads = ov.Core(), card, card.input, threads
         self.float_model, self.quantized = float_model, quantized
         self.base_float = set(base_float)
         self._float: Any = None
@@ -114,25 +114,21 @@ class OpenVinoQuantBackend:
         q, other = _weight_elements(model)
         return IrContent(model, q + 4 * other)
 
-    def _compile(self, model: Any, threads: int | None = None) -> Any:
-        return self.core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                      "INFERENCE_NUM_THREADS": threads or self.threads,
-                                                      "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+    def _runtime(self, model: Any) -> Any:
+        from edge_tl.runtimes.openvino_rt import OpenVinoRuntime
 
-    def _logits(self, compiled: Any, pixels: np.ndarray) -> np.ndarray:
-        outs = [compiled(normalize(pixels[i:i + BATCH], self.spec, "NCHW"))[0] for i in range(0, len(pixels), BATCH)]
-        return np.concatenate(outs).astype(np.float32)
+        return OpenVinoRuntime.from_model(model, self.card, self.threads, dynamic_batch=True, core=self.core)
 
     def run(self, content: bytes, pixels: np.ndarray) -> np.ndarray:
-        return self._logits(self._compile(_model_of(content)), pixels)
+        return self._runtime(_model_of(content))(pixels)
 
     def float_logits(self, pixels: np.ndarray) -> np.ndarray:
         if self._float is None:
-            self._float = self._compile(self.float_model)
-        return self._logits(self._float, pixels)
+            self._float = self._runtime(self.float_model)
+        return self._float(pixels)
 
     def latency_ms(self, content: bytes) -> float:
-        return latency_ms(self.core, _model_of(content), self.spec)
+        return latency_ms(_model_of(content), self.card, core=self.core)
 
 
 def _model_of(content: bytes) -> Any:
@@ -142,11 +138,14 @@ def _model_of(content: bytes) -> Any:
     return model
 
 
-def latency_ms(core: Any, model: Any, spec: InputSpec, threads: int = 1) -> float:
-    """Median batch-1 latency of an in-memory ``ov.Model`` at ``threads`` (f32 hint; int8 where quantised)."""
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
-                                                 "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
-    req = compiled.create_infer_request()
-    x = normalize(np.zeros((1, spec.size, spec.size, 3), np.uint8), spec, "NCHW")
-    return median_latency_ms(lambda: req.infer({0: x}))
+def latency_ms(model: Any, card: ModelCard, threads: int = 1, core: Any = None) -> float:
+    """Median batch-1 latency of an in-memory ``ov.Model`` at ``threads``: the engine call bench times, on a
+    runtime compiled for batch 1 as a loaded file is (int8 where quantised, f32 otherwise)."""
+    from edge_tl.runtimes.openvino_rt import OpenVinoRuntime
+    from edge_tl.runtimes.timing import timed_call
+
+    rt = OpenVinoRuntime.from_model(model, card, threads, core=core)
+    call = timed_call(rt, np.zeros((1, card.input.size, card.input.size, 3), np.uint8))
+    with call.context():
+        return median_latency_ms(call.fn)
 

@@ -8,7 +8,6 @@ The card is read from the file's ``metadata_props`` (key :data:`~edge_tl.card.CA
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,24 @@ class OnnxRuntime:
         self._output_name = session.get_outputs()[0].name
         self.layout = card.input.layout  # of the tensor the file takes
         self._fixed = _fixed_batch(session)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, card: ModelCard, threads: int | None = None,
+                   path: Path | str = "<memory>") -> OnnxRuntime:
+        """A runtime over an ONNX model in memory (a candidate built during export) described by ``card``, in a
+        session made as :func:`load_onnx` makes one; the model's input and output must match the card."""
+        import onnx
+        from google.protobuf.message import DecodeError
+
+        try:
+            model = onnx.load_from_string(bytes(data))
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{path} is not a valid ONNX model ({type(exc).__name__})",
+                                "re-export it with edge-tl export") from None
+        _check_input_shape(model, card, Path(path))
+        _check_output_width(model, card, Path(path))
+        n = default_threads(threads)
+        return cls(make_session(bytes(data), n, path=path), card, Path(path), n, output_quantization(model))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = check_pixels(images, self.card.input)
@@ -154,14 +171,6 @@ def _check_input_shape(model: Any, card: ModelCard, path: Path) -> None:
                             f"{card.input.size} {card.input.layout}", "re-export the model with edge-tl export")
 
 
-# ORT >= 1.21's WeightBiasQuantization pass re-quantises, per tensor, the float weights of any Conv/Gemm fed by a
-# per-tensor DequantizeLinear: exactly the layers an accuracy-budgeted int8 export keeps in float (and the float
-# logits layer). edge-tl's files now feed those layers through a per-channel DequantizeLinear, which the pass leaves
-# alone (edge_tl.export.onnx_export.keep_float_weights), so sessions here use ORT's defaults as any other app does.
-# Disabling the pass is only needed for int8 files written before that; kept for code that still passes it.
-KEEP_FLOAT_OPTIMIZERS = ["WeightBiasQuantization"]
-
-
 def _check_output_width(model: Any, card: ModelCard, path: Path) -> None:
     dims = model.graph.output[0].type.tensor_type.shape.dim
     width = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
@@ -170,8 +179,7 @@ def _check_output_width(model: Any, card: ModelCard, path: Path) -> None:
                             "re-export the model with edge-tl export")
 
 
-def make_session(model: str | Path | bytes, threads: int, *, disabled_optimizers: Sequence[str] = (),
-                 path: Path | str | None = None) -> Any:
+def make_session(model: str | Path | bytes, threads: int, *, path: Path | str | None = None) -> Any:
     """The one way edge-tl opens an ONNX Runtime session: CPU, ``ORT_ENABLE_ALL``, sequential, ``threads``
     intra-op threads. ``model`` is a file or the bytes of one (``path`` names it in errors); a file ORT rejects
     is an :class:`ArtifactError`."""
@@ -188,8 +196,7 @@ def make_session(model: str | Path | bytes, threads: int, *, disabled_optimizers
     name = path or (model if isinstance(model, (str, Path)) else "<memory>")
     source = model if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=list(disabled_optimizers))
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises bare pybind errors for any defect in the file
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"ONNX Runtime cannot load {name}: {first}", "re-export it with edge-tl export") from None

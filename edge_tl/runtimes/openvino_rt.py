@@ -11,7 +11,9 @@ QDQ, the remaining layers in f32) and ``f32`` otherwise; after compilation the p
 process runs on exactly ``threads`` cores, as bench's mobile profile arranges, or when ``pin=True``.
 
 The model is compiled for batch 1 at load time (the deployment case); other batch sizes are compiled on first
-use, from a reshaped copy, and kept.
+use, from a reshaped copy, and kept. :meth:`OpenVinoRuntime.from_model` runs an in-memory ``ov.Model`` (a
+candidate built during export); with ``dynamic_batch`` it is compiled once, its batch dimension left dynamic,
+and that one compilation serves every batch size (one compile per candidate in a search).
 """
 
 from __future__ import annotations
@@ -44,19 +46,41 @@ class OpenVinoRuntime:
     name = "openvino"
 
     def __init__(self, core: Any, model: Any, card: ModelCard, path: Path, threads: int, precision: str,
-                 config: dict[str, Any]) -> None:
+                 config: dict[str, Any], dynamic_batch: bool = False) -> None:
         self.core, self.model, self.card, self.path = core, model, card, Path(path)
         self.threads, self.precision, self.config = threads, precision, config
         self.layout = card.input.layout
+        self.dynamic_batch = dynamic_batch
         self._compiled: dict[int, Any] = {}
         self._requests: dict[int, Any] = {}
         self.compiled(1)
 
+    @classmethod
+    def from_model(cls, model: Any, card: ModelCard, threads: int | None = None, precision: str | None = None, *,
+                   dynamic_batch: bool = False, core: Any = None, path: Path | str = "<memory>") -> OpenVinoRuntime:
+        """A runtime over an in-memory ``ov.Model`` described by ``card`` (its input and output must match it),
+        compiled as :func:`load_openvino` compiles a file; ``precision`` defaults to ``int8`` for a quantised
+        graph and ``f32`` otherwise. ``dynamic_batch``: one compilation of the model as it is serves every batch
+        size (its batch dimension must be dynamic)."""
+        import openvino as ov
+
+        path = Path(path)
+        _check_io(model, card, path)
+        quantized = is_quantized(model)
+        prec = _check_precision(precision or ("int8" if quantized else "f32"), quantized, path)
+        n = default_threads(threads)
+        if dynamic_batch and model.inputs[0].get_partial_shape()[0].is_static:
+            raise ConfigError(f"{path}: the model's batch dimension is static", "use dynamic_batch=False")
+        return cls(core or ov.Core(), model, card, path, n, prec, _config(prec, n, None), dynamic_batch)
+
     def compiled(self, n: int) -> Any:
-        """The model compiled for a batch of ``n`` (compiled on first use)."""
+        """The model compiled for a batch of ``n`` (compiled on first use; with :attr:`dynamic_batch`, one
+        compilation for every ``n``)."""
+        if self.dynamic_batch:
+            n = 0
         if n not in self._compiled:
             model = self.model
-            if not _batch_is(model, n):
+            if n and not _batch_is(model, n):
                 model = model.clone()
                 try:
                     model.reshape({model.inputs[0]: _batched_shape(model, n)})
@@ -72,6 +96,8 @@ class OpenVinoRuntime:
 
     def request(self, n: int) -> Any:
         """The (reused) infer request of the batch-``n`` compilation."""
+        if self.dynamic_batch:
+            n = 0
         if n not in self._requests:
             self._requests[n] = self.compiled(n).create_infer_request()
         return self._requests[n]
@@ -263,6 +289,21 @@ def int8_overflow_risk(cpuinfo: str | None = None) -> bool:
     return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
+def _check_precision(prec: str, quantized: bool, path: Path) -> str:
+    if prec not in PRECISIONS:
+        raise ConfigError(f"unknown OpenVINO precision '{prec}'", f"use one of {', '.join(PRECISIONS)}")
+    if prec == "int8" and not quantized:
+        raise ConfigError(f"{path.name} is not quantised, so it cannot run in int8",
+                          "export it with --format openvino --quantize int8, or use precision f32/bf16")
+    return prec
+
+
+def _config(precision: str, threads: int, pin: bool | None) -> dict[str, Any]:
+    """The CPU plugin's settings: explicit precision, ``threads``, one stream, latency hint, pinning."""
+    return {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": _pinned(threads) if pin is None else bool(pin)}
+
+
 def _load(path: Path, threads: int | None = None, precision: str | None = None, pin: bool | None = None,
           **_: object) -> OpenVinoRuntime:
     """Open ``path`` with OpenVINO on the CPU at an explicit inference precision."""
@@ -276,15 +317,9 @@ def _load(path: Path, threads: int | None = None, precision: str | None = None, 
     card = _card_of(path, model)
     _check_io(model, card, path)
     quantized = is_quantized(model)
-    prec = precision or default_precision(card, quantized)
-    if prec not in PRECISIONS:
-        raise ConfigError(f"unknown OpenVINO precision '{prec}'", f"use one of {', '.join(PRECISIONS)}")
-    if prec == "int8" and not quantized:
-        raise ConfigError(f"{path.name} is not quantised, so it cannot run in int8",
-                          "export it with --format openvino --quantize int8, or use precision f32/bf16")
+    prec = _check_precision(precision or default_precision(card, quantized), quantized, path)
     n = default_threads(threads)
-    config = {"INFERENCE_PRECISION_HINT": HINTS[prec], "INFERENCE_NUM_THREADS": n, "NUM_STREAMS": 1,
-              "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": _pinned(n) if pin is None else bool(pin)}
+    config = _config(prec, n, pin)
     warn_if_saturated(card, path)
     if quantized and path.suffix.lower() != ".xml" and int8_overflow_risk():
         warnings.warn(f"{path.name}: this CPU has no VNNI, and OpenVINO's 8-bit kernels can saturate on this file's "
