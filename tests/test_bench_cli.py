@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edge_tl._cpu import usable_cores
 from edge_tl.bench.targets import discover
-from edge_tl.cli.options import cpu_count
 from edge_tl.data.manifest import manifest_for_card
 from edge_tl.data.preprocess import load_batch
 from edge_tl.runtimes import load
@@ -34,7 +34,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
 
 def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     o = tmp_path
-    n = min(64, cpu_count())
+    n = min(64, usable_cores())
     code, out, err = cli(["bench", "--exported", str(project / "exported"), "--threads", "64", *FAST,
                           "--json", str(o / "b.json"), "--csv", str(o / "b.csv"), "--md", str(o / "b.md"),
                           "--plot", str(o / "b.png")], capsys)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edge_tl._cpu import usable_cores
 from edge_tl.bench.profiles import PROFILES
-from edge_tl.cli.options import IntListType, NameListType, cpu_count, emit_json, json_option
+from edge_tl.cli.options import IntListType, NameListType, emit_json, json_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,7 +81,7 @@ def bench(models: tuple[str, ...], data: str | None, threads: list[int], runtime
     given = {f: ctx.params[f] for f in ("threads", "batch")
              if ctx.get_parameter_source(f) == click.core.ParameterSource.COMMANDLINE}
     prof.check_flags(given)
-    cores = cpu_count()
+    cores = usable_cores()
     planned, notes = plan_threads(tuple(prof.threads or threads), cores)
     for n in notes:
         err.print(f"[yellow]warning:[/] {n}")

@@ -139,14 +139,6 @@ class NameListType(click.ParamType):
         return names
 
 
-def cpu_count() -> int:
-    """Cores this process may run on (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 # output parameters of the commands -> kind of file (keys of edge_tl._io.OUTPUT_KINDS); "out" depends on its suffix
 OUTPUT_PARAMS: dict[str, str] = {"json_path": "json", "csv_path": "text", "md_path": "text", "plot": "png",
                                  "plot_path": "png"}

@@ -15,7 +15,6 @@ Bad files are listed and skipped; they never stop a command.
 from __future__ import annotations
 
 import io
-import os
 import struct
 import time
 import warnings
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_tl._cpu import usable_cores
 from edge_tl.data.manifest import Record
 from edge_tl.progress import Reporter
 
@@ -259,19 +259,12 @@ def scan(files: Sequence[Path], labels: Sequence[int], splits: Sequence[str] | N
     from PIL import Image
 
     t0 = time.perf_counter()
-    workers = max(1, min(threads or _cpu_count(), len(files) or 1))
+    workers = max(1, min(threads or usable_cores(), len(files) or 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data", "Truncated File Read"
         results = _run_pool(list(files), list(labels), workers, _progress.of(reporter, tasks=progress), draft_side)
     return build_report(results, splits, classes, time.perf_counter() - t0)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _run_pool(files: list[Path], labels: list[int], workers: int, reporter: Reporter,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_tl._cpu import usable_cores
 from edge_tl._io import atomic_path
 from edge_tl.card import CARD_KEY, InputSpec, ModelCard, OutputSpec, library_versions, now_iso, sidecar_path
 from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError
@@ -338,7 +339,7 @@ def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
         if QUANT_MODES.get(quantize) is not None and QUANT_MODES[quantize].calibrated:
             method = _tflite_calib_method(req)
             pixels = _collect_calibration(req)
-        threads = req.options.threads or min(2, os.cpu_count() or 1)
+        threads = req.options.threads or min(2, usable_cores())
         with _calibration_progress(0 if pixels is None else len(pixels), req.reporter) as progress:
             res = export_tflite(req.model, req.card, req.out_path, quantize, pixels, calib_method=method,
                                 calib_split=req.options.calib_split, output=req.options.output,

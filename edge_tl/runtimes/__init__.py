@@ -7,12 +7,12 @@ imports ``export`` or ``train``; backend modules import their heavy library them
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 
+from edge_tl._cpu import usable_cores
 from edge_tl.card import InputSpec, ModelCard
 from edge_tl.errors import ArtifactError, DataError
 from edge_tl.runtimes.base import Runtime, load, register_runtime, runtime_names, softmax
@@ -44,10 +44,7 @@ def default_threads(threads: int | None) -> int:
         if threads < 1:
             raise DataError(f"threads must be >= 1, got {threads}")
         return int(threads)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def check_pixels(images: np.ndarray, spec: InputSpec) -> np.ndarray:
