@@ -153,8 +153,8 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
     if len(pixels) == 0:
         raise DataError("parity needs at least one held-out image", "use a dataset with a test split")
     ref = np.asarray(reference if isinstance(reference, np.ndarray) else reference(pixels), dtype=np.float32)
-    raw = runtime.raw(pixels)
-    out = np.asarray(runtime(pixels), dtype=np.float32)
+    raw, out = runtime.outputs(pixels)  # one inference: the stored tensor (saturation) and the logits
+    out = np.asarray(out, dtype=np.float32)
     if out.shape != ref.shape:
         raise DataError(f"artefact gives logits {out.shape}, reference {ref.shape}", "re-export the model")
     p_ref, p = softmax(ref), softmax(out)
@@ -180,8 +180,8 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
 
 
 def _quantize_of(card: Any) -> str:
-    quant = getattr(card, "quantization", None) or {}
-    return str(quant.get("mode", "none"))
+    quant = getattr(card, "quantization", None)  # a QuantRecipe, or None for a float file
+    return "none" if quant is None else str(quant.mode)
 
 
 def _judge(r: ParityResult, ref: np.ndarray, flipped: np.ndarray) -> ParityResult:

@@ -14,7 +14,7 @@ from edge_tl.export.adaround import AdaRoundResult, adaround
 from edge_tl.export.bias_correction import fake_quant_weight
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread() -> Iterator[None]:
     old = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -41,13 +41,8 @@ def _weights(model: nn.Module) -> list[torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def rounded() -> tuple[nn.Sequential, AdaRoundResult]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
     model = _net()
-    try:
-        return model, adaround(model, _images(32, 1), seed=0)
-    finally:
-        torch.set_num_threads(old)
+    return model, adaround(model, _images(32, 1), seed=0)
 
 
 def test_weights_are_on_the_int8_grid_with_the_same_scale(rounded):

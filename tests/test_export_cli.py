@@ -66,30 +66,6 @@ def test_json_and_no_verify(run: Path, tmp_path: Path, capsys):
     assert "not verified" in out
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--format", "coreml"], "unknown format 'coreml'"),
-    (["--quantize", "int4"], "unknown quantisation mode 'int4'"),
-    (["--calib-method", "magic"], "magic"),
-    (["--opset", "11"], "11"),
-])
-def test_bad_options_exit_2(run: Path, tmp_path: Path, capsys, args: list[str], needle: str):
-    code, _, err = cli(["export", "--model", str(run), "--out", str(tmp_path / "x"), *args], capsys)
-    assert code == 2 and needle in err
-    assert not (tmp_path / "x").exists()
-
-
-def test_missing_checkpoint(tmp_path: Path, capsys):
-    code, _, err = cli(["export", "--model", str(tmp_path / "runs" / "nope")], capsys)
-    assert code == 2 and err.startswith("error: no checkpoint") and "edge-tl train" in err
-
-
-def test_unwritable_output(run: Path, tmp_path: Path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    code, _, err = cli(["export", "--model", str(run), "--out", str(blocker / "sub")], capsys)
-    assert code == 2 and "writable" in err and err.count("\n") == 1
-
-
 def test_no_calibration_images(run: Path, tmp_path: Path, capsys):
     bad = tmp_path / "run"
     shutil.copytree(run, bad)

@@ -1,4 +1,5 @@
-"""TFLite export (litert-torch + ai-edge-quantizer) round trips: export -> load -> predict -> compare with PyTorch.
+"""TFLite export (litert-torch + ai-edge-quantizer) round trips: export -> load -> predict -> compare with PyTorch;
+the LiteRT runtime's card from inside the file, and damaged files as one-line ArtifactError/CardError.
 
 Tiny backbones at 32 px with BatchNorm statistics re-estimated on the test images and a head scaled so the
 logits span several units (random-init logits are otherwise ~1e-4 and every comparison would pass trivially).
@@ -16,18 +17,25 @@ from helpers import cards
 from helpers.cards import card as make_card
 from helpers.tflite import export_variants, needs
 
-pytestmark = needs("litert_torch", "ai_edge_quantizer")
+pytestmark = needs("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
 
 torch = pytest.importorskip("torch")
 
 from edge_tl.card import ModelCard, sidecar_path  # noqa: E402
 from edge_tl.data.preprocess import normalize  # noqa: E402
-from edge_tl.errors import ConfigError, ExportError  # noqa: E402
-from edge_tl.export.tflite_export import convert_float, export_tflite, write_tflite_card, xnnpack_partitions  # noqa: E402
+from edge_tl.errors import ArtifactError, CardError, ConfigError, DataError, ExportError  # noqa: E402
+from edge_tl.export.tflite_export import (  # noqa: E402
+    convert_float,
+    embed_metadata,
+    export_tflite,
+    write_tflite_card,
+    xnnpack_partitions,
+)
 from edge_tl.export.tflite_quant import io_tensor_names  # noqa: E402
 from edge_tl.models import create_model, get_spec  # noqa: E402
 from edge_tl.records import Calibration  # noqa: E402
 from edge_tl.runtimes import load, softmax  # noqa: E402
+from edge_tl.runtimes.litert_rt import read_tflite_metadata  # noqa: E402
 
 SIZE = 32
 
@@ -97,6 +105,13 @@ def test_float_logits_equal_pytorch(cnn: dict, exported: dict[str, Path]) -> Non
     np.testing.assert_allclose(rt.predict_proba(cnn["test"]), softmax(cnn["ref"]), atol=1e-5)
     # float pixels in [0, 1] mean the same as uint8
     np.testing.assert_allclose(rt(cnn["test"].astype(np.float32) / 255.0), out, atol=1e-5)
+    np.testing.assert_array_equal(rt.raw(cnn["test"]), out)  # float outputs: raw is the logits
+    meta = read_tflite_metadata(exported["none"].read_bytes())
+    assert meta is not None and ModelCard.loads(meta) == rt.card
+    with pytest.raises(ArtifactError, match="expects 32x32"):
+        rt(np.zeros((1, 16, 16, 3), np.uint8))
+    with pytest.raises(DataError):
+        rt(np.full((1, SIZE, SIZE, 3), 2.0, np.float32))
 
 
 def test_card_embedded_without_sidecar(exported: dict[str, Path]) -> None:
@@ -127,6 +142,38 @@ def test_embedded_card_preferred_over_sidecar(exported: dict[str, Path], tmp_pat
     assert load(path).card.classes == ("c0", "c1", "c2", "c3")
 
 
+def test_no_card_anywhere_then_the_sidecar(exported: dict[str, Path], tmp_path: Path) -> None:
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(embed_metadata(exported["none"].read_bytes(), "edge_tl.card", b""))  # empty buffer = none
+    with pytest.raises(CardError, match="no edge-tl model card"):
+        load(bare)
+    ModelCard.load(sidecar_path(exported["none"])).save(sidecar_path(bare))
+    assert load(bare).card.classes == ("c0", "c1", "c2", "c3")
+
+
+def test_card_size_mismatch(exported: dict[str, Path], tmp_path: Path) -> None:
+    import dataclasses
+
+    path = tmp_path / "model.tflite"
+    path.write_bytes(exported["none"].read_bytes())
+    card = load(exported["none"]).card
+    write_tflite_card(path, card.with_(input=dataclasses.replace(card.input, size=48, resize=48)))
+    with pytest.raises(ArtifactError, match="does not match"):
+        load(path)
+
+
+@pytest.mark.parametrize("damage", ["10 bytes", "a third", "all but 100 bytes", "text", "empty"])
+def test_damaged_file_is_a_one_line_error(exported: dict[str, Path], tmp_path: Path, damage: str) -> None:
+    data = exported["none"].read_bytes()
+    content = {"10 bytes": data[:10], "a third": data[:len(data) // 3], "all but 100 bytes": data[:-100],
+               "text": b"this is not a model\n" * 10, "empty": b""}[damage]
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(content)
+    with pytest.raises(ArtifactError, match="not a TFLite model" if damage == "text" else None) as err:
+        load(bad)
+    assert "\n" not in str(err.value) and err.value.hint
+
+
 @pytest.mark.parametrize("quantize,min_agree,rel_err", [("fp16", 1.0, 0.005), ("dynamic", 0.9, 0.1),
                                                          ("int8", 0.9, 0.25)])
 def test_quantised_variants_predict(cnn: dict, exported: dict[str, Path], quantize: str, min_agree: float,
@@ -154,6 +201,9 @@ def test_int8_io_quantised_at_the_boundary(cnn: dict, exported: dict[str, Path])
     assert raw.dtype == np.uint8
     scale, zp = d_out["quantization"]
     np.testing.assert_allclose(rt(cnn["test"]), scale * (raw.astype(np.float32) - zp), rtol=1e-6)
+    both = rt.outputs(cnn["test"])  # one inference, both views
+    np.testing.assert_array_equal(both[0], raw)
+    np.testing.assert_array_equal(both[1], rt(cnn["test"]))
     x = rt.input_tensor(cnn["test"][:2])
     assert x.dtype == np.uint8 and x.shape == (2, SIZE, SIZE, 3)
     np.testing.assert_array_equal(x, cnn["test"][:2])

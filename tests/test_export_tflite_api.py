@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +9,11 @@ import pytest
 
 from edge_tl.card import sidecar_path
 from edge_tl.errors import ConfigError, ParityError
-from edge_tl.export.registry import ExportOptions, get_exporter, valid_pairs
+from edge_tl.export.registry import ExportOptions, get_exporter
 from edge_tl.runtimes import load
+from helpers.tflite import needs
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert_torch not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("ai_edge_quantizer") is None, reason="ai_edge_quantizer not installed"),
-]
-
-
-def test_registered_pairs() -> None:
-    for q, name in (("none", "model.tflite"), ("fp16", "model_fp16.tflite"), ("dynamic", "model_dynamic.tflite"),
-                    ("int8", "model_int8.tflite")):
-        entry = get_exporter("tflite", q)
-        assert entry.filename == name and entry.needs_calibration == (q == "int8")
-        assert f"tflite/{q}" in valid_pairs()
+pytestmark = needs("litert_torch", "ai_edge_quantizer")
 
 
 @pytest.fixture(scope="module")

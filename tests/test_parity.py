@@ -17,21 +17,25 @@ from edge_tl.runtimes import softmax
 
 
 class FakeRuntime:
-    """A runtime whose logits are given; ``raw`` optionally returns an integer tensor."""
+    """A runtime whose logits are given; its raw output is optionally an integer tensor; counts inferences."""
 
     name, threads, card, path = "fake", 1, None, Path("fake.onnx")
 
     def __init__(self, logits: np.ndarray, raw: np.ndarray | None = None) -> None:
-        self.logits, self._raw = logits.astype(np.float32), raw
+        self.logits, self._raw, self.calls = logits.astype(np.float32), raw, 0
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.logits
+        return self.outputs(images)[1]
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return softmax(self.logits)
+        return softmax(self(images))
 
     def raw(self, images: np.ndarray) -> np.ndarray:
-        return self.logits if self._raw is None else self._raw
+        return self.outputs(images)[0]
+
+    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        return (self.logits if self._raw is None else self._raw), self.logits
 
 
 @pytest.fixture()
@@ -74,7 +78,9 @@ def test_saturation_counts_integer_limits(data):
     pixels, ref, labels = data
     raw = np.full(ref.shape, 128, np.uint8)
     raw[:4, 0] = 255  # 4 of 1000 values at the uint8 limit: 0.4 %
-    r = check_parity(FakeRuntime(ref, raw), ref, pixels, labels, limits_for("onnx", "int8"))
+    rt = FakeRuntime(ref, raw)
+    r = check_parity(rt, ref, pixels, labels, limits_for("onnx", "int8"))
+    assert rt.calls == 1  # the raw tensor and the logits come from one inference
     assert r.saturated == pytest.approx(0.004) and any("saturated" in f for f in r.failures)
     assert saturation(np.array([-128, 0, 127], np.int8)) == pytest.approx(2 / 3)
     assert saturation(np.array([1.0, 5.0], np.float32)) == 0.0

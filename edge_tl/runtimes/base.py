@@ -40,6 +40,10 @@ class Runtime(Protocol):
         """The output tensor exactly as the artefact produced it (int8 for int8 outputs), for saturation checks."""
         ...
 
+    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One inference, both views of it: ``(raw, logits)``, what :meth:`raw` and ``__call__`` return."""
+        ...
+
     layout: str  # "NCHW" | "NHWC": of the tensor the engine takes
 
     def input_tensor(self, pixels: np.ndarray) -> np.ndarray:

@@ -80,6 +80,10 @@ class LiteRtRuntime:
         x = check_pixels(images, self.card.input)
         return run_batched(self._invoke, x)
 
+    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raw = self.raw(images)
+        return raw, self._dequantize(raw)
+
     def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels -> the tensor the file takes (normalised NHWC float, or int8 with the input's scale)."""
         return self._cast(normalize(pixels, self.card.input, "NHWC"))

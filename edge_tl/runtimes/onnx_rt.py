@@ -87,8 +87,11 @@ class OnnxRuntime:
 
     def raw(self, images: np.ndarray) -> np.ndarray:
         """The logits as stored: integers for a quantised output, float32 otherwise."""
+        return self.outputs(images)[0]
+
+    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits = self(images)
-        return logits if self.output_quant is None else self.output_quant.quantize(logits)
+        return (logits if self.output_quant is None else self.output_quant.quantize(logits)), logits
 
     def __repr__(self) -> str:
         return f"OnnxRuntime({self.path}, threads={self.threads})"

@@ -122,6 +122,10 @@ class OpenVinoRuntime:
         """The output as the model produces it: float32 logits (OpenVINO int8 graphs keep float outputs)."""
         return self(images)
 
+    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self(images)
+        return out, out
+
     def __repr__(self) -> str:
         return f"OpenVinoRuntime({self.path}, threads={self.threads}, precision={self.precision})"
 

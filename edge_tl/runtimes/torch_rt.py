@@ -58,6 +58,10 @@ class TorchRuntime:
         """PyTorch output is float logits, so raw equals ``__call__``."""
         return self(images)
 
+    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self(images)
+        return out, out
+
     def __repr__(self) -> str:
         return f"TorchRuntime({self.path}, threads={self.threads})"
 
