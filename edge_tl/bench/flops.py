@@ -143,14 +143,14 @@ def count_openvino(path: Path) -> Complexity:
 # ---------------------------------------------------------------- TFLite
 @register_counter("tflite")
 def count_tflite(path: Path) -> Complexity:
-    """Count from the op list of a LiteRT interpreter (no tensors allocated, no inference run)."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Count from the op list of the LiteRT interpreter the runtime builds (no inference run)."""
+    from edge_tl.runtimes.litert_rt import make_interpreter
 
     try:
-        it = Interpreter(model_path=str(path))
-    except (ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"LiteRT cannot read {path} ({str(exc).strip()[:120]})",
-                            "re-export it with edge-tl export --format tflite") from None
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror}", "check the path") from None
+    it = make_interpreter(data, 1, path)
     tensors = {t["index"]: t for t in it.get_tensor_details()}
 
     def shape(i: int) -> list[int]:

@@ -153,13 +153,14 @@ def calibrate(float_content: bytes, inputs: np.ndarray, recipe: Any, method: str
 
     ``input_range`` fixes the input's range instead of calibrating it: ``(0, 1)`` for a graph that takes pixels
     in [0, 1] makes the int8 input step exactly one pixel level (scale 1/255)."""
-    from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, recipe_manager
+
+    from edge_tl.runtimes.litert_rt import make_interpreter
 
     check_calib_method(method)
     if not 50.0 < percentile <= 100.0:
         raise ConfigError(f"calibration percentile must be in (50, 100], got {percentile}")
-    sigs = Interpreter(model_content=float_content).get_signature_list()
+    sigs = make_interpreter(float_content, 1).get_signature_list()
     if len(sigs) != 1:
         raise ExportError(f"expected one signature in the float TFLite model, found {len(sigs)}")
     key, sig = next(iter(sigs.items()))
