@@ -10,6 +10,7 @@ import pytest
 
 from edge_tl.attacks.visualize import VisualizeSettings, resolve_classes, total_variation
 from edge_tl.errors import ConfigError
+from edge_tl.progress import Recorder
 from helpers.cli import cli
 
 torch = pytest.importorskip("torch")
@@ -17,14 +18,9 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def pixel_run_model(tiny_run: Path):
-    from edge_tl.attacks.pixels import pixel_model
-    from edge_tl.models.checkpoint import load_checkpoint
+    from edge_tl.attacks.visualize_api import load_model
 
-    model, card = load_checkpoint(tiny_run / "model.pt")
-    module = pixel_model(model, card.input.mean, card.input.std)
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module, card
+    return load_model(tiny_run, None)
 
 
 def test_total_variation_of_known_images() -> None:
@@ -37,12 +33,12 @@ def test_total_variation_of_known_images() -> None:
 def test_tv_penalty_makes_smoother_images_that_still_score(pixel_run_model) -> None:
     from edge_tl.attacks.visualize import ideal_image
 
-    module, card = pixel_run_model
+    module, classes = pixel_run_model.module, pixel_run_model.classes
     rough = ideal_image(module, 0, 32, VisualizeSettings.preset("pixel", steps=40, tv_weight=0.0, seed=1))
     smooth = ideal_image(module, 0, 32, VisualizeSettings.preset("pixel", steps=40, tv_weight=1.0, seed=1))
     assert rough.image.shape == (32, 32, 3) and rough.image.dtype == np.uint8
     assert smooth.total_variation < 0.7 * rough.total_variation
-    assert rough.probability > 1.0 / card.num_classes  # the ascent raised the class above chance
+    assert rough.probability > 1.0 / len(classes)  # the ascent raised the class above chance
 
 
 def test_resolve_classes_by_name_and_index() -> None:
@@ -83,7 +79,27 @@ def test_visualize_judged_by_a_second_model_and_pixel_method(tiny_run, tmp_path,
 
 
 def test_visualize_judge_must_share_the_classes(tiny_run) -> None:
-    from edge_tl.cli.visualize_cmd import _load_judge
+    from edge_tl.attacks.visualize_api import load_judge
 
     with pytest.raises(ConfigError, match="other classes"):
-        _load_judge(str(tiny_run), ["zebra", "tabby"])
+        load_judge(str(tiny_run), ["zebra", "tabby"])
+
+
+def test_visualize_api_reports_through_the_reporter_only(tiny_run, tmp_path, capfd) -> None:
+    from edge_tl.attacks.visualize_api import VisualizeRequest, visualize
+
+    classes = json.loads((tiny_run / "card.json").read_text())["classes"]
+    rec = Recorder()
+    req = VisualizeRequest(classes=(classes[1], "0"), model=tiny_run, out=tmp_path / "grid.png",
+                           settings=VisualizeSettings.preset(steps=3))
+    res = visualize(req, reporter=rec)
+    assert [im.name for im in res.images] == [classes[1], classes[0]] and res.size == 32 and res.judge is None
+    assert res.out.read_bytes()[:4] == b"\x89PNG" and res.to_json()["images"][0]["class"] == classes[1]
+    assert [(t["description"], t["done"], t["finished"]) for t in rec.tasks] == [
+        (f"ideal '{classes[1]}'", 3, True), (f"ideal '{classes[0]}'", 3, True)]
+    assert capfd.readouterr() == ("", "")  # a library call prints nothing
+    for bad in ({}, {"model": tiny_run, "backbone": "mobilenet_v2"}):
+        with pytest.raises(ConfigError, match="exactly one of --model and --backbone"):
+            VisualizeRequest(classes=("cat",), **bad)
+    with pytest.raises(ConfigError, match="--weights applies to --backbone"):
+        VisualizeRequest(classes=("cat",), model=tiny_run, weights="w.pt")

@@ -1,10 +1,9 @@
-"""``edge-tl visualize``: the ideal class image by gradient ascent. Thin: the work is in
-``edge_tl.attacks.visualize``."""
+"""``edge-tl visualize``: the ideal class image by gradient ascent. Thin: the work is
+:func:`edge_tl.attacks.visualize_api.visualize`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import click
 
@@ -64,108 +63,36 @@ def visualize(model_path: Path | None, backbone: str | None, weights: str, class
       edge-tl visualize --backbone mobilenet_v2 --class zebra --param pixel --size 128
     """
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
-    from edge_tl.attacks.visualize import VisualizeSettings, ideal_image, judge, resolve_classes, save_grid
-    from edge_tl.errors import ConfigError
+    from edge_tl.attacks.visualize import VisualizeSettings
+    from edge_tl.attacks.visualize_api import VisualizeRequest
+    from edge_tl.attacks.visualize_api import visualize as run_visualize
+    from edge_tl.cli.progress import ConsoleReporter
 
-    if (model_path is None) == (backbone is None):
-        raise ConfigError("give exactly one of --model and --backbone",
-                          "--model runs/NAME for trained classes, --backbone mobilenet_v2 for ImageNet classes")
-    if model_path is not None and weights != "default":
-        raise ConfigError("--weights applies to --backbone only", "a run's checkpoint carries its own weights")
-    names = [n.strip() for n in class_names.split(",") if n.strip()]
-    if not names:
-        raise ConfigError("--class is empty", "give one or more class names, comma-separated")
     settings = VisualizeSettings.preset(param, steps=steps, lr=lr, tv_weight=tv_weight, l2_weight=l2_weight,
                                         jitter=jitter, scale=scale, rotate=rotate, seed=seed)
+    req = VisualizeRequest(classes=tuple(n.strip() for n in class_names.split(",") if n.strip()), model=model_path,
+                           backbone=backbone, weights=weights, settings=settings, judge=judge_name, size=size,
+                           out=out)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    loaded = _load(model_path, backbone, weights)
-    indices = resolve_classes(names, loaded.classes)
-    judged_by = _load_judge(judge_name, loaded.classes) if judge_name else None
-    size = size or loaded.size
-    out = out or loaded.out
-    err = Console(stderr=True)
-    images = []
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("optimising", total=len(indices) * settings.steps)
-        for i in indices:
-            progress.update(task, description=f"ideal '{loaded.classes[i]}'")
-            im = ideal_image(loaded.module, i, size, settings, name=loaded.classes[i],
-                             progress=lambda step, total: progress.advance(task))
-            if judged_by is not None:
-                im = judge(im, judged_by.module, judged_by.classes, judged_by.label, judged_by.size)
-            images.append(im)
-    save_grid(images, out, title=f"{loaded.label}: ideal class images ({settings.param}, {settings.steps} steps)")
+    res = run_visualize(req, reporter=ConsoleReporter(Console(stderr=True)))
     console = Console(stderr=json_path == "-")
-    caption = f"judge: {judged_by.label}; rank 1 = its top class" if judged_by is not None else None
-    table = Table(title=f"ideal class images of {loaded.label} at {size} px ({settings.param})", caption=caption)
+    caption = f"judge: {res.judge}; rank 1 = its top class" if res.judge is not None else None
+    table = Table(title=f"ideal class images of {res.model} at {res.size} px ({settings.param})", caption=caption)
     cols = ["class", "index", "p", "TV", "seconds"]
-    if judged_by is not None:
+    if res.judge is not None:
         cols[3:3] = ["judge p", "rank", "judge's top class"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("class", "judge's top class") else "right")
-    for im in images:
+    for im in res.images:
         row = [im.name, str(im.index), f"{im.probability:.4f}", f"{im.total_variation:.4f}", f"{im.seconds:.1f}"]
         if im.judged is not None:
             row[3:3] = [f"{im.judged.probability:.4f}", str(im.judged.rank), im.judged.top]
         table.add_row(*row)
     console.print(table)
-    console.print(f"wrote {out}", highlight=False)
-    emit_json({"model": loaded.label, "size": size, "out": str(out), "settings": settings.__dict__,
-               "judge": judged_by.label if judged_by else None,
-               "images": [im.to_json() for im in images]}, json_path)
-
-
-class _Loaded(NamedTuple):
-    """A pixel-space module with its class names, input size, label and default output path."""
-
-    module: Any
-    classes: list[str]
-    size: int
-    label: str
-    out: Path
-
-
-def _load(model_path: Path | None, backbone: str | None, weights: str) -> _Loaded:
-    """The model to visualise: a run's checkpoint, or a bare backbone with its ImageNet head."""
-    from edge_tl.attacks.pixels import pixel_model
-    from edge_tl.errors import ConfigError
-
-    if model_path is not None:
-        from edge_tl.models.checkpoint import load_checkpoint
-
-        ckpt = model_path / "model.pt" if model_path.is_dir() else model_path
-        model, card = load_checkpoint(ckpt)
-        loaded = _Loaded(pixel_model(model, card.input.mean, card.input.std), list(card.classes), card.input.size,
-                         ckpt.parent.name, ckpt.parent / "ideal.png")
-    else:
-        from edge_tl.models import create_model, get_spec, imagenet_classes
-
-        spec = get_spec(backbone)
-        model = create_model(backbone, weights=weights)
-        if model.num_classes != 1000:
-            raise ConfigError(f"{backbone} has no ImageNet head", "use --model with a trained run")
-        loaded = _Loaded(pixel_model(model, spec.mean, spec.std), imagenet_classes(), spec.input_size, backbone,
-                         Path(f"ideal_{backbone}.png"))
-    for p in loaded.module.parameters():
-        p.requires_grad_(False)
-    return loaded
-
-
-def _load_judge(name: str, classes: list[str]) -> _Loaded:
-    """The second model: a run folder / checkpoint if ``name`` is a path, else a pretrained backbone; its classes
-    must be the visualised model's, in the same order."""
-    from edge_tl.errors import ConfigError
-
-    path = Path(name)
-    judged = _load(path, None, "default") if path.exists() else _load(None, name, "default")
-    if judged.classes != classes:
-        raise ConfigError(f"--judge {name} has other classes than the visualised model",
-                          "judge ImageNet classes with a backbone (e.g. efficientnet_lite0), a run's with a run "
-                          "trained on the same classes")
-    return judged
+    console.print(f"wrote {res.out}", highlight=False)
+    emit_json(res.to_json(), json_path)
