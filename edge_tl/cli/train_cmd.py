@@ -6,10 +6,9 @@ import click
 
 from edge_tl.cli.options import emit_json, force_option, json_option, seed_option
 from edge_tl.data.sources import SPLIT_POLICIES
-
-MODES = ("features", "finetune", "full")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from edge_tl.train.api import MODES
+from edge_tl.train.device import DEVICES, PRECISIONS
+from edge_tl.train.features import ENGINES
 
 
 @click.command("train")
@@ -42,7 +41,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
               help="auto = bf16 where supported, else fp16 with a grad scaler on GPUs; fp32 on CPU.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="DataLoader worker processes for image modes [default: min(4, cores)].")
-@click.option("--engine", type=click.Choice(("auto", "onnx", "torch")), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(("auto", *ENGINES.names())), default="auto", show_default=True,
               help="Features mode: run the frozen backbone with ONNX Runtime (auto on CPU) or PyTorch (auto on "
                    "a GPU).")
 @seed_option

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from edge_tl.attacks.visualize import PRESETS
 from edge_tl.cli.options import emit_json, json_option, seed_option, threads_option
 
 
@@ -19,7 +20,7 @@ from edge_tl.cli.options import emit_json, json_option, seed_option, threads_opt
               help="Backbone weights (pretrained, or a state dict file); --backbone only.")
 @click.option("--class", "class_names", required=True, metavar="NAME[,NAME...]",
               help="Class name(s), comma-separated (ImageNet classes may also be given by index).")
-@click.option("--param", type=click.Choice(["fourier", "pixel"]), default="fourier", show_default=True,
+@click.option("--param", type=click.Choice(list(PRESETS)), default="fourier", show_default=True,
               help="Image parametrisation: 'fourier' (1/f spectrum, decorrelated colour, random shift/scale/rotate "
                    "each step: readable images) or 'pixel' (free pixels, the plain gradient-ascent lesson).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
