@@ -1,66 +1,28 @@
 """The training modes behind ``train()``: ``features`` (head fitted on cached frozen features), ``finetune`` (last
-N blocks unfrozen) and ``full``, both starting from the linear probe's head; plus the run set-up before them and
-the outputs after them.
+N blocks unfrozen) and ``full``, both starting from the linear probe's head; plus the run set-up before them
+(the outputs after them are :mod:`edge_tl.train.outputs`).
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_tl.errors import CheckpointError, EdgeTLError
 from edge_tl.train import ddp
+from edge_tl.train.context import Outcome, RunContext, input_spec
 
 if TYPE_CHECKING:
     import torch
 
-    from edge_tl.card import InputSpec
     from edge_tl.models.base import EdgeModel
     from edge_tl.progress import Reporter
-    from edge_tl.train.api import TrainConfig, TrainResult
-    from edge_tl.train.data import Prepared
+    from edge_tl.train.config import TrainConfig
     from edge_tl.train.ddp import Dist
     from edge_tl.train.device import Precision
     from edge_tl.train.loop import LoopState, Task
-
-
-@dataclass
-class RunContext:
-    """Everything a mode needs: resolved config, devices, where progress goes, run folder, data, model, resumed
-    state. ``reporter`` is never None (silent on non-main ranks); ``tasks`` is where counted work goes (silent when
-    the config turns progress off or on non-main ranks)."""
-
-    cfg: TrainConfig
-    dist: Dist
-    device: torch.device
-    precision: Precision
-    reporter: Reporter
-    run_dir: Path
-    prep: Prepared
-    model: EdgeModel
-    saved: dict[str, Any] | None = None
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None
-    extra_state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def tasks(self) -> Reporter:
-        from edge_tl import progress
-
-        return progress.of(self.reporter, tasks=self.cfg.progress)
-
-
-@dataclass
-class Outcome:
-    """What a mode returns: the loop state, test logits and labels (CPU), extra metrics."""
-
-    loop: LoopState
-    test_logits: torch.Tensor
-    test_labels: torch.Tensor
-    metrics: dict[str, Any] = field(default_factory=dict)
-    l2_path: list[dict[str, float]] | None = None  # features mode: cross-validation per L2 strength
 
 
 def setup(cfg: TrainConfig, dist: Dist, device: torch.device, precision: Precision, reporter: Reporter,
@@ -120,14 +82,6 @@ def _data_and_model(cfg: TrainConfig, dist: Dist, run_dir: Path, saved: dict[str
     return prep, model
 
 
-def input_spec(model: EdgeModel) -> InputSpec:
-    """The preprocessing ``create_model`` attached to ``model``."""
-    spec = getattr(model, "input_spec", None)
-    if spec is None:
-        raise CheckpointError(f"model {model.backbone_name} carries no input spec", "build it with create_model")
-    return spec
-
-
 def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[dict[str, Any]]) -> LoopState:
     """Optimiser + schedule + (resumed) state around :func:`edge_tl.train.loop.fit`; loads the best weights."""
     from edge_tl.train import loop as L
@@ -138,7 +92,7 @@ def fit_task(ctx: RunContext, bare: torch.nn.Module, task: Task, groups: list[di
     assert cfg.epochs is not None and cfg.patience is not None and cfg.weight_decay is not None
     optimizer = L.make_optimizer(groups, cfg.weight_decay)
     steps = L.steps_per_epoch(task)
-    from edge_tl.train.api import MODE_DEFAULTS
+    from edge_tl.train.config import MODE_DEFAULTS
 
     warm = max(1, round(MODE_DEFAULTS[cfg.mode or "features"].warmup_epochs * steps))
     scheduler = L.cosine_with_warmup(optimizer, steps * cfg.epochs, warm)
@@ -202,8 +156,8 @@ def run_images(ctx: RunContext) -> Outcome:
     """``finetune`` (last ``unfreeze`` blocks + head, backbone at a lower lr) or ``full`` training on images."""
     import torch
 
-    from edge_tl.train.api import MODE_DEFAULTS
     from edge_tl.train.augment import DEFAULT_AUG
+    from edge_tl.train.config import MODE_DEFAULTS
     from edge_tl.train.probe import init_head
     from edge_tl.train.tasks import ImageDataset, ImageTask
 
@@ -243,12 +197,3 @@ def run_images(ctx: RunContext) -> Outcome:
 RUNNERS: dict[str, Callable[[RunContext], Outcome]] = {
     "features": run_features, "finetune": run_images, "full": run_images,
 }
-
-
-def finish(ctx: RunContext, outcome: Outcome) -> TrainResult:
-    """Rank 0 writes model.pt, card.json, history.json and the plots, links runs/latest; all ranks return."""
-    from edge_tl.train.outputs import write_outputs
-
-    result = write_outputs(ctx, outcome)
-    ddp.barrier(ctx.dist)
-    return result

@@ -10,9 +10,9 @@ from edge_tl._io import atomic_write_json
 
 if TYPE_CHECKING:
     from edge_tl.card import ModelCard
-    from edge_tl.train.api import TrainResult
+    from edge_tl.train.config import TrainResult
+    from edge_tl.train.context import Outcome, RunContext
     from edge_tl.train.metrics import ClassReport
-    from edge_tl.train.modes import Outcome, RunContext
 
 FILES = {"model": "model.pt", "card": "card.json", "split": "split.json", "history": "history.json",
          "curves": "curves.png", "confusion": "confusion.png", "state": "train_state.pt"}
@@ -44,7 +44,7 @@ def make_card(ctx: RunContext, metrics: dict[str, Any]) -> ModelCard:
     """The run's model card (format ``pytorch``, manifest ``split.json``, absolute ``run_dir``)."""
     from edge_tl.card import ModelCard, library_versions, now_iso
     from edge_tl.models import get_spec, weights_label
-    from edge_tl.train.modes import input_spec
+    from edge_tl.train.context import input_spec
 
     model = ctx.model
     assert ctx.cfg.backbone is not None
@@ -58,7 +58,7 @@ def make_card(ctx: RunContext, metrics: dict[str, Any]) -> ModelCard:
 def write_outputs(ctx: RunContext, outcome: Outcome) -> TrainResult:
     """Compute the test report, write every output (rank 0 only) and build the :class:`TrainResult`."""
     from edge_tl.models.checkpoint import save_checkpoint
-    from edge_tl.train.api import TrainResult
+    from edge_tl.train.config import TrainResult
     from edge_tl.train.data import split_summary
     from edge_tl.train.metrics import class_report
     from edge_tl.train.plots import plot_confusion, plot_curves, plot_l2_path

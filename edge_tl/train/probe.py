@@ -17,18 +17,18 @@ from edge_tl.errors import CheckpointError
 from edge_tl.train import ddp
 
 if TYPE_CHECKING:
-    from edge_tl.train.api import TrainConfig
+    from edge_tl.train.config import TrainConfig
+    from edge_tl.train.context import Outcome, RunContext
     from edge_tl.train.features import ExtractStats
     from edge_tl.train.head import HeadSelection
-    from edge_tl.train.modes import Outcome, RunContext
 
 SGD_ONLY = ("epochs", "lr", "batch_size", "patience", "weight_decay")
 
 
 def split_features(ctx: RunContext, views: dict[str, int]) -> tuple[dict[str, np.ndarray], ExtractStats, str]:
     """Features ``(N, 1 + views, D)`` of the named splits (cached or computed), the combined stats, the engine."""
+    from edge_tl.train.context import input_spec
     from edge_tl.train.features import ExtractStats, extract
-    from edge_tl.train.modes import input_spec
 
     cfg, model, prep = ctx.cfg, ctx.model, ctx.prep
     spec = input_spec(model)
@@ -90,9 +90,9 @@ def run_features(ctx: RunContext) -> Outcome:
     import torch
 
     from edge_tl.train import state
+    from edge_tl.train.context import Outcome
     from edge_tl.train.features import weights_hash
     from edge_tl.train.loop import LoopState
-    from edge_tl.train.modes import Outcome
 
     cfg, model, prep = ctx.cfg, ctx.model, ctx.prep
     model.freeze(except_last=0)
