@@ -176,6 +176,35 @@ def read_card(path: str | Path) -> ModelCard:
                     f"give a file ending in {', '.join(CARD_READERS.names())} or put its card in {side.name}")
 
 
+def embedded_or_sidecar(embedded: str | None, path: Path, where: str, hint: str) -> ModelCard:
+    """The card a file carries (``embedded``, its JSON text, or None), else its sidecar ``<file>.card.json``; a
+    :class:`CardError` naming both places (``where``: the file's metadata field) when neither has one."""
+    if embedded:
+        return ModelCard.loads(embedded)
+    side = sidecar_path(path)
+    if side.exists():
+        return ModelCard.load(side)
+    raise CardError(f"{path} carries no edge-tl model card ({where}) and has no {side.name}", hint)
+
+
+class FloatOutputs:
+    """The methods of a runtime whose engine returns float logits: ``raw`` is ``__call__``."""
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return softmax(self(images))
+
+    def raw(self, images: np.ndarray) -> np.ndarray:
+        """The logits: a float output is stored as it is returned."""
+        return self(images)
+
+    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self(images)
+        return out, out
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis (float64 internally)."""
     z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.card import CARD_KEY, ModelCard, TensorQuant, sidecar_path
+from edge_tl.card import CARD_KEY, ModelCard, TensorQuant
 from edge_tl.data.preprocess import normalize
-from edge_tl.errors import ArtifactError, BackendMissingError, CardError
+from edge_tl.errors import ArtifactError, BackendMissingError
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
-from edge_tl.runtimes.base import register_card_reader, register_runtime
+from edge_tl.runtimes.base import embedded_or_sidecar, register_card_reader, register_runtime
 
 TFLITE_IDENTIFIER = b"TFL3"
 STANDARD_METADATA = "TFLITE_METADATA"  # the metadata buffer MediaPipe and the TFLite Task Library read
@@ -197,13 +197,7 @@ def read_card(data: bytes | bytearray | memoryview, path: Path) -> ModelCard:
         embedded = read_tflite_metadata(data, CARD_KEY)
     except (struct.error, IndexError, ValueError, TypeError, AttributeError) as exc:  # damaged offsets
         raise ArtifactError(f"{path}: damaged metadata table ({type(exc).__name__})", _HINT) from None
-    if embedded:
-        return ModelCard.loads(embedded)
-    side = sidecar_path(path)
-    if side.exists():
-        return ModelCard.load(side)
-    raise CardError(f"{path} carries no edge-tl model card (metadata '{CARD_KEY}') and has no {side.name}",
-                    "export it with edge-tl export --format tflite")
+    return embedded_or_sidecar(embedded, path, f"metadata '{CARD_KEY}'", "export it with edge-tl export --format tflite")
 
 
 @register_card_reader(".tflite")

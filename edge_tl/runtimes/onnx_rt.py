@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.card import CARD_KEY, ModelCard, TensorQuant, sidecar_path
+from edge_tl.card import CARD_KEY, ModelCard, TensorQuant
 from edge_tl.data.preprocess import normalize
-from edge_tl.errors import ArtifactError, BackendMissingError, CardError
+from edge_tl.errors import ArtifactError, BackendMissingError
 from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
-from edge_tl.runtimes.base import register_card_reader, register_runtime
+from edge_tl.runtimes.base import embedded_or_sidecar, register_card_reader, register_runtime
 
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -132,13 +132,7 @@ def read_model(path: Path) -> Any:
 
 def _card_of(model: Any, path: Path) -> ModelCard:
     props = {p.key: p.value for p in model.metadata_props}
-    if CARD_KEY in props:
-        return ModelCard.loads(props[CARD_KEY])
-    side = sidecar_path(path)
-    if side.exists():
-        return ModelCard.load(side)
-    raise CardError(f"{path} carries no edge-tl model card (metadata '{CARD_KEY}') and has no {side.name}",
-                    "export it with edge-tl export")
+    return embedded_or_sidecar(props.get(CARD_KEY), path, f"metadata '{CARD_KEY}'", "export it with edge-tl export")
 
 
 @register_card_reader(".onnx")

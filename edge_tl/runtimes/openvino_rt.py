@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.card import CARD_KEY, PRECISIONS, ModelCard, sidecar_path
+from edge_tl.card import CARD_KEY, PRECISIONS, ModelCard
 from edge_tl.data.preprocess import normalize
-from edge_tl.errors import ArtifactError, BackendMissingError, CardError, ConfigError
-from edge_tl.runtimes import check_pixels, default_threads, run_batched, softmax, warn_if_saturated
-from edge_tl.runtimes.base import register_card_reader, register_runtime
+from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError
+from edge_tl.runtimes import check_pixels, default_threads, run_batched, warn_if_saturated
+from edge_tl.runtimes.base import FloatOutputs, embedded_or_sidecar, register_card_reader, register_runtime
 
 DEVICE = "CPU"
 # edge-tl precision -> the plugin's INFERENCE_PRECISION_HINT; int8 graphs run their non-quantised layers in f32.
@@ -40,7 +40,7 @@ _MAX_COMPILED = 4  # batch sizes kept compiled at once
 _HINT = "re-export it with edge-tl export --format openvino"
 
 
-class OpenVinoRuntime:
+class OpenVinoRuntime(FloatOutputs):
     """A model compiled by OpenVINO for the CPU: pixels ``(N, H, W, 3)`` -> float32 logits ``(N, C)``."""
 
     name = "openvino"
@@ -114,17 +114,6 @@ class OpenVinoRuntime:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return run_batched(lambda p: self.run_tensor(self.input_tensor(p)), check_pixels(images, self.card.input))
-
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return softmax(self(images))
-
-    def raw(self, images: np.ndarray) -> np.ndarray:
-        """The output as the model produces it: float32 logits (OpenVINO int8 graphs keep float outputs)."""
-        return self(images)
-
-    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self(images)
-        return out, out
 
     def __repr__(self) -> str:
         return f"OpenVinoRuntime({self.path}, threads={self.threads}, precision={self.precision})"
@@ -209,21 +198,13 @@ def _card_of(path: Path, model: Any) -> ModelCard:
 
         return read_any_card(path)
     card = read_ir_card(model, path)
-    return card if card is not None else _sidecar_card(path)
+    return card if card is not None else embedded_or_sidecar(None, path, f"rt_info '{CARD_KEY}'", _HINT)
 
 
 @register_card_reader(".xml")
 def read_card(path: Path) -> ModelCard:
     """The card of an IR ``.xml`` without OpenVINO: its ``rt_info`` read as XML, else the sidecar."""
-    text = ir_card_text(path)
-    return ModelCard.loads(text) if text else _sidecar_card(path)
-
-
-def _sidecar_card(path: Path) -> ModelCard:
-    side = sidecar_path(path)
-    if side.exists():
-        return ModelCard.load(side)
-    raise CardError(f"{path} carries no edge-tl model card (rt_info '{CARD_KEY}') and has no {side.name}", _HINT)
+    return embedded_or_sidecar(ir_card_text(path), path, f"rt_info '{CARD_KEY}'", _HINT)
 
 
 def _read(core: Any, path: Path) -> Any:

@@ -13,14 +13,14 @@ import numpy as np
 
 from edge_tl.card import ModelCard
 from edge_tl.data.preprocess import normalize
-from edge_tl.runtimes import BATCH, check_pixels, default_threads, run_batched, softmax
-from edge_tl.runtimes.base import register_card_reader, register_runtime
+from edge_tl.runtimes import BATCH, check_pixels, default_threads, run_batched
+from edge_tl.runtimes.base import FloatOutputs, register_card_reader, register_runtime
 
 if TYPE_CHECKING:
     import torch
 
 
-class TorchRuntime:
+class TorchRuntime(FloatOutputs):
     """A checkpoint on CPU in eval mode: pixels ``(N, H, W, 3)`` -> float32 logits ``(N, C)``."""
 
     name = "pytorch"
@@ -50,17 +50,6 @@ class TorchRuntime:
 
         with torch.inference_mode():
             return self.model(torch.from_numpy(x)).float().numpy().astype(np.float32, copy=False)
-
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return softmax(self(images))
-
-    def raw(self, images: np.ndarray) -> np.ndarray:
-        """PyTorch output is float logits, so raw equals ``__call__``."""
-        return self(images)
-
-    def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self(images)
-        return out, out
 
     def __repr__(self) -> str:
         return f"TorchRuntime({self.path}, threads={self.threads})"
