@@ -35,13 +35,7 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path, title: str = ""
         best = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
         ax2.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best (epoch {best['epoch']})")
     ax2.set(xlabel="epoch", ylabel="accuracy %", title="accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save_pair(fig, (ax1, ax2), title, path)
 
 
 def plot_l2_path(path_rows: Sequence[dict[str, float]], chosen: float, path: Path, title: str = "") -> Path:
@@ -55,12 +49,7 @@ def plot_l2_path(path_rows: Sequence[dict[str, float]], chosen: float, path: Pat
     ax2.set(xlabel="L2 strength", ylabel="accuracy %", title="cross-validated accuracy", xscale="log")
     for ax in (ax1, ax2):
         ax.axvline(chosen, color="grey", ls="--", lw=1, label=f"chosen ({chosen:.1e})")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save_pair(fig, (ax1, ax2), title, path)
 
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
@@ -83,6 +72,17 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title
                     ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8 if n > 12 else 10,
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save_pair(fig: Any, axes: tuple[Any, Any], title: str, path: Path) -> Path:
+    """Grid and legend on both panels, the figure's title, then save."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 
