@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from edge_tl._cpu import usable_cores
-from edge_tl.data.manifest import Record
 from edge_tl.progress import Reporter
 
 SCAN_SIDE = 64  # draft-mode target: decode at >= 2 * SCAN_SIDE px on the short side
@@ -60,6 +59,15 @@ _MODE_NOTES: dict[str, tuple[str, ...]] = {
 # What a malformed file can make Pillow's parsers raise (beyond OSError): caught per file, never a crash.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
                   ZeroDivisionError)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One good image: its path, content hash and label index (what the hygiene scan yields)."""
+
+    path: Path
+    sha256: str
+    label: int
 
 
 @dataclass(frozen=True)

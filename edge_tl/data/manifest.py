@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_tl.data.hygiene import Record, scan
 from edge_tl.errors import DataError
 
 if TYPE_CHECKING:
@@ -27,15 +28,6 @@ if TYPE_CHECKING:
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FORMAT = "edge-tl-manifest"
 VERSION = 1
-
-
-@dataclass(frozen=True)
-class Record:
-    """One good image: its path, content hash and label index (what the hygiene scan yields)."""
-
-    path: Path
-    sha256: str
-    label: int
 
 
 @dataclass(frozen=True)
@@ -271,8 +263,6 @@ def split_dataset(dataset: Dataset, seed: int = 0, val_frac: float = 0.15, test_
     ``test/`` folders) keeps its split; otherwise :func:`make_split`. Leakage in a predefined split raises
     :class:`DataError`. The scan is a task on ``reporter`` (unless ``progress`` is off).
     """
-    from edge_tl.data.hygiene import scan
-
     report = scan(dataset.files, dataset.labels, dataset.splits, classes=dataset.classes, threads=threads,
                   progress=progress, reporter=reporter)
     if dataset.splits is None:

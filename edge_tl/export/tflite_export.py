@@ -19,9 +19,9 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from edge_tl._io import atomic_path
 from edge_tl.card import CARD_KEY, InputSpec, ModelCard, OutputSpec, library_versions, now_iso, sidecar_path
 from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError, ExportError
 from edge_tl.export.registry import Artifact, ExportRequest, register_card_writer, register_exporter
+from edge_tl.export.tflite_metadata import embed_metadata
 from edge_tl.export.tflite_quant import OUTPUT_MARGIN, QUANT_MODES, QuantizedTflite, quantize_tflite
 from edge_tl.export.tflite_xnnpack import partition_note, xnnpack_partitions
 from edge_tl.progress import Reporter, of
@@ -41,26 +42,6 @@ if TYPE_CHECKING:
 FILENAMES = {"none": "model.tflite", "fp16": "model_fp16.tflite", "dynamic": "model_dynamic.tflite",
              "int8": "model_int8.tflite"}
 _VERSIONS = ("edge-tl", "torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
-
-
-@dataclass(frozen=True)
-class TfliteExport:
-    """One written ``.tflite`` file: its card (as embedded), conversion seconds and warnings for the user."""
-
-    path: Path
-    card: ModelCard
-    quantize: str
-    seconds: float
-    notes: tuple[str, ...] = ()
-
-    @property
-    def size_mb(self) -> float:
-        return self.path.stat().st_size / 1e6
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": "tflite", "quantize": self.quantize,
-                "size_mb": round(self.size_mb, 4), "seconds": round(self.seconds, 3), "notes": list(self.notes),
-                "quantization": None if self.card.quantization is None else self.card.quantization.to_json()}
 
 
 @contextlib.contextmanager
@@ -121,33 +102,6 @@ def convert_float(model: torch.nn.Module, size: int,
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:240]}" if text else type(exc).__name__
-
-
-def embed_metadata(content: bytes, name: str, payload: bytes) -> bytes:
-    """``content`` with a metadata buffer ``name`` holding ``payload`` (an existing one of that name replaced);
-    the associated files packed after the flatbuffer (``labels.txt``) are kept."""
-    from ai_edge_litert import schema_py_generated as fb
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    from edge_tl.export.tflite_metadata import append_files, packed_files, strip_associated_files
-
-    files = packed_files(content)
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(strip_associated_files(content)))
-    model.metadata = [m for m in (model.metadata or []) if _md_name(m) != name]
-    buf = fb.BufferT()
-    buf.data = np.frombuffer(payload, dtype=np.uint8).copy()
-    model.buffers.append(buf)
-    md = fb.MetadataT()
-    md.name = name
-    md.buffer = len(model.buffers) - 1
-    model.metadata.append(md)
-    out = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    return append_files(out, files) if files else out
-
-
-def _md_name(md: Any) -> str:
-    n = md.name
-    return n.decode() if isinstance(n, bytes) else str(n)
 
 
 def with_metadata(content: bytes, card: ModelCard) -> bytes:
@@ -221,7 +175,7 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
                   output: str = "quantized", float_content: bytes | None = None,
                   source_sha256: str | None = None, threads: int = 2,
                   progress: Callable[[int], None] | None = None, io_type: str = "uint8",
-                  fold: bool | None = None) -> TfliteExport:
+                  fold: bool | None = None) -> Artifact:
     """Export ``model`` (or quantise ``float_content``) as ``quantize`` to ``out_path`` with ``card`` inside.
 
     Args:
@@ -276,7 +230,7 @@ def export_tflite(model: torch.nn.Module | None, card: ModelCard, out_path: Path
     seconds = time.perf_counter() - t0
     final = _artefact_card(card, content, quantization, source_sha256, fold)
     path = write_tflite(content, final, Path(out_path))
-    return TfliteExport(path, final, quantize, seconds, tuple(notes))
+    return Artifact(path, final, "tflite", quantize, seconds, tuple(notes))
 
 
 def _calib_inputs(pixels: np.ndarray | None, spec: InputSpec) -> np.ndarray:
@@ -346,7 +300,7 @@ def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
                                 float_content=float_content, source_sha256=req.source_sha256, threads=threads,
                                 progress=progress)
         req.notes.extend(res.notes)
-        return Artifact(res.path, res.card, "tflite", quantize, res.seconds, res.notes)
+        return res
 
     run.__name__ = f"export_tflite_{quantize}"
     run.__doc__ = f"Registered exporter for tflite/{quantize} (writes {FILENAMES[quantize]})."
@@ -356,5 +310,5 @@ def _exporter(quantize: str) -> Callable[[ExportRequest], Artifact]:
 for _q, _name in FILENAMES.items():
     register_exporter("tflite", _q, filename=_name, needs_calibration=_q == "int8")(_exporter(_q))
 
-__all__ = ["FILENAMES", "TfliteExport", "convert_float", "embed_metadata", "export_tflite", "folded_input",
+__all__ = ["FILENAMES", "convert_float", "embed_metadata", "export_tflite", "folded_input",
            "partition_note", "with_metadata", "write_tflite", "write_tflite_card", "xnnpack_partitions"]

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import Any
+
+import numpy as np
 
 from edge_tl.card import ModelCard
 
@@ -167,13 +170,36 @@ def packed_files(content: bytes) -> dict[str, bytes]:
         return {}
 
 
+def embed_metadata(content: bytes, name: str, payload: bytes) -> bytes:
+    """``content`` with a metadata buffer ``name`` holding ``payload`` (an existing one of that name replaced);
+    the associated files packed after the flatbuffer (``labels.txt``) are kept."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    files = packed_files(content)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(strip_associated_files(content)))
+    model.metadata = [m for m in (model.metadata or []) if _md_name(m) != name]
+    buf = fb.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8).copy()
+    model.buffers.append(buf)
+    md = fb.MetadataT()
+    md.name = name
+    md.buffer = len(model.buffers) - 1
+    model.metadata.append(md)
+    out = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return append_files(out, files) if files else out
+
+
+def _md_name(md: Any) -> str:
+    n = md.name
+    return n.decode() if isinstance(n, bytes) else str(n)
+
+
 def add_standard_metadata(content: bytes, card: ModelCard) -> bytes:
     """``content`` with the standard metadata of ``card`` and ``labels.txt`` packed in (any previous replaced)."""
-    from edge_tl.export.tflite_export import embed_metadata
-
     bare = embed_metadata(strip_associated_files(content), TFLITE_METADATA, build_metadata(card))
     return append_files(bare, {LABELS_FILE: ("\n".join(card.classes) + "\n").encode("utf-8")})
 
 
-__all__ = ["LABELS_FILE", "TFLITE_METADATA", "add_standard_metadata", "append_files", "build_metadata",
+__all__ = ["LABELS_FILE", "TFLITE_METADATA", "add_standard_metadata", "append_files", "build_metadata", "embed_metadata",
            "normalization", "packed_files", "strip_associated_files", "value_range"]
