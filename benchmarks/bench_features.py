@@ -51,13 +51,13 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edge_tl.cli.options import cpu_count
+    from edge_tl._cpu import usable_cores
     from edge_tl.models import create_model
     from edge_tl.train.features import extract, onnx_features_path, weights_hash
 
     files = sorted(p for p in SHARED.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     files = files[: args.images] if args.images else files
-    cores = cpu_count()
+    cores = usable_cores()
     torch.set_num_threads(cores)
     model = create_model(args.backbone, num_classes=2).eval()
     spec = model.input_spec
