@@ -22,7 +22,7 @@ from pathlib import Path
 
 from _workloads import batch1, export_variants, train_run
 
-from edge_tl.export.sensitivity import median_latency_ms
+from edge_tl.runtimes.timing import median_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -74,7 +74,7 @@ def main() -> None:
             r = parity[a.path.name]
             with warnings.catch_warnings():  # the naive variant warns that it saturates: that is the point here
                 warnings.simplefilter("ignore")
-                ms = median_latency_ms(batch1(a.path, pixels, args.threads), runs=args.runs)
+                ms = median_ms(batch1(a.path, pixels, args.threads), runs=args.runs)
             row = {"artefact": a.path.name, "recipe": recipe if a.quantize == "int8" else "-",
                    "size_mb": a.size_mb, "convert_s": a.seconds, "ms": ms, **r.to_json()}
             rows.append(row)

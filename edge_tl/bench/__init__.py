@@ -4,7 +4,8 @@ Modules (import what you need; none imports a backend at import time):
 
 - ``stats``: ``percentile``, ``bootstrap_ci``, ``summarize(seconds) -> LatencyStats``, ``noise_reasons``.
 - ``env``: ``fingerprint() -> Fingerprint`` (CPU, ISA flags, cores, affinity, versions), ``BusyMeter``.
-- ``measure``: ``MeasureJob``, ``run_job(job) -> Measurement`` (one spawned process), ``time_loop``.
+- ``measure``: ``MeasureJob``, ``run_job(job) -> Measurement`` (one spawned process; the loop is
+  ``runtimes.timing.time_loop``, the same one the export budget times with).
 - ``flops``: ``complexity(path, format) -> Complexity(params, macs)`` (``register_counter``).
 - ``targets``: ``discover``, ``read_card``, ``load_targets``, ``with_runtimes`` (one target per file x runtime),
   ``parse_runtimes``, ``eval_set`` (hygiene-scanned), ``check_classes``, ``for_profile``.

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from edge_tl.errors import EdgeTLError
+from edge_tl.runtimes.timing import time_loop
 
 DEFAULT_LOADER = "edge_tl.runtimes.base:load"
-MIN_RUNS = 5
 ACCURACY_BATCH = 32
 
 
@@ -98,37 +98,6 @@ def peak_rss_mb() -> float:
 def _load_fn(spec: str) -> Any:
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def time_loop(fn: Any, min_time: float, warmup: int, max_runs: int = 1_000_000) -> np.ndarray:
-    """Warm up, then time ``fn()`` until ``min_time`` seconds have passed (at least :data:`MIN_RUNS` runs).
-
-    Warm-up is ``warmup`` runs but stops early once it has taken ``min_time / 2`` seconds (a slow model needs
-    fewer). The buffer is sized from the warm-up timings, so the loop itself only calls ``perf_counter`` and
-    stores one float per run.
-    """
-    clock = time.perf_counter
-    t0, done = clock(), 0
-    while done < warmup:
-        fn()
-        done += 1
-        if clock() - t0 >= min_time / 2:
-            break
-    per_run = (clock() - t0) / done if done else 0.0
-    expect = int(min_time / per_run * 1.2) + MIN_RUNS if per_run > 0 else 1024
-    times = np.empty(min(max(expect, MIN_RUNS), max_runs), dtype=np.float64)
-    n, start = 0, clock()
-    while True:
-        while n < len(times):
-            a = clock()
-            fn()
-            times[n] = clock() - a
-            n += 1
-            if n >= MIN_RUNS and times[n - 1] + a - start >= min_time:
-                return times[:n].copy()
-        if len(times) >= max_runs:
-            return times[:n].copy()
-        times = np.concatenate([times, np.empty(min(len(times), max_runs - len(times)))])
 
 
 def _accuracy(runtime: Any, pixels: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int, int]:

@@ -140,13 +140,6 @@ class SensitivityReport:
         return asdict(self)
 
 
-def median_latency_ms(fn: Callable[[], object], runs: int = 30, min_time: float = 0.3) -> float:
-    """Median single-call latency of ``fn`` in ms, timed with the bench's own loop (warm-up, then up to ``runs``)."""
-    from edge_tl.bench.measure import time_loop
-
-    return float(np.median(time_loop(fn, min_time=min_time, warmup=5, max_runs=runs)) * 1e3)
-
-
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else 0.0
 

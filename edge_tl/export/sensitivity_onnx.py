@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_tl.card import InputSpec, ModelCard
 from edge_tl.errors import DataError, ExportError
-from edge_tl.export.sensitivity import LayerInfo, median_latency_ms, register_backend
+from edge_tl.export.sensitivity import LayerInfo, register_backend
 from edge_tl.runtimes.onnx_rt import OnnxRuntime
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
@@ -126,11 +126,11 @@ class OnnxQuantBackend:
         return self._float_rt(pixels)
 
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
-        from edge_tl.runtimes.timing import timed_call
+        from edge_tl.runtimes.timing import median_ms, timed_call
 
         call = timed_call(self._runtime(content, threads=1), np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8))
         with call.context():  # the engine alone, as bench times it
-            return median_latency_ms(call.fn, runs)
+            return median_ms(call.fn, runs)
 
     def close(self) -> None:
         self._tmp.cleanup()

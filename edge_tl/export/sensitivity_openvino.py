@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge_tl.card import ModelCard
-from edge_tl.export.sensitivity import LayerInfo, median_latency_ms
+from edge_tl.export.sensitivity import LayerInfo
 
 
 class IrContent(bytes):
@@ -142,10 +142,10 @@ def latency_ms(model: Any, card: ModelCard, threads: int = 1, core: Any = None) 
     """Median batch-1 latency of an in-memory ``ov.Model`` at ``threads``: the engine call bench times, on a
     runtime compiled for batch 1 as a loaded file is (int8 where quantised, f32 otherwise)."""
     from edge_tl.runtimes.openvino_rt import OpenVinoRuntime
-    from edge_tl.runtimes.timing import timed_call
+    from edge_tl.runtimes.timing import median_ms, timed_call
 
     rt = OpenVinoRuntime.from_model(model, card, threads, core=core)
     call = timed_call(rt, np.zeros((1, card.input.size, card.input.size, 3), np.uint8))
     with call.context():
-        return median_latency_ms(call.fn)
+        return median_ms(call.fn)
 

@@ -17,7 +17,7 @@ import numpy as np
 from edge_tl.card import ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import DataError, ExportError
-from edge_tl.export.sensitivity import LayerInfo, median_latency_ms, register_backend
+from edge_tl.export.sensitivity import LayerInfo, register_backend
 
 COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "HARD_SWISH", "LOGISTIC", "MEAN",
                "AVERAGE_POOL_2D", "CONCATENATION", "BATCH_MATMUL", "SUB", "MAX_POOL_2D")
@@ -137,12 +137,12 @@ class TfliteQuantBackend:
         return self._float_rt(pixels)
 
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
-        from edge_tl.runtimes.timing import timed_call
+        from edge_tl.runtimes.timing import median_ms, timed_call
 
         rt = self._runtime(content, threads=1)
         call = timed_call(rt, np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8))  # the engine, as bench
         with call.context():
-            return median_latency_ms(call.fn, runs)
+            return median_ms(call.fn, runs)
 
 
 @register_backend("tflite")

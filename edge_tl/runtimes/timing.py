@@ -10,6 +10,7 @@ that has no adapter is timed through its public ``__call__`` (and its rows say s
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ import numpy as np
 
 from edge_tl.data.preprocess import normalize
 from edge_tl.registry import Registry
+
+MIN_RUNS = 5  # timed runs at the least, however slow a call is
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,39 @@ def _pytorch(rt: Any, pixels: np.ndarray) -> TimedCall:
             yield
 
     return TimedCall(lambda: model(x), "engine", inference)
+
+
+def time_loop(fn: Any, min_time: float, warmup: int, max_runs: int = 1_000_000) -> np.ndarray:
+    """Warm up, then time ``fn()`` until ``min_time`` seconds have passed (at least :data:`MIN_RUNS` runs).
+
+    Warm-up is ``warmup`` runs but stops early once it has taken ``min_time / 2`` seconds (a slow model needs
+    fewer). The buffer is sized from the warm-up timings, so the loop itself only calls ``perf_counter`` and
+    stores one float per run.
+    """
+    clock = time.perf_counter
+    t0, done = clock(), 0
+    while done < warmup:
+        fn()
+        done += 1
+        if clock() - t0 >= min_time / 2:
+            break
+    per_run = (clock() - t0) / done if done else 0.0
+    expect = int(min_time / per_run * 1.2) + MIN_RUNS if per_run > 0 else 1024
+    times = np.empty(min(max(expect, MIN_RUNS), max_runs), dtype=np.float64)
+    n, start = 0, clock()
+    while True:
+        while n < len(times):
+            a = clock()
+            fn()
+            times[n] = clock() - a
+            n += 1
+            if n >= MIN_RUNS and times[n - 1] + a - start >= min_time:
+                return times[:n].copy()
+        if len(times) >= max_runs:
+            return times[:n].copy()
+        times = np.concatenate([times, np.empty(min(len(times), max_runs - len(times)))])
+
+
+def median_ms(fn: Callable[[], object], runs: int = 30, min_time: float = 0.3) -> float:
+    """Median single-call latency of ``fn`` in ms, through :func:`time_loop` (warm-up, then up to ``runs``)."""
+    return float(np.median(time_loop(fn, min_time=min_time, warmup=5, max_runs=runs)) * 1e3)
