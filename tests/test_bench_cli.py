@@ -1,4 +1,5 @@
-"""``edge-tl bench`` end to end on a real tiny run (PyTorch checkpoint + ONNX export), and its bad inputs."""
+"""``edge-tl bench`` end to end on a real tiny run (PyTorch checkpoint + ONNX export), and a damaged artefact
+(its bad-input errors are rows of ``test_reliability_bad_input``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from edge_tl._cpu import usable_cores
 from edge_tl.bench.targets import discover
@@ -59,21 +59,6 @@ def test_bench_end_to_end(project: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert (o / "b.md").read_text().startswith("| ")
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (["--exported", "{tmp}/exported"], ["no artefacts found in", "{tmp}/exported", "edge-tl export"]),
-    (["{tmp}/nope.onnx"], ["no such model"]),
-    (["{project}/exported/model.onnx", "--profile", "mobile"], ["--profile mobile runs tflite only"]),
-    (["--threads", "0"], ["--threads"]),
-])
-def test_bad_inputs_exit_2(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                           needles: list[str]) -> None:
-    """No artefacts in the folder, a missing file, ONNX under the mobile profile, a bad thread count."""
-    (tmp_path / "exported").mkdir()
-    code, _, err = cli(["bench", *(a.format(tmp=tmp_path, project=project) for a in args)], capsys)
-    assert code == 2 and all(n.format(tmp=tmp_path) in err for n in needles)
-    assert "Traceback" not in err
-
-
 def test_damaged_artefact_gets_an_error_row(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "broken.onnx"
     bad.write_bytes((project / "exported" / "model.onnx").read_bytes()[:300])
@@ -86,16 +71,6 @@ def test_damaged_artefact_gets_an_error_row(project: Path, tmp_path: Path, capsy
     assert "not a valid ONNX model" in by_name["broken.onnx"]["error"]
     assert by_name["model.onnx"]["status"] == "ok"
     assert "broken.onnx" in err  # the table went to stderr, the JSON owns stdout
-
-
-def test_classes_differ(project: Path, tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "other"
-    for cls in ("apple", "pear"):
-        (data / cls).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (40, 40), (i * 90, 50, 50)).save(data / cls / f"{i}.png")
-    code, _, err = cli(["bench", str(project / "exported" / "model.onnx"), "--data", str(data), *FAST], capsys)
-    assert code == 2 and "classes differ" in err and "--data" in err
 
 
 @pytest.mark.parametrize("name", ["runs/tiny/model.pt", "exported/model.onnx", "exported/model.tflite"])

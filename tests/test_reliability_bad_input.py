@@ -32,6 +32,8 @@ class Case:
 
 # id | argv | words (regex) | assets; a line starting with spaces continues the one above; "#" lines are headings
 TABLE = r"""
+# the root command
+unknown-command | trian | No such command 'trian'
 # report
 report-missing-run | report runs/nope | no run folder runs/nope
 report-default-run-absent | report | no run folder runs/latest
@@ -58,7 +60,7 @@ predict-text-as-jpeg | predict cat.jpg --model good.onnx | cat\.jpg | text.jpg g
 predict-zero-byte-image | predict zero.png --model good.onnx | zero\.png | zero.png good.onnx
 predict-text-named-onnx | predict cat.png --model model.onnx | not a valid ONNX | image text.onnx
 predict-empty-onnx | predict cat.png --model empty.onnx | not a valid ONNX | image empty.onnx
-predict-onnx-other-input-size | predict cat.png --model model64.onnx | does not match | image onnx64
+predict-onnx-other-input-size | predict cat.png --model model64.onnx | does not match the card's \d+x\d+ | image onnx64
 predict-onnx-without-card | predict cat.png --model nocard.onnx | no edge-tl model card | image onnx_nocard
 predict-truncated-tflite | predict cat.png --model model.tflite | truncated|damaged | image trunc.tflite
 predict-text-named-tflite | predict cat.png --model text.tflite | not a TFLite model | image text.tflite
@@ -105,17 +107,21 @@ train-fp16-on-cpu | train --data ds --backbone tiny_cnn --weights none --device 
 train-out-unwritable | train --data ds --backbone tiny_cnn --weights none --out blocker/x
     | cannot create output folder blocker/x | dataset blocker
 train-out-is-trained-run | train --data ds --backbone tiny_cnn --weights none --out runs/r1
-    | already holds a trained run | dataset run_trained
+    | already holds a trained run.*--force | dataset run_trained
 train-resume-nothing | train --data ds --backbone tiny_cnn --weights none --resume --out empty | nothing to resume
     | dataset empty_dir
+train-resume-no-folder | train --resume --out nothing | nothing to resume: nothing/train_state\.pt does not exist
+train-epochs-zero | train --epochs 0 --out r | --epochs
 # eval
 eval-no-run | eval | runs/latest.* does not exist
 eval-empty-folder | eval --model empty | empty.* does not exist | empty_dir
+eval-missing-model | eval --model missing | missing does not exist
+eval-garbage-checkpoint | eval --model model.pt | not a readable edge-tl checkpoint | garbage.pt
 eval-malicious-pickle | eval --model evil.pt | evil\.pt | evil.pt
 eval-malicious-run | eval --model runs/r1 --quiet | model\.pt | evil_run
 eval-unknown-split | eval --split holdout | --split
 eval-unknown-engine | eval --engine tf | --engine
-eval-other-classes | eval --model runs/tiny --data ds | class | tiny_run dataset
+eval-other-classes | eval --model runs/tiny --data ds | do not match .* unknown \['cat', 'dog'\] | tiny_run dataset
 eval-plot-unwritable | eval --model runs/tiny --plot blocker/x.png | cannot create output folder | tiny_run blocker
 # quant-report
 quant-report-no-run | quant-report | no checkpoint at runs/latest
@@ -145,7 +151,7 @@ visualize-out-unwritable | visualize --model runs/tiny --class star --steps 1 --
     | cannot create output folder blocker | tiny_run blocker
 # export
 export-out-unwritable | export --model runs/tiny --out blocker/x | cannot create output folder | tiny_run blocker
-export-no-run | export | no checkpoint at runs/latest
+export-no-run | export | no checkpoint at runs/latest.* -- .*edge-tl train
 export-empty-folder | export --model empty | no checkpoint at empty | empty_dir
 export-run-without-checkpoint | export --model runs/r1 | no checkpoint at runs/r1 | run
 export-not-a-checkpoint | export --model blocker | not a run checkpoint | blocker
@@ -162,13 +168,15 @@ export-unknown-calib-method | export --calib-method median | --calib-method
 export-calib-size-zero | export --calib-size 0 | --calib-size
 # bench
 bench-nothing-exported | bench | no artefacts found
-bench-empty-exported | bench --exported empty | no artefacts found | empty_dir
+bench-empty-exported | bench --exported empty | no artefacts found in /\S+/empty .* -- .*edge-tl export | empty_dir
 bench-missing-model | bench nope.onnx | no such model
 bench-text-named-onnx | bench model.onnx --data ds | not a valid ONNX | text.onnx dataset
 bench-truncated-tflite | bench model.tflite --data ds | truncated|damaged | trunc.tflite dataset
 bench-onnx-other-input-size | bench model64.onnx --data ds | does not match | onnx64 dataset
 bench-empty-data | bench good.onnx --data empty | empty is empty | good.onnx empty_dir
-bench-mobile-with-onnx | bench good.onnx --profile mobile --data ds | tflite only | good.onnx dataset
+bench-mobile-with-onnx | bench good.onnx --profile mobile --data ds | --profile mobile runs tflite only
+    | good.onnx dataset
+bench-other-classes | bench good.onnx --data fruit | classes differ .* -- pass --data | good.onnx fruit
 bench-threads-zero | bench --threads 0 | --threads
 bench-unknown-profile | bench --profile phone | --profile
 bench-min-time-zero | bench --min-time 0 | --min-time
@@ -180,9 +188,12 @@ attack-missing-model | attack --model nope.onnx | no such model
 attack-text-named-onnx | attack --model model.onnx | not a valid ONNX | text.onnx
 attack-truncated-tflite | attack --model model.tflite --data ds | truncated|damaged | trunc.tflite dataset
 attack-malicious-pickle | attack --model evil.pt --data ds | evil\.pt | evil.pt dataset
-attack-eps-over-one | attack --model good.onnx --eps 2 | --eps | good.onnx
-attack-eps-zero | attack --model good.onnx --eps 0 | --eps | good.onnx
+attack-eps-over-one | attack --model good.onnx --eps 2 | --eps.*out of range | good.onnx
+attack-eps-zero | attack --model good.onnx --eps 0 | --eps.*out of range | good.onnx
 attack-unknown-attack | attack --model good.onnx --attacks cw | unknown attack 'cw' | good.onnx
+attack-misspelt-attack | attack --model good.onnx --attacks squre | did you mean 'square' | good.onnx
+attack-surrogate-missing | attack --model good.onnx --surrogate nope/model.pt | surrogate checkpoint | good.onnx
+attack-other-classes | attack --model good.onnx --data fruit | classes the model does not know | good.onnx fruit
 attack-n-zero | attack --model good.onnx --n 0 | --n | good.onnx
 attack-unknown-target-class | attack --model good.onnx --data ds --target-class zebra | unknown class 'zebra'
     | good.onnx dataset

@@ -69,37 +69,25 @@ class _Evil:
         return (print, ("executed",))
 
 
-def test_arbitrary_pickle_is_refused(tmp_path: Path) -> None:
-    p = tmp_path / "model.pt"
-    torch.save({"format": FORMAT, "version": 1, "state_dict": {}, "card": {}, "x": _Evil()}, p)
-    with pytest.raises(CheckpointError, match=r"refused to load .*may be malicious"):
-        read_checkpoint(p)
-    p.write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(CheckpointError):
-        read_checkpoint(p)
-
-
-def test_wrong_format_version_and_state(tmp_path: Path, tiny, tiny_card) -> None:
-    p = tmp_path / "model.pt"
-    torch.save({"state_dict": tiny.state_dict()}, p)  # a bare state dict file, not ours
-    with pytest.raises(CheckpointError, match="not an edge-tl checkpoint"):
-        read_checkpoint(p)
-    torch.save({"format": FORMAT, "version": 99, "state_dict": tiny.state_dict(), "card": {}}, p)
-    with pytest.raises(CheckpointError, match="upgrade edge-tl"):
-        read_checkpoint(p)
-    torch.save({"format": FORMAT, "version": 1, "state_dict": {}, "card": tiny_card.to_json()}, p)
-    with pytest.raises(CheckpointError, match="no valid state dict"):
-        read_checkpoint(p)
-
-
-def test_bad_card_and_mismatched_weights(tmp_path: Path, tiny, tiny_card) -> None:
-    p = tmp_path / "model.pt"
-    torch.save({"format": FORMAT, "version": 1, "state_dict": tiny.state_dict(), "card": {"classes": []}}, p)
-    with pytest.raises(CheckpointError, match="classes"):
-        load_checkpoint(p)
-    save_checkpoint(p, tiny, tiny_card.with_(classes=("a", "b", "c", "d")))  # head has 3 outputs, card says 4
-    with pytest.raises(CheckpointError, match="do not fit"):
-        load_checkpoint(p)
-    save_checkpoint(p, tiny, tiny_card.with_(backbone="no_such_backbone"))
-    with pytest.raises(CheckpointError, match="cannot rebuild"):
-        load_checkpoint(p)
+@pytest.mark.parametrize(("write", "load", "match"), [
+    (lambda p, m, c: torch.save({"format": FORMAT, "version": 1, "state_dict": {}, "card": {}, "x": _Evil()}, p),
+     read_checkpoint, r"refused to load .*may be malicious"),
+    (lambda p, m, c: p.write_bytes(pickle.dumps({"a": 1})), read_checkpoint, None),  # a legacy, non-zip pickle
+    (lambda p, m, c: torch.save({"state_dict": m.state_dict()}, p), read_checkpoint,
+     "not an edge-tl checkpoint"),  # a bare state dict file, not ours
+    (lambda p, m, c: torch.save({"format": FORMAT, "version": 99, "state_dict": m.state_dict(), "card": {}}, p),
+     read_checkpoint, "upgrade edge-tl"),
+    (lambda p, m, c: torch.save({"format": FORMAT, "version": 1, "state_dict": {}, "card": c.to_json()}, p),
+     read_checkpoint, "no valid state dict"),
+    (lambda p, m, c: torch.save({"format": FORMAT, "version": 1, "state_dict": m.state_dict(),
+                                 "card": {"classes": []}}, p), load_checkpoint, "classes"),
+    (lambda p, m, c: save_checkpoint(p, m, c.with_(classes=("a", "b", "c", "d"))), load_checkpoint,
+     "do not fit"),  # head has 3 outputs, card says 4
+    (lambda p, m, c: save_checkpoint(p, m, c.with_(backbone="no_such_backbone")), load_checkpoint, "cannot rebuild"),
+], ids=["arbitrary-pickle", "plain-pickle", "bare-state-dict", "newer-version", "no-state-dict", "bad-card",
+        "mismatched-weights", "unknown-backbone"])
+def test_defective_checkpoint_is_refused(tmp_path: Path, tiny, tiny_card, write, load, match) -> None:
+    """Written by ``write(path, model, card)``: ``load`` refuses it with a CheckpointError matching ``match``."""
+    write(tmp_path / "model.pt", tiny, tiny_card)
+    with pytest.raises(CheckpointError, match=match):
+        load(tmp_path / "model.pt")

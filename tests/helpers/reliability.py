@@ -24,15 +24,15 @@ def image(path: Path, side: int = 40, value: int = 128) -> Path:
     return path
 
 
-def dataset(d: Path) -> None:
-    """``ds/``: a two-class ImageFolder of 4 distinct tiny images per class."""
+def dataset(d: Path, name: str = "ds", classes: tuple[str, ...] = ("cat", "dog")) -> None:
+    """``name/`` (``ds/`` by default): an ImageFolder of ``classes``, 4 distinct tiny images per class."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (d / "ds" / cls).mkdir(parents=True)
+    for cls in classes:
+        (d / name / cls).mkdir(parents=True)
         for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(d / "ds" / cls / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(d / name / cls / f"{i}.png")
 
 
 def onnx_bytes(size: int, card_text: str | None, batch: int | str = "N") -> bytes:
@@ -129,8 +129,8 @@ ASSETS: dict[str, Callable[[Path], object]] = {
     "empty.onnx": lambda d: (d / "empty.onnx").write_bytes(b""),
     "onnx64": lambda d: write_onnx(d, "model64.onnx", 64, 32),
     "good.onnx": lambda d: write_onnx(d, "good.onnx", 32, 32),
-    "fixed.onnx": lambda d: write_onnx(d, "fixed.onnx", 32, 32, batch=1),
     "dataset": dataset,
+    "fruit": lambda d: dataset(d, "fruit", ("apple", "pear")),  # classes no model here knows
     "onnx_nocard": lambda d: write_onnx(d, "nocard.onnx", 32, None),
     "trunc.tflite": lambda d: (d / "model.tflite").write_bytes(tflite_bytes()[:2100]),
     "text.tflite": lambda d: (d / "text.tflite").write_text("not a flatbuffer"),
