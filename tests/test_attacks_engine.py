@@ -17,6 +17,7 @@ from edge_tl.attacks.pixels import eps_levels, perturbation_norms, quantize_adve
 from edge_tl.attacks.registry import AttackSettings, get_attack, list_attacks  # noqa: E402
 from edge_tl.errors import ConfigError, UnknownNameError  # noqa: E402
 from helpers.attacks import CLASSES, EPS, Counting, make_data, one_thread, runtime, train_stripes  # noqa: E402, F401
+from helpers.tflite import needs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -218,17 +219,23 @@ def test_eps_outside_unit_interval_is_refused(trained, test_set, eps) -> None:
         run_attacks({"model": runtime(trained)}, x, y, CLASSES, ["square"], [eps])
 
 
-def _export_onnx(model: nn.Module, path) -> None:
-    class NHWC(nn.Module):  # the artefact takes uint8-range float NHWC, like a deployed pipeline
-        def __init__(self) -> None:
-            super().__init__()
-            self.m = model
+def _artefact(trained, fmt: str):
+    """The trained net as an edge-tl artefact of format ``fmt``, built in memory and run through its Runtime."""
+    from edge_tl.card import InputSpec
+    from helpers.cards import card
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.m(x.permute(0, 3, 1, 2))
+    spec = InputSpec(size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), layout="NCHW")
+    if fmt == "onnx":
+        from edge_tl.export.onnx_export import export_float_proto
+        from edge_tl.runtimes.onnx_rt import OnnxRuntime
 
-    torch.onnx.export(NHWC().eval(), (torch.zeros(2, 32, 32, 3),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "n"}}, dynamo=False)
+        data = export_float_proto(trained.model, 32, 18).SerializeToString()
+        return OnnxRuntime.from_bytes(data, card("onnx", tuple(CLASSES), spec=spec), threads=1)
+    from edge_tl.export.tflite_export import convert_float
+    from edge_tl.runtimes.litert_rt import LiteRtRuntime
+
+    nhwc = card("tflite", tuple(CLASSES), spec=InputSpec(**{**spec.__dict__, "layout": "NHWC"}))
+    return LiteRtRuntime.from_bytes(convert_float(trained.model, 32), nhwc, threads=1)
 
 
 def _blackbox_checks(predict, x, y) -> None:
@@ -249,49 +256,15 @@ def _blackbox_checks(predict, x, y) -> None:
     assert hsj[0].success_rate <= hsj[1].success_rate  # the same adversarials, judged at a growing eps
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_blackbox_attacks_on_an_onnx_artefact(trained, test_set, tmp_path) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    path = tmp_path / "tiny.onnx"
-    _export_onnx(trained, path)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    def session(images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
-        return sess.run(None, {"input": x})[0]
-
+# the TFLite conversion: ~15 s alone, over 20 s on the shared machine
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("tflite", marks=[pytest.mark.slow, *needs("litert_torch")])])
+def test_blackbox_attacks_on_an_artefact_through_its_runtime(trained, test_set, fmt) -> None:
+    rt = _artefact(trained, fmt)
     x, y = test_set
-    predict = Counting(session, "artefact")
+    np.testing.assert_allclose(rt(x), runtime(trained)(x), atol=1e-3)
+    predict = Counting(rt, "artefact")
     _blackbox_checks(predict, x, y)
     assert max(predict.rows) > 1  # queries are batched
-
-
-@pytest.mark.slow  # the TFLite conversion: ~15 s alone, over 20 s on the shared machine
-def test_blackbox_attacks_on_a_tflite_artefact(trained, test_set, tmp_path) -> None:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        from edge_tl.export.tflite_export import convert_float
-    except ImportError as exc:
-        pytest.skip(f"TFLite export not available: {exc}")
-    norm = trained.model  # normalised NCHW in, as edge-tl's converter expects
-    content = convert_float(norm, 32)
-    interp = Interpreter(model_content=content)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-
-    def interpreter(images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
-        x = (x - 0.5) / 0.25
-        interp.resize_tensor_input(inp["index"], list(x.shape))
-        interp.allocate_tensors()
-        interp.set_tensor(inp["index"], np.ascontiguousarray(x, np.float32))
-        interp.invoke()
-        return interp.get_tensor(out["index"]).copy()
-
-    x, y = test_set
-    predict = Counting(interpreter, "artefact")
-    np.testing.assert_allclose(predict(x), runtime(trained)(x), atol=1e-3)
-    _blackbox_checks(predict, x, y)
 
 
 def test_progress_reports_every_planned_step(trained, test_set) -> None:

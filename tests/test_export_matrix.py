@@ -15,17 +15,11 @@ from edge_tl.export.api import export, missing_package
 from edge_tl.export.registry import ExportOptions, get_exporter, valid_pairs
 from edge_tl.parity import check_parity
 from edge_tl.runtimes import load
-from helpers.export_fixtures import heldout_pixels
+from helpers.export_fixtures import has_bf16, heldout_pixels
 
 PAIRS = [tuple(p.split("/")) for p in valid_pairs()]
 # a 2-epoch 32 px model: int8 fidelity is not the point here (benchmarks/ measures it on real photos)
 LOOSE = ExportOptions(calib_size=16, min_agreement=0.5, max_drop=100.0, max_ece_delta=100.0, max_saturated=1.0)
-
-
-def _has_bf16() -> bool:
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +30,7 @@ def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[t
         if missing_package(fmt) is not None:
             continue
         modes = [q for f, q in PAIRS if f == fmt and q != "bf16"]
-        precision = ("f32", "bf16") if (fmt, "bf16") in PAIRS and _has_bf16() else ("f32",)
+        precision = ("f32", "bf16") if (fmt, "bf16") in PAIRS and has_bf16() else ("f32",)
         opts = ExportOptions(**{**LOOSE.__dict__, "openvino_precision": precision}) if fmt == "openvino" else LOOSE
         try:
             result = export(tiny_run, [fmt], modes, out, opts)
@@ -50,7 +44,7 @@ def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[t
 def test_export_load_predict_parity(exported: dict, tiny_run: Path, fmt: str, quantize: str) -> None:
     if missing_package(fmt) is not None:
         pytest.skip(f"{missing_package(fmt)} not installed")
-    if quantize == "bf16" and not _has_bf16():
+    if quantize == "bf16" and not has_bf16():
         pytest.skip("this CPU has no bf16")
     art = exported[fmt, quantize]
     entry = get_exporter(fmt, quantize)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -180,26 +179,6 @@ def test_unusable_state_dict_is_weights_error(tmp_path, write, match):
     write(tmp_path / "w.pth")
     with pytest.raises(WeightsError, match=match):
         create_model("tiny_cnn", weights=tmp_path / "w.pth")
-
-
-@pytest.mark.slow  # ~5 s alone, over 20 s on the shared machine (importing the dynamo exporter)
-def test_features_export_to_onnx_alone(tmp_path):
-    """``model.features`` is the whole extractor: exported alone, ONNX Runtime gives the same pooled vectors."""
-    import onnxruntime as ort
-
-    torch.manual_seed(0)
-    model = create_model("tiny_mobilenet")
-    x = torch.randn(3, 3, 32, 32)
-    path = tmp_path / "features.onnx"
-    torch.onnx.export(model.features, (x,), str(path), dynamo=True, external_data=False, verbose=False,
-                      input_names=["input"], output_names=["features"],
-                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"input": x.numpy()})[0]
-    with torch.no_grad():
-        want = model.forward_features(x).numpy()
-    assert got.shape == (3, model.feature_dim)
-    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large", "resnet18"])

@@ -20,7 +20,7 @@ from edge_tl.runtimes import load
 from edge_tl.runtimes.base import runtime_names, runtimes_for
 from edge_tl.runtimes.timing import timed_call
 from helpers.cli import cli
-from helpers.export_fixtures import build_run, heldout_pixels
+from helpers.export_fixtures import build_run, has_bf16, heldout_pixels
 
 pytest.importorskip("openvino")
 
@@ -109,7 +109,7 @@ def test_precision_is_explicit(project: Path) -> None:
         load(xml, threads=1, precision="int8")
     with pytest.raises(UnknownNameError, match=r"runtime for \.xml files"):
         load(xml, runtime="litert")
-    if not _has_bf16():
+    if not has_bf16():
         pytest.skip("this CPU has no bf16")
     pixels, _, ref = _ref(project)
     rt = load(xml, threads=1, precision="bf16")
@@ -268,18 +268,12 @@ def test_format_openvino_without_openvino_is_one_line_error(project: Path, tmp_p
     assert not (tmp_path / "ex").exists() or not list((tmp_path / "ex").iterdir())
 
 
-def _has_bf16() -> bool:
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 def test_parity_checks_the_precision_it_runs_at(project: Path) -> None:
     pixels, labels, ref = _ref(project)
     card = load(project / "exported" / "model.xml", threads=1).card
     assert card.parity.precision == "f32" == card.precision  # the gate judged what the card states
     assert load(project / "exported" / "model_int8.xml", threads=1).card.parity.precision == "int8"
-    if not _has_bf16():
+    if not has_bf16():
         pytest.skip("this CPU has no bf16")
     rt = load(project / "exported" / "model.xml", threads=1, precision="bf16")
     res = check_parity(rt, ref, pixels, labels, limits_for("openvino", "none"))
@@ -288,7 +282,7 @@ def test_parity_checks_the_precision_it_runs_at(project: Path) -> None:
 
 
 def test_bf16_is_its_own_artefact(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if not _has_bf16():
+    if not has_bf16():
         pytest.skip("this CPU has no bf16")
 
     out = tmp_path / "ex"

@@ -28,8 +28,8 @@ def _model(name: str = "tiny_cnn", seed: int = 0, img_size: int = 32):
 
 
 def test_onnx_features_match_torch(sample_dir: Path) -> None:
-    # tiny_mobilenet: depthwise convolutions and BatchNorm, the ops mobilenet_v2 is made of (tiny_cnn's ONNX
-    # path is covered end to end by the tiny_run fixture, whose ONNX-feature accuracy is checked in PyTorch)
+    # tiny_mobilenet: depthwise convolutions and BatchNorm, the ops mobilenet_v2 is made of, its ``features``
+    # exported alone (tiny_cnn's ONNX path is covered end to end by the tiny_run fixture)
     model = _model("tiny_mobilenet")
     files = _files(sample_dir, 10)
     onnx, st = extract(model, model.input_spec, files, engine="onnx", use_cache=False)

@@ -65,3 +65,10 @@ def heldout_pixels(run: Path, n: int | None = None) -> tuple[np.ndarray, np.ndar
     m = manifest_for_card(card)
     files, labels = m.files("test")[:n], m.labels("test")[:n]
     return load_batch(files, card.input), np.asarray(labels)
+
+
+def has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin can run bf16 here (tests of bf16 variants skip without it)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
