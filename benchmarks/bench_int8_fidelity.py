@@ -23,13 +23,11 @@ import numpy as np
 
 
 def _latency_ms(path: Path) -> float:
-    """The engine call at batch 1 and 1 thread (``runtimes.timing.timed_call``): what bench and the budget time."""
+    """The engine call at batch 1 and 1 thread (``runtimes.timing.batch1_ms``): what bench and the budget time."""
     from edge_tl.runtimes import load
-    from edge_tl.runtimes.timing import median_ms, timed_call
+    from edge_tl.runtimes.timing import batch1_ms
 
-    rt = load(path, threads=1)
-    x = np.zeros((1, rt.card.input.size, rt.card.input.size, 3), np.uint8)
-    return median_ms(timed_call(rt, x).fn, runs=60, min_time=1.0)
+    return batch1_ms(load(path, threads=1), runs=60, min_time=1.0)
 
 
 def _float_dir(run: Path, formats: list[str], root: Path) -> Path:

@@ -43,8 +43,8 @@ class OnnxQuantBackend:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         self.card = card.with_(format="onnx", input=replace(card.input, layout="NCHW"))  # as export_float_proto
-        self.spec, self.method, self.threads = self.card.input, method, threads
-        spec = self.spec
+        self.method, self.threads = method, threads
+        spec = self.card.input
         self._tmp = tempfile.TemporaryDirectory(prefix="edge_tl_sens_")
         tmp = Path(self._tmp.name)
         self.pre = tmp / "pre.onnx"
@@ -126,11 +126,9 @@ class OnnxQuantBackend:
         return self._float_rt(pixels)
 
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
-        from edge_tl.runtimes.timing import median_ms, timed_call
+        from edge_tl.runtimes.timing import batch1_ms
 
-        call = timed_call(self._runtime(content, threads=1), np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8))
-        with call.context():  # the engine alone, as bench times it
-            return median_ms(call.fn, runs)
+        return batch1_ms(self._runtime(content, threads=1), runs)  # the engine alone, as bench times it
 
     def close(self) -> None:
         self._tmp.cleanup()

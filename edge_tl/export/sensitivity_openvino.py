@@ -82,7 +82,7 @@ class OpenVinoQuantBackend:
         """``card`` describes the variants (the float IR's: its input and classes)."""
         import openvino as ov
 
-        self.core, self.card, self.spec, self.threads = ov.Core(), card, card.input, threads
+        self.core, self.card, self.threads = ov.Core(), card, threads
         self.float_model, self.quantized = float_model, quantized
         self.base_float = set(base_float)
         self._float: Any = None
@@ -142,10 +142,7 @@ def latency_ms(model: Any, card: ModelCard, threads: int = 1, core: Any = None) 
     """Median batch-1 latency of an in-memory ``ov.Model`` at ``threads``: the engine call bench times, on a
     runtime compiled for batch 1 as a loaded file is (int8 where quantised, f32 otherwise)."""
     from edge_tl.runtimes.openvino_rt import OpenVinoRuntime
-    from edge_tl.runtimes.timing import median_ms, timed_call
+    from edge_tl.runtimes.timing import batch1_ms
 
-    rt = OpenVinoRuntime.from_model(model, card, threads, core=core)
-    call = timed_call(rt, np.zeros((1, card.input.size, card.input.size, 3), np.uint8))
-    with call.context():
-        return median_ms(call.fn)
+    return batch1_ms(OpenVinoRuntime.from_model(model, card, threads, core=core))
 

@@ -65,8 +65,8 @@ class TfliteQuantBackend:
         from edge_tl.export.tflite_quant import calibrate, io_tensor_names
 
         self.float_content, self.threads, self.method = bytes(float_content), threads, method
-        self.card, self.spec = card.with_(format="tflite"), card.input
-        spec = self.spec
+        self.card = card.with_(format="tflite")
+        spec = card.input
         self.io_type = io_type  # "uint8": candidates get the shipped file's uint8 input (tflite_quant.uint8_io)
         pixels = [b for b in calibration(16)]
         if not pixels:
@@ -137,12 +137,9 @@ class TfliteQuantBackend:
         return self._float_rt(pixels)
 
     def latency_ms(self, content: bytes, runs: int = 30) -> float:
-        from edge_tl.runtimes.timing import median_ms, timed_call
+        from edge_tl.runtimes.timing import batch1_ms
 
-        rt = self._runtime(content, threads=1)
-        call = timed_call(rt, np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8))  # the engine, as bench
-        with call.context():
-            return median_ms(call.fn, runs)
+        return batch1_ms(self._runtime(content, threads=1), runs)  # the engine alone, as bench times it
 
 
 @register_backend("tflite")

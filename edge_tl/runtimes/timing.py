@@ -129,3 +129,12 @@ def time_loop(fn: Any, min_time: float, warmup: int, max_runs: int = 1_000_000) 
 def median_ms(fn: Callable[[], object], runs: int = 30, min_time: float = 0.3) -> float:
     """Median single-call latency of ``fn`` in ms, through :func:`time_loop` (warm-up, then up to ``runs``)."""
     return float(np.median(time_loop(fn, min_time=min_time, warmup=5, max_runs=runs)) * 1e3)
+
+
+def batch1_ms(runtime: Any, runs: int = 30, min_time: float = 0.3) -> float:
+    """Median latency in ms of ``runtime``'s :func:`timed_call` on one image: the figure bench reports per
+    inference, and the one the export budget compares its candidates by."""
+    size = runtime.card.input.size
+    call = timed_call(runtime, np.zeros((1, size, size, 3), np.uint8))
+    with call.context():
+        return median_ms(call.fn, runs, min_time)
