@@ -5,6 +5,8 @@ so the quantiser's own result is measured) and computes the parity gate's figure
 agreement with the float model (95 % Wilson interval), accuracy drop with its resolution, KL, and 1-thread
 latency. The gate judges every image the run did not calibrate on (800 of catsdogs' 1,000 with 200 calibration
 images); ``--seeds 0,1`` pools two calibration draws, so that more than 1,000 judgments back each row.
+``--preps`` takes every ``--int8-prep`` choice (``qat`` included); ``--onnx-weights full|reduced`` pins the ONNX
+int8 weight range (default ``auto``: 7-bit on a CPU without VNNI), and each row says which it got.
 
 Needs trained runs (``edge-tl train --data ../shared/data/catsdogs --backbone B --out RUN``); uses real photos from
 ``../shared/data`` through those runs. Usage::
@@ -43,7 +45,7 @@ def _float_dir(run: Path, formats: list[str], root: Path) -> Path:
 
 
 def measure(run: Path, prep: str, seed: int, formats: list[str], calib_size: int, root: Path,
-            cache: dict) -> list[dict]:
+            cache: dict, onnx_weights: str = "auto") -> list[dict]:
     """int8 of every format with ``prep``, judged like the gate on every image the calibration did not use."""
     import shutil
 
@@ -65,14 +67,16 @@ def measure(run: Path, prep: str, seed: int, formats: list[str], calib_size: int
     fid, ref = cache[key]
     out = root / f"{prep}-{seed}"
     shutil.copytree(floats, out, dirs_exist_ok=True)
-    opts = ExportOptions(int8_prep=prep, fallback=False, verify=False, seed=seed, calib_size=calib_size)
+    opts = ExportOptions(int8_prep=prep, fallback=False, verify=False, seed=seed, calib_size=calib_size,
+                         onnx_weights=onnx_weights)
     result = export(run, formats, ["int8"], out, opts)
     rows = []
     for art in result.artifacts:
         rt = load(art.path, threads=2)
         par = check_parity(rt, ref, fid.pixels, fid.labels, limits_for(art.format, "int8"), images=fid.description)
         flips = round((1 - par.agreement) * par.n)
-        rows.append({"prep": prep, "seed": seed, "format": art.format, "n": par.n, "flips": flips,
+        bits = art.card.quantization.weight_bits if art.card.quantization is not None else None
+        rows.append({"prep": prep, "seed": seed, "format": art.format, "weight_bits": bits, "n": par.n, "flips": flips,
                      "agreement": par.agreement, "ci": par.agreement_ci, "drop": par.drop,
                      "resolution": par.resolution, "kl": par.kl, "float_acc": par.reference_accuracy,
                      "int8_acc": par.accuracy, "ms": _latency_ms(art.path), "images": fid.description,
@@ -88,6 +92,8 @@ def main() -> None:
     ap.add_argument("--formats", default="onnx,tflite")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--calib-size", type=int, default=200)
+    ap.add_argument("--onnx-weights", choices=("auto", "full", "reduced"), default="auto",
+                    help="ONNX int8 weight range (auto: 7-bit on a CPU without VNNI)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--work", type=Path, default=None, help="where the artefacts go (default: a temp folder)")
     args = ap.parse_args()
@@ -101,14 +107,15 @@ def main() -> None:
         for prep in args.preps.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 for r in measure(Path(path), prep, seed, args.formats.split(","), args.calib_size, work / name,
-                                 cache):
+                                 cache, args.onnx_weights):
                     rows.append({"backbone": name, **r})
                     print(json.dumps({k: v for k, v in rows[-1].items() if k != "prep_record"}), flush=True)
-    print("\n| backbone | format | prep | images judged | flips | agreement % (95 % CI) | drop pt (1 img) | KL | ms |")
+    print("\n| backbone | format (weight bits) | prep | images judged | flips | agreement % (95 % CI) | drop pt (1 img) "
+          "| KL | ms |")
     print("|---|---|---|---|---|---|---|---|---|")
-    keys = sorted({(r["backbone"], r["format"], r["prep"]) for r in rows})
+    keys = sorted({(r["backbone"], f"{r['format']} ({r['weight_bits']})", r["prep"]) for r in rows})
     for key in keys:
-        grp = [r for r in rows if (r["backbone"], r["format"], r["prep"]) == key]
+        grp = [r for r in rows if (r["backbone"], f"{r['format']} ({r['weight_bits']})", r["prep"]) == key]
         n, flips = sum(r["n"] for r in grp), sum(r["flips"] for r in grp)
         lo, hi = wilson_interval(n - flips, n)
         drop = sum(r["drop"] * r["n"] for r in grp) / n

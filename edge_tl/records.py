@@ -281,6 +281,7 @@ class QuantRecipe:
     output_range: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # calibrated I/O ranges
     prep: PrepRecord | None = None
     budget: BudgetRecord | None = None
+    weight_bits: int | None = None  # integer weights' range: 8 (full int8) or 7 (reduced, no saturation); None: n/a
 
     def with_(self, **changes: Any) -> QuantRecipe:
         from dataclasses import replace
@@ -304,4 +305,5 @@ class QuantRecipe:
                    float_layers=_strs(d.get("float_layers") or []),
                    output_range={str(k): _pair(v) for k, v in dict(d.get("output_range") or {}).items()},
                    prep=PrepRecord.from_json(prep) if isinstance(prep, Mapping) else None,
-                   budget=BudgetRecord.from_json(budget) if isinstance(budget, Mapping) else None)
+                   budget=BudgetRecord.from_json(budget) if isinstance(budget, Mapping) else None,
+                   weight_bits=_opt_int(d.get("weight_bits")))

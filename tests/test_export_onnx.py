@@ -166,3 +166,23 @@ def test_mobilenet_v2_real_architecture(sample: Path, tmp_path: Path):
     assert rows["model_int8.onnx"].saturated == 0.0
     sizes = {a.quantize: a.size_mb for a in result.artifacts}
     assert sizes["int8"] < 0.4 * sizes["none"]  # int8 weights: about a quarter of fp32
+
+
+@pytest.mark.parametrize(("choice", "risk", "bits"), [("auto", True, 7), ("auto", False, 8), ("full", True, 8),
+                                                      ("reduced", False, 7)])
+def test_int8_weight_range_follows_the_cpu_or_the_flag(tiny_run: Path, tmp_path: Path, monkeypatch, choice: str,
+                                                      risk: bool, bits: int):
+    """7-bit weights (ORT's reduce_range) where full-range u8 x s8 products saturate (no VNNI), or when asked."""
+    from edge_tl import _cpu
+
+    monkeypatch.setattr(_cpu, "int8_overflow_risk", lambda cpuinfo=None: risk)
+    result = export_onnx(tiny_run, ["int8"], tmp_path, calib_size=6, verify=False, fallback=False,
+                         onnx_weights=choice)
+    card = next(a.card for a in result.artifacts if a.quantize == "int8")
+    assert card.quantization.weight_bits == bits and ("7-bit" in card.quantization.recipe) == (bits == 7)
+    proto = onnx.load(str(tmp_path / "model_int8.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    weights = [inits[n.input[0]] for n in proto.graph.node
+               if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+               and inits[n.input[0]].dtype == np.int8]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == (64 if bits == 7 else 127)

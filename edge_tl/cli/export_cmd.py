@@ -14,6 +14,7 @@ from edge_tl.cli.options import NameListType, emit_json, force_option, json_opti
 from edge_tl.export.registry import (
     CALIB_METHODS,
     INT8_PREPS,
+    ONNX_WEIGHT_RANGES,
     OPENVINO_PRECISIONS,
     OUTPUT_RECIPES,
     QUANTIZE_MODES,
@@ -39,10 +40,19 @@ QUANT_CHOICES = list(QUANTIZE_MODES)
               show_default=True, help="How static int8 picks activation ranges.")
 @click.option("--int8-output", type=click.Choice(OUTPUT_RECIPES), default="float", show_default=True,
               help="Static int8: keep the logits layer in float (no saturated outputs) or quantise it too.")
+@click.option("--onnx-int8-weights", "onnx_weights", type=click.Choice(ONNX_WEIGHT_RANGES), default="auto",
+              show_default=True,
+              help="ONNX static int8 weights: full 8-bit range, or reduced to 7 bits (ONNX Runtime's reduce_range), "
+                   "which cannot saturate in the u8 x s8 kernels of x86 CPUs without VNNI; auto = reduced on such a "
+                   "CPU, full elsewhere.")
 @click.option("--int8-prep", type=click.Choice(INT8_PREPS), default="auto", show_default=True,
               help="Weight preparation before full int8 (ONNX, TFLite): bias = BN folding + bias correction, "
                    "cle = cross-layer equalisation, cle+bias = both, none = as trained, auto = what measured best "
-                   "for the backbone.")
+                   "for the backbone, qat = quantisation-aware fine-tuning (as --qat).")
+@click.option("--qat", is_flag=True,
+              help="Full int8 (ONNX, TFLite): fine-tune the last blocks and the head through simulated int8, "
+                   "distilled from the float model on the calibration images, before quantising "
+                   "(= --int8-prep qat). For when post-training int8 misses the budget.")
 @click.option("--openvino-precision", type=NameListType("OpenVINO precision", lambda: list(OPENVINO_PRECISIONS)),
               default="f32", show_default=True,
               help="Float OpenVINO IRs to write, each pinned to its compute precision: f32 = model.xml, "
@@ -65,7 +75,8 @@ QUANT_CHOICES = list(QUANTIZE_MODES)
 @force_option
 @json_option
 def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, calib_method: str, int8_output: str,
-           int8_prep: str, openvino_precision: list[str], opset: int, max_drop: float, no_fallback: bool,
+           onnx_weights: str, int8_prep: str, qat: bool, openvino_precision: list[str], opset: int, max_drop: float,
+           no_fallback: bool,
            min_agreement: float, max_saturated: float, max_ece_delta: float, no_verify: bool, out_dir: str,
            threads: int | None, force: bool, json_path: str | None) -> None:
     """Export a trained run to edge artefacts and check each one against the PyTorch model.
@@ -75,21 +86,27 @@ def export(model: str, fmt: list[str], quantize: list[str], calib_size: int, cal
       edge-tl export                                  # exported/model.onnx
       edge-tl export --format all --quantize int8     # float + int8, ONNX and TFLite
       edge-tl export --quantize fp16,dynamic --force
+      edge-tl export --format onnx,tflite --quantize int8 --qat
       edge-tl export --format openvino --openvino-precision f32,bf16
     """
     from rich.console import Console
 
     from edge_tl.cli.progress import ConsoleReporter
-    from edge_tl.errors import ParityError
+    from edge_tl.errors import ConfigError, ParityError
     from edge_tl.export.api import export as run_export
     from edge_tl.export.registry import ExportOptions
 
     err = Console(stderr=True)
+    if qat:
+        source = click.get_current_context().get_parameter_source("int8_prep")
+        if source is not None and source.name != "DEFAULT" and int8_prep != "qat":
+            raise ConfigError(f"--qat conflicts with --int8-prep {int8_prep}", "give one of them")
+        int8_prep = "qat"
     opts = ExportOptions(calib_size=calib_size, calib_method=calib_method, output=int8_output, opset=opset,
                          max_drop=max_drop, min_agreement=min_agreement / 100.0,
                          max_saturated=max_saturated / 100.0, max_ece_delta=max_ece_delta,
                          verify=not no_verify, fallback=not no_fallback, force=force, threads=threads,
-                         int8_prep=int8_prep, openvino_precision=tuple(openvino_precision))
+                         onnx_weights=onnx_weights, int8_prep=int8_prep, openvino_precision=tuple(openvino_precision))
     try:  # progress (steps, calibration bars) on stderr, results on stdout
         result = run_export(model, fmt, quantize, out_dir, opts, reporter=ConsoleReporter(err))
     except ParityError as exc:

@@ -32,7 +32,9 @@ def _backend(art: Artifact, card: ModelCard, float_path: Path, calibration: Call
              method: str, threads: int, output: str) -> Any:
     factory = get_backend(art.format)
     if art.format == "onnx":
-        return factory(float_path, card, calibration, method=method, threads=threads, output=output)
+        bits = art.card.quantization.weight_bits if art.card.quantization is not None else None
+        return factory(float_path, card, calibration, method=method, threads=threads, output=output,
+                       weight_bits=bits)
     from edge_tl.export.tflite_export import folded_input, is_folded
 
     # Candidates are built the way the exporter builds the shipped file: from the float flatbuffer with the

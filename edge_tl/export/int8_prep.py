@@ -10,6 +10,9 @@ ONNX Runtime and ai-edge-quantizer both start from the same prepared weights. St
 * ``cle+bias``: both, in that order;
 * ``adaround``: BN folded, then each layer's weight rounding learned on the calibration images
   (:mod:`edge_tl.export.adaround`); ``cle+adaround``: CLE first;
+* ``qat``: BN folded, then quantisation-aware fine-tuning of the last blocks and the head through simulated int8,
+  distilled from the float model on the calibration images (:mod:`edge_tl.export.qat`); kept only if it lowers the
+  simulated int8 model's KL on held-out calibration images;
 * ``none``: the model as trained;
 * ``auto``: the per-backbone choice in :data:`AUTO_PREP`, which records what measured better than plain int8 on
   real photos (``benchmarks/bench_int8_fidelity.py``); backbones not listed get :data:`AUTO_DEFAULT` (``none``).
@@ -77,6 +80,21 @@ def _bias(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
                                 "mean_shift": round(bc.mean_shift, 6), "max_correction": round(bc.max_correction, 6)}}
 
 
+@PREP_STEPS.register("qat")
+def _qat(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
+    from edge_tl.export.qat import qat
+
+    r = qat(model, x)
+    return {"qat": {"blocks": r.blocks, "images": r.images, "held_out": r.held_out, "epochs": r.epochs,
+                    "points": r.points, "kl_before": round(r.kl_before, 6), "kl_after": round(r.kl_after, 6),
+                    "agreement_before": round(r.agreement_before, 6),
+                    "agreement_after": round(r.agreement_after, 6), "kept": r.kept}}
+
+
+# Images a step needs beyond BIAS_IMAGES (QAT trains on every calibration image it is given, up to its limit)
+STEP_IMAGES = {"qat": 200}
+
+
 @PREP_STEPS.register("adaround")
 def _adaround(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
     from edge_tl.export.adaround import adaround
@@ -99,7 +117,7 @@ def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterato
     if steps == "none":
         return model, record
     prepared = copy.deepcopy(model).eval().cpu()
-    pixels = _images(calibration, bias_images)
+    pixels = _images(calibration, max([bias_images, *(STEP_IMAGES.get(s, 0) for s in steps.split("+"))]))
     x = torch.from_numpy(normalize(pixels, spec, "NCHW"))
     probe = x[:PROBE_IMAGES]
     record["bn_folded"] = fold_batchnorm(prepared, probe)

@@ -40,7 +40,8 @@ OPENVINO_PRECISIONS = ("f32", *PRECISION_VARIANTS)
 _MODES = (*QUANTIZE_MODES, *PRECISION_VARIANTS)
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 OUTPUT_RECIPES = ("float", "quantized")  # logits layer kept in float (default) or fully quantised
-INT8_PREPS = ("auto", "none", "bias", "cle", "cle+bias", "adaround", "cle+adaround")  # export/int8_prep.py
+ONNX_WEIGHT_RANGES = ("auto", "full", "reduced")  # export/onnx_quant.py: 8-bit or 7-bit int8 weights
+INT8_PREPS = ("auto", "none", "bias", "cle", "cle+bias", "adaround", "cle+adaround", "qat")  # export/int8_prep.py
 _FORMAT_MODULES = ("edge_tl.export.onnx_export", "edge_tl.export.onnx_quant", "edge_tl.export.tflite_export",
                    "edge_tl.export.openvino_export", "edge_tl.export.openvino_quant")
 # Python packages a format's exporters need, and what to install: a missing one skips the format in
@@ -68,6 +69,7 @@ class ExportOptions:
     force: bool = False
     threads: int | None = None
     seed: int = 0
+    onnx_weights: str = "auto"  # ONNX static int8 weights: full 8-bit, reduced 7-bit, auto = reduced without VNNI
     int8_prep: str = "auto"  # BN folding + bias correction / CLE on a copy of the model before full int8
     openvino_precision: tuple[str, ...] = ("f32",)  # float IRs to write: f32 -> model.xml, bf16 -> model_bf16.xml
 
@@ -75,6 +77,8 @@ class ExportOptions:
         for p in self.openvino_precision:
             if p not in OPENVINO_PRECISIONS:
                 raise UnknownNameError("OpenVINO precision", p, OPENVINO_PRECISIONS)
+        if self.onnx_weights not in ONNX_WEIGHT_RANGES:
+            raise UnknownNameError("ONNX int8 weight range", self.onnx_weights, ONNX_WEIGHT_RANGES)
         if self.int8_prep not in INT8_PREPS:
             raise UnknownNameError("int8 preparation", self.int8_prep, INT8_PREPS)
         if self.calib_size < 1:

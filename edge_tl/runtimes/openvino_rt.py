@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_tl._cpu import int8_overflow_risk
 from edge_tl.card import CARD_KEY, PRECISIONS, ModelCard
 from edge_tl.data.preprocess import normalize
 from edge_tl.errors import ArtifactError, BackendMissingError, ConfigError
@@ -260,20 +261,6 @@ class Int8OverflowWarning(UserWarning):
     """An int8 file with full 8-bit weights run by OpenVINO on a CPU whose 8-bit dot products can saturate."""
 
 
-def int8_overflow_risk(cpuinfo: str | None = None) -> bool:
-    """True on an x86 CPU without VNNI (no AVX512-VNNI, AVX-VNNI or AMX): OpenVINO's 8-bit kernels there sum
-    pairs of u8 x s8 products in int16, which saturates for full-range 8-bit weights (OpenVINO's "saturation
-    issue"; NNCF's overflow fix quantises the weights it makes to 7 bits against it). False where unknown."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
-    flags = set(line.partition(":")[2].split())
-    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
-
-
 def _check_precision(prec: str, quantized: bool, path: Path) -> str:
     if prec not in PRECISIONS:
         raise ConfigError(f"unknown OpenVINO precision '{prec}'", f"use one of {', '.join(PRECISIONS)}")
@@ -306,10 +293,12 @@ def _load(path: Path, threads: int | None = None, precision: str | None = None, 
     n = default_threads(threads)
     config = _config(prec, n, pin)
     warn_if_saturated(card, path)
-    if quantized and path.suffix.lower() != ".xml" and int8_overflow_risk():
+    bits = card.quantization.weight_bits if card.quantization is not None else None
+    if quantized and path.suffix.lower() != ".xml" and bits != 7 and int8_overflow_risk():
         warnings.warn(f"{path.name}: this CPU has no VNNI, and OpenVINO's 8-bit kernels can saturate on this file's "
                       "full-range int8 weights (its outputs may differ from ONNX Runtime's); run it with ONNX Runtime, "
-                      "or export --format openvino --quantize int8 (NNCF applies its overflow fix)",
+                      "or export --onnx-int8-weights reduced, or --format openvino --quantize int8 (NNCF applies "
+                      "its overflow fix)",
                       Int8OverflowWarning, stacklevel=3)
     return OpenVinoRuntime(core, model, card, path, n, prec, config)
 
