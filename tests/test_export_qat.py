@@ -13,14 +13,7 @@ from torch import nn
 
 from edge_tl.export.equalize import fold_batchnorm
 from edge_tl.export.qat import _quant_points, qat
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from helpers.attacks import one_thread  # noqa: F401  (autouse: one torch thread in this module)
 
 
 def _model(name: str = "tiny_mobilenet") -> nn.Module:
