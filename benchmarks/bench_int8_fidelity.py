@@ -5,8 +5,9 @@ so the quantiser's own result is measured) and computes the parity gate's figure
 agreement with the float model (95 % Wilson interval), accuracy drop with its resolution, KL, and 1-thread
 latency. The gate judges every image the run did not calibrate on (800 of catsdogs' 1,000 with 200 calibration
 images); ``--seeds 0,1`` pools two calibration draws, so that more than 1,000 judgments back each row.
-``--preps`` takes every ``--int8-prep`` choice (``qat`` included); ``--onnx-weights full|reduced`` pins the ONNX
-int8 weight range (default ``auto``: 7-bit on a CPU without VNNI), and each row says which it got.
+``--preps`` takes every ``--int8-prep`` choice (``qat`` included); ``--onnx-weights`` takes one or more ONNX
+int8 weight schemes, comma-separated (``full``, ``reduced`` = 7-bit, ``u8``; default ``auto``: 7-bit on a CPU
+without VNNI), and each row says which it got.
 
 Needs trained runs (``edge-tl train --data ../shared/data/catsdogs --backbone B --out RUN``); uses real photos from
 ``../shared/data`` through those runs. Usage::
@@ -65,7 +66,7 @@ def measure(run: Path, prep: str, seed: int, formats: list[str], calib_size: int
         fid = fidelity_set(manifest, card.input, exclude=calibration_files(manifest, calib_size, "train", seed))
         cache[key] = (fid, load(floats / "model.onnx", threads=2)(fid.pixels))
     fid, ref = cache[key]
-    out = root / f"{prep}-{seed}"
+    out = root / f"{prep}-{seed}-{onnx_weights}"
     shutil.copytree(floats, out, dirs_exist_ok=True)
     opts = ExportOptions(int8_prep=prep, fallback=False, verify=False, seed=seed, calib_size=calib_size,
                          onnx_weights=onnx_weights)
@@ -75,8 +76,10 @@ def measure(run: Path, prep: str, seed: int, formats: list[str], calib_size: int
         rt = load(art.path, threads=2)
         par = check_parity(rt, ref, fid.pixels, fid.labels, limits_for(art.format, "int8"), images=fid.description)
         flips = round((1 - par.agreement) * par.n)
-        bits = art.card.quantization.weight_bits if art.card.quantization is not None else None
-        rows.append({"prep": prep, "seed": seed, "format": art.format, "weight_bits": bits, "n": par.n, "flips": flips,
+        from edge_tl.export.onnx_quant import scheme_of
+
+        weights = (scheme_of(art.card.quantization) if art.format == "onnx" else None) or "int8"
+        rows.append({"prep": prep, "seed": seed, "format": art.format, "weights": weights, "n": par.n, "flips": flips,
                      "agreement": par.agreement, "ci": par.agreement_ci, "drop": par.drop,
                      "resolution": par.resolution, "kl": par.kl, "float_acc": par.reference_accuracy,
                      "int8_acc": par.accuracy, "ms": _latency_ms(art.path), "images": fid.description,
@@ -92,8 +95,9 @@ def main() -> None:
     ap.add_argument("--formats", default="onnx,tflite")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--calib-size", type=int, default=200)
-    ap.add_argument("--onnx-weights", choices=("auto", "full", "reduced"), default="auto",
-                    help="ONNX int8 weight range (auto: 7-bit on a CPU without VNNI)")
+    ap.add_argument("--onnx-weights", default="auto",
+                    help="ONNX int8 weight schemes, comma-separated: auto, full, reduced, u8 (auto: 7-bit on a CPU "
+                         "without VNNI); the other formats are built once, with the first")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--work", type=Path, default=None, help="where the artefacts go (default: a temp folder)")
     args = ap.parse_args()
@@ -106,16 +110,19 @@ def main() -> None:
         name, _, path = spec.partition("=")
         for prep in args.preps.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                for r in measure(Path(path), prep, seed, args.formats.split(","), args.calib_size, work / name,
-                                 cache, args.onnx_weights):
-                    rows.append({"backbone": name, **r})
-                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "prep_record"}), flush=True)
-    print("\n| backbone | format (weight bits) | prep | images judged | flips | agreement % (95 % CI) | drop pt (1 img) "
+                for i, weights in enumerate(args.onnx_weights.split(",")):
+                    formats = [f for f in args.formats.split(",") if i == 0 or f == "onnx"]
+                    if not formats:
+                        break
+                    for r in measure(Path(path), prep, seed, formats, args.calib_size, work / name, cache, weights):
+                        rows.append({"backbone": name, **r})
+                        print(json.dumps({k: v for k, v in rows[-1].items() if k != "prep_record"}), flush=True)
+    print("\n| backbone | format (weights) | prep | images judged | flips | agreement % (95 % CI) | drop pt (1 img) "
           "| KL | ms |")
     print("|---|---|---|---|---|---|---|---|---|")
-    keys = sorted({(r["backbone"], f"{r['format']} ({r['weight_bits']})", r["prep"]) for r in rows})
+    keys = sorted({(r["backbone"], f"{r['format']} ({r['weights']})", r["prep"]) for r in rows})
     for key in keys:
-        grp = [r for r in rows if (r["backbone"], f"{r['format']} ({r['weight_bits']})", r["prep"]) == key]
+        grp = [r for r in rows if (r["backbone"], f"{r['format']} ({r['weights']})", r["prep"]) == key]
         n, flips = sum(r["n"] for r in grp), sum(r["flips"] for r in grp)
         lo, hi = wilson_interval(n - flips, n)
         drop = sum(r["drop"] * r["n"] for r in grp) / n

@@ -28,6 +28,7 @@ from edge_tl.records import ParityLimits, ParityResult
 from edge_tl.runtimes.base import Runtime, softmax
 
 ECE_BINS = 15
+ECE_RESAMPLES = 1000  # paired bootstrap resamples behind the interval of an ECE difference
 MIN_FIDELITY_VIEWS = 300  # fewer images than this: add each image's mirror view as a second view
 MAX_FIDELITY_IMAGES = 4000  # more than this: a seeded sample (decoded 224 px images take 150 kB each)
 Z95 = 1.959964
@@ -114,16 +115,35 @@ def fidelity_set(manifest: Any, spec: Any, exclude: Sequence[Any] = (), min_view
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error: sum over confidence bins of |accuracy - confidence| weighted by bin share."""
+    idx, terms = _ece_terms(probs, np.asarray(labels), bins)
+    return float(np.abs(np.bincount(idx, terms, bins)).sum() / len(terms))
+
+
+def _ece_terms(probs: np.ndarray, labels: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's confidence bin and its (correct - confidence): ECE = sum over bins of |sum of terms| / n."""
     conf = probs.max(axis=1).astype(np.float64)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(total)
+    idx = np.clip(np.digitize(conf, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    return idx, (probs.argmax(axis=1) == labels) - conf
+
+
+def ece_delta_interval(probs: np.ndarray, ref_probs: np.ndarray, labels: np.ndarray, *, bins: int = ECE_BINS,
+                       resamples: int = ECE_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of ``ece(probs) - ece(ref_probs)`` (same images resampled for both).
+
+    ECE on a few hundred images moves by a point when a handful of confident answers change, so a difference is
+    only called real when this interval excludes zero. Seeded: the same inputs give the same interval.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    (i_a, t_a), (i_b, t_b) = _ece_terms(probs, labels, bins), _ece_terms(ref_probs, labels, bins)
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(resamples)
+    for r in range(resamples):
+        s = rng.integers(0, n, n)
+        deltas[r] = (np.abs(np.bincount(i_a[s], t_a[s], bins)).sum()
+                     - np.abs(np.bincount(i_b[s], t_b[s], bins)).sum()) / n
+    lo, hi = np.percentile(deltas, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def saturation(raw: np.ndarray) -> float:
@@ -160,12 +180,15 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
     p_ref, p = softmax(ref), softmax(out)
     top_ref, top = ref.argmax(1), out.argmax(1)
     dlogit = float(np.abs(out - ref).max())
-    acc = acc_ref = drop = e = e_ref = None
+    acc = acc_ref = drop = e = e_ref = e_ci = None
     if labels is not None:
         y = np.asarray(labels)
         acc, acc_ref = float((top == y).mean()), float((top_ref == y).mean())
         drop = 100.0 * (acc_ref - acc)
         e, e_ref = ece(p, y), ece(p_ref, y)
+        if limits.max_ece_delta is not None and len(y) >= limits.min_ece_images \
+                and 100 * abs(e - e_ref) > limits.max_ece_delta:
+            e_ci = ece_delta_interval(p, p_ref, y)
     card = getattr(runtime, "card", None)
     fmt = format or (card.format if card is not None else "unknown")
     q = quantize or _quantize_of(card)
@@ -173,7 +196,7 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
         variant=variant or str(getattr(getattr(runtime, "path", None), "name", runtime)), format=fmt, quantize=q,
         n=len(ref), agreement=float((top == top_ref).mean()), accuracy=acc, reference_accuracy=acc_ref,
         drop=drop, max_dlogit=dlogit, saturated=saturation(raw), kl=kl_divergence(p_ref, p),
-        max_dprob=float(np.abs(p - p_ref).max()), ece=e, ece_reference=e_ref, limits=limits,
+        max_dprob=float(np.abs(p - p_ref).max()), ece=e, ece_reference=e_ref, ece_delta_ci=e_ci, limits=limits,
         agreement_ci=wilson_interval(int((top == top_ref).sum()), len(ref)), resolution=100.0 / len(ref),
         images=images, precision=getattr(runtime, "precision", None))
     return _judge(res, ref, top != top_ref)
@@ -203,9 +226,12 @@ def _judge(r: ParityResult, ref: np.ndarray, flipped: np.ndarray) -> ParityResul
     if r.saturated > lim.max_saturated:
         fails.append(f"saturated outputs {100 * r.saturated:.2f} % > {100 * lim.max_saturated:.2f} %")
     if lim.max_ece_delta is not None and r.ece is not None and r.ece_reference is not None \
-            and r.n >= lim.min_ece_images and 100 * abs(r.ece - r.ece_reference) > lim.max_ece_delta:
+            and r.n >= lim.min_ece_images and 100 * abs(r.ece - r.ece_reference) > lim.max_ece_delta \
+            and (r.ece_delta_ci is None or r.ece_delta_ci[0] > 0 or r.ece_delta_ci[1] < 0):
+        ci = "" if r.ece_delta_ci is None else \
+            f" (95 % CI {100 * r.ece_delta_ci[0]:+.2f} to {100 * r.ece_delta_ci[1]:+.2f}, {r.n} images)"
         fails.append(f"ECE {100 * r.ece:.2f} vs fp32 {100 * r.ece_reference:.2f} differs by more than "
-                     f"{lim.max_ece_delta:.2f} pt")
+                     f"{lim.max_ece_delta:.2f} pt{ci}")
     if lim.max_kl is not None and r.kl > lim.max_kl:
         fails.append(f"KL {r.kl:.3g} > {lim.max_kl:.3g}")
     if lim.max_dprob is not None and r.max_dprob > lim.max_dprob:

@@ -103,6 +103,7 @@ class ParityResult:
     max_dprob: float
     ece: float | None
     ece_reference: float | None
+    ece_delta_ci: tuple[float, float] | None = None  # 95 % paired bootstrap of ece - ece_reference, when gated
     limits: ParityLimits = field(default_factory=ParityLimits)
     failures: tuple[str, ...] = ()
     agreement_ci: tuple[float, float] = (0.0, 1.0)  # Wilson 95 % interval of the top-1 agreement
@@ -126,6 +127,7 @@ class ParityResult:
                    max_dlogit=_num(d["max_dlogit"]), saturated=_num(d.get("saturated", 0.0)),
                    kl=_num(d.get("kl", 0.0)), max_dprob=_num(d.get("max_dprob", 0.0)),
                    ece=_opt_num(d.get("ece")), ece_reference=_opt_num(d.get("ece_reference")),
+                   ece_delta_ci=None if d.get("ece_delta_ci") is None else _pair(d["ece_delta_ci"]),
                    limits=ParityLimits.from_json(limits) if isinstance(limits, Mapping) else ParityLimits(),
                    failures=_strs(d.get("failures", [])), agreement_ci=_pair(d.get("agreement_ci", (0.0, 1.0))),
                    resolution=_num(d.get("resolution", 0.0)), images=str(d.get("images", "")),
@@ -282,6 +284,13 @@ class QuantRecipe:
     prep: PrepRecord | None = None
     budget: BudgetRecord | None = None
     weight_bits: int | None = None  # integer weights' range: 8 (full int8) or 7 (reduced, no saturation); None: n/a
+    weight_type: str | None = None  # integer weights' type: int8 (symmetric) or uint8 (asymmetric); None: n/a
+
+    @property
+    def full_range_int8_weights(self) -> bool:
+        """Signed weights over the full 8-bit range, what u8 x s8 kernels without VNNI can saturate on: true
+        unless the card records 7-bit or uint8 weights."""
+        return self.weight_bits != 7 and self.weight_type != "uint8"
 
     def with_(self, **changes: Any) -> QuantRecipe:
         from dataclasses import replace
@@ -306,4 +315,5 @@ class QuantRecipe:
                    output_range={str(k): _pair(v) for k, v in dict(d.get("output_range") or {}).items()},
                    prep=PrepRecord.from_json(prep) if isinstance(prep, Mapping) else None,
                    budget=BudgetRecord.from_json(budget) if isinstance(budget, Mapping) else None,
-                   weight_bits=_opt_int(d.get("weight_bits")))
+                   weight_bits=_opt_int(d.get("weight_bits")),
+                   weight_type=None if d.get("weight_type") is None else str(d["weight_type"]))

@@ -168,21 +168,32 @@ def test_mobilenet_v2_real_architecture(sample: Path, tmp_path: Path):
     assert sizes["int8"] < 0.4 * sizes["none"]  # int8 weights: about a quarter of fp32
 
 
-@pytest.mark.parametrize(("choice", "risk", "bits"), [("auto", True, 7), ("auto", False, 8), ("full", True, 8),
-                                                      ("reduced", False, 7)])
+@pytest.mark.parametrize(("choice", "risk", "bits", "wtype"), [
+    ("auto", True, 7, "int8"), ("auto", False, 8, "int8"), ("full", True, 8, "int8"), ("reduced", False, 7, "int8"),
+    ("u8", True, 8, "uint8")])
 def test_int8_weight_range_follows_the_cpu_or_the_flag(tiny_run: Path, tmp_path: Path, monkeypatch, choice: str,
-                                                      risk: bool, bits: int):
-    """7-bit weights (ORT's reduce_range) where full-range u8 x s8 products saturate (no VNNI), or when asked."""
+                                                      risk: bool, bits: int, wtype: str):
+    """7-bit weights (ORT's reduce_range) where full-range u8 x s8 products saturate (no VNNI), or when asked;
+    uint8 weights (u8 x u8 kernels: no saturation, all 8 bits) with ``u8``."""
     from edge_tl import _cpu
+    from edge_tl.export.onnx_quant import WEIGHT_SCHEMES, scheme_of
+    from edge_tl.export.registry import ONNX_WEIGHT_RANGES
+
+    assert ["auto", *WEIGHT_SCHEMES.names()] == list(ONNX_WEIGHT_RANGES)
 
     monkeypatch.setattr(_cpu, "int8_overflow_risk", lambda cpuinfo=None: risk)
     result = export_onnx(tiny_run, ["int8"], tmp_path, calib_size=6, verify=False, fallback=False,
                          onnx_weights=choice)
-    card = next(a.card for a in result.artifacts if a.quantize == "int8")
-    assert card.quantization.weight_bits == bits and ("7-bit" in card.quantization.recipe) == (bits == 7)
+    quant = next(a.card for a in result.artifacts if a.quantize == "int8").quantization
+    assert (quant.weight_bits, quant.weight_type) == (bits, wtype) and ("7-bit" in quant.recipe) == (bits == 7)
+    assert quant.full_range_int8_weights == (bits == 8 and wtype == "int8")
+    assert scheme_of(quant) == (choice if choice != "auto" else "reduced" if risk else "full")
     proto = onnx.load(str(tmp_path / "model_int8.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    weights = [inits[n.input[0]] for n in proto.graph.node
-               if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
-               and inits[n.input[0]].dtype == np.int8]
-    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == (64 if bits == 7 else 127)
+    deq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+           and inits[n.input[0]].dtype == np.dtype(wtype)]
+    weights = [inits[n.input[0]] for n in deq]
+    zero = 128 if wtype == "uint8" else 0  # symmetric per channel: one zero point, as QLinearConv needs
+    assert all(np.all(inits[n.input[2]] == zero) for n in deq)
+    span = max(int(np.abs(w.astype(np.int32) - zero).max()) for w in weights) if weights else 0
+    assert span == (64 if bits == 7 else 127 if wtype == "int8" else 128)

@@ -91,18 +91,18 @@ def _calibration(batch: int) -> Iterator[np.ndarray]:
 
 def test_prepare_for_int8_records_qat():
     from edge_tl.card import InputSpec
-    from edge_tl.export import qat as qat_module
-    from edge_tl.export.int8_prep import STEP_IMAGES, prepare_for_int8
+    from edge_tl.export.int8_prep import prepare_for_int8
     from edge_tl.models import create_model
 
-    assert STEP_IMAGES["qat"] == qat_module.IMAGES
     torch.manual_seed(0)
     model = create_model("tiny_cnn", num_classes=2, weights="none", img_size=32).eval()
     spec = InputSpec(size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    prepared, record = prepare_for_int8(model, spec, _calibration, "qat")
+    said: list[str] = []
+    prepared, record = prepare_for_int8(model, spec, _calibration, "qat", say=said.append)
     assert prepared is not model and record["steps"] == "qat" and record["bn_folded"] == 3
     q = record["qat"]
     assert q["images"] + q["held_out"] == 64 and q["epochs"] > 0 and isinstance(q["kept"], bool)
+    assert [m.split(":")[0] for m in said] == [f"QAT epoch {e}/{q['epochs']}" for e in range(1, q["epochs"] + 1)]
 
 
 @pytest.mark.slow  # an ONNX export and its int8 build

@@ -13,6 +13,7 @@ from edge_tl import parity
 from edge_tl.card import InputSpec
 from edge_tl.errors import DataError, ParityError
 from edge_tl.parity import ParityLimits, check_parity, ece, gate, kl_divergence, limits_for, saturation
+from edge_tl.records import ParityResult
 from edge_tl.runtimes import softmax
 
 
@@ -159,3 +160,39 @@ def test_fidelity_set_uses_every_image_but_the_calibration_ones(tmp_path):
     mirrored = parity.fidelity_set(manifest, spec, exclude=files[:3])
     assert len(mirrored.pixels) == 18 and "mirrored" in mirrored.description
     assert np.array_equal(mirrored.pixels[9:], mirrored.pixels[:9, :, ::-1])
+
+
+def test_ece_difference_within_its_noise_is_reported_not_failed():
+    # 400 images, 98 % accurate; int8-like noise on the logits (99.75 % agreement) moves the ECE by more than the
+    # 1-point limit, but a paired bootstrap over the same images cannot tell that from no change.
+    from edge_tl.parity import ece_delta_interval
+
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = rng.integers(0, 2, n)
+    ref = np.zeros((n, 2), np.float32)
+    ref[np.arange(n), labels] = rng.uniform(1.0, 6.0, n)
+    wrong = rng.choice(n, 8, replace=False)
+    ref[wrong] = ref[wrong][:, ::-1]
+    out = ref + rng.normal(0, 0.5, ref.shape).astype(np.float32)
+    pixels = np.zeros((n, 4, 4, 3), np.uint8)
+    r = check_parity(FakeRuntime(out), ref, pixels, labels, limits_for("onnx", "int8", max_drop=100))
+    lo, hi = r.ece_delta_ci
+    assert 100 * abs(r.ece - r.ece_reference) > 1.0 and lo < 0 < hi and r.passed
+    assert ece_delta_interval(softmax(out), softmax(ref), labels) == (lo, hi)  # seeded: reproducible
+    assert ParityResult.from_json(r.to_json()).ece_delta_ci == pytest.approx((lo, hi))
+    # a systematic change (clipped logits: every answer less confident) is resolved and fails
+    clipped = check_parity(FakeRuntime(np.clip(ref, -1.0, 1.0)), ref, pixels, labels,
+                           limits_for("onnx", "int8", max_drop=100))
+    assert clipped.ece_delta_ci[0] > 0.01 and any("ECE" in f and "95 % CI" in f for f in clipped.failures)
+
+
+def test_ece_matches_its_binned_definition():
+    rng = np.random.default_rng(1)
+    probs = softmax(rng.normal(0, 2, (300, 4)))
+    labels = rng.integers(0, 4, 300)
+    conf, correct = probs.max(1), probs.argmax(1) == labels
+    idx = np.clip(np.digitize(conf, np.linspace(0, 1, 16)[1:-1], right=True), 0, 14)
+    want = sum((idx == b).mean() * abs(correct[idx == b].mean() - conf[idx == b].mean())
+               for b in range(15) if (idx == b).any())
+    assert ece(probs, labels) == pytest.approx(want)

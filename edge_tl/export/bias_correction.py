@@ -132,9 +132,13 @@ def _run(model: nn.Module, images: torch.Tensor, hooks: list[tuple[nn.Module, An
         if post is not None:
             handles.append(m.register_forward_hook(post))
     try:
-        with torch.no_grad():
-            for i in range(0, len(images), batch):
-                model(images[i:i + batch])
+        forward_batched(model, images, batch)
     finally:
         for h in handles:
             h.remove()
+
+
+def forward_batched(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``model(x)`` without gradients, in batches of ``batch``, concatenated."""
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])

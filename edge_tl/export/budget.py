@@ -32,9 +32,10 @@ def _backend(art: Artifact, card: ModelCard, float_path: Path, calibration: Call
              method: str, threads: int, output: str) -> Any:
     factory = get_backend(art.format)
     if art.format == "onnx":
-        bits = art.card.quantization.weight_bits if art.card.quantization is not None else None
+        from edge_tl.export.onnx_quant import scheme_of
+
         return factory(float_path, card, calibration, method=method, threads=threads, output=output,
-                       weight_bits=bits)
+                       weights=scheme_of(art.card.quantization))
     from edge_tl.export.tflite_export import folded_input, is_folded
 
     # Candidates are built the way the exporter builds the shipped file: from the float flatbuffer with the

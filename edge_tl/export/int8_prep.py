@@ -37,6 +37,7 @@ from edge_tl.registry import Registry
 AUTO_PREP: Registry[str] = Registry("backbone with an automatic int8 preparation")
 AUTO_DEFAULT = "none"
 BIAS_IMAGES = 64  # images for the bias statistics (one batch: the corrected pass sees them all at once)
+STEP_IMAGES = {"qat": 200}  # calibration images a step uses beyond BIAS_IMAGES, at most (QAT trains on them all)
 PROBE_IMAGES = 4  # images used to trace the graph and check that CLE kept the float function
 
 
@@ -56,14 +57,14 @@ def _images(calibration: Callable[[int], Iterator[np.ndarray]], n: int) -> np.nd
     return np.concatenate(out)[:n]
 
 
-# One weight-preparation step: ``fn(model, probe, images) -> {card key: record}`` changes ``model`` in place
-# (BN already folded); ``--int8-prep cle+bias`` runs "cle" then "bias".
-PrepStep = Callable[[Any, Any, Any], dict[str, Any]]
+# One weight-preparation step: ``fn(model, probe, images, say) -> {card key: record}`` changes ``model`` in place
+# (BN already folded) and may report progress through ``say``; ``--int8-prep cle+bias`` runs "cle" then "bias".
+PrepStep = Callable[[Any, Any, Any, Callable[[str], None]], dict[str, Any]]
 PREP_STEPS: Registry[PrepStep] = Registry("int8 preparation step")
 
 
 @PREP_STEPS.register("cle")
-def _cle(model: Any, probe: Any, _x: Any) -> dict[str, Any]:
+def _cle(model: Any, probe: Any, _x: Any, _say: Callable[[str], None]) -> dict[str, Any]:
     from edge_tl.export.equalize import equalize
 
     eq = equalize(model, probe, relu6="replace")
@@ -72,7 +73,7 @@ def _cle(model: Any, probe: Any, _x: Any) -> dict[str, Any]:
 
 
 @PREP_STEPS.register("bias")
-def _bias(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
+def _bias(model: Any, _probe: Any, x: Any, _say: Callable[[str], None]) -> dict[str, Any]:
     from edge_tl.export.bias_correction import correct_bias
 
     bc = correct_bias(model, x)
@@ -81,22 +82,21 @@ def _bias(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
 
 
 @PREP_STEPS.register("qat")
-def _qat(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
+def _qat(model: Any, _probe: Any, x: Any, say: Callable[[str], None]) -> dict[str, Any]:
     from edge_tl.export.qat import qat
 
-    r = qat(model, x)
+    r = qat(model, x[:STEP_IMAGES["qat"]],
+            callback=lambda e, n, loss: say(f"QAT epoch {e}/{n}: simulated int8 KL from float {loss:.2e}"))
     return {"qat": {"blocks": r.blocks, "images": r.images, "held_out": r.held_out, "epochs": r.epochs,
                     "points": r.points, "kl_before": round(r.kl_before, 6), "kl_after": round(r.kl_after, 6),
                     "agreement_before": round(r.agreement_before, 6),
                     "agreement_after": round(r.agreement_after, 6), "kept": r.kept}}
 
 
-# Images a step needs beyond BIAS_IMAGES (QAT trains on every calibration image it is given, up to its limit)
-STEP_IMAGES = {"qat": 200}
 
 
 @PREP_STEPS.register("adaround")
-def _adaround(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
+def _adaround(model: Any, _probe: Any, x: Any, _say: Callable[[str], None]) -> dict[str, Any]:
     from edge_tl.export.adaround import adaround
 
     ar = adaround(model, x)
@@ -105,9 +105,10 @@ def _adaround(model: Any, _probe: Any, x: Any) -> dict[str, Any]:
 
 
 def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterator[np.ndarray]], steps: str,
-                     *, bias_images: int = BIAS_IMAGES) -> tuple[Any, dict[str, Any]]:
+                     *, bias_images: int = BIAS_IMAGES,
+                     say: Callable[[str], None] = lambda _m: None) -> tuple[Any, dict[str, Any]]:
     """A prepared copy of ``model`` and the record for ``card.quantization.prep`` (``steps`` resolved; the
-    record as JSON, :class:`~edge_tl.records.PrepRecord` reads it)."""
+    record as JSON, :class:`~edge_tl.records.PrepRecord` reads it); long steps (QAT) report through ``say``."""
     import torch
 
     from edge_tl.data.preprocess import normalize
@@ -122,7 +123,7 @@ def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterato
     probe = x[:PROBE_IMAGES]
     record["bn_folded"] = fold_batchnorm(prepared, probe)
     for step in steps.split("+"):
-        record.update(PREP_STEPS.get(step)(prepared, probe, x))
+        record.update(PREP_STEPS.get(step)(prepared, probe, x, say))
     return prepared, record
 
 
@@ -155,7 +156,8 @@ class PreparedSources:
             return None
         if self._prepared is None:
             self._say(f"preparing weights for int8 ({self.steps})")
-            self._prepared, rec = prepare_for_int8(self._model, self._spec, self._calibration, self.steps)
+            self._prepared, rec = prepare_for_int8(self._model, self._spec, self._calibration, self.steps,
+                                                   say=self._say)
             self.record.update(rec, choice=self.record["choice"])
         if format not in self._paths:
             from pathlib import Path

@@ -22,6 +22,7 @@ import io
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,56 @@ from edge_tl.errors import DataError, ExportError
 from edge_tl.export.onnx_export import INPUT_NAME, _first_line, require_float, save_onnx
 from edge_tl.export.registry import Artifact, ExportRequest, artifact_card, register_exporter
 from edge_tl.records import Calibration, QuantRecipe
+from edge_tl.registry import Registry
 
 CALIB_BATCH = 16
-STATIC_RECIPE = "onnxruntime quantize_static QDQ, per-channel int8 weights, uint8 activations"
+STATIC_RECIPE = "onnxruntime quantize_static QDQ"
 DYNAMIC_WARNING = ("dynamic int8 runs conv nets 5-16x slower than fp32 on ONNX Runtime (ConvInteger); "
                    "prefer --quantize int8 (static) for speed")
 
 
-def weight_bits(choice: str) -> int:
-    """8 or 7: the int8 weight range for ``--onnx-int8-weights`` ``choice`` on this CPU."""
+@dataclass(frozen=True)
+class WeightScheme:
+    """One ``--onnx-int8-weights`` choice: the weights' integer type and range (``card.quantization``)."""
+
+    name: str
+    type: str  # int8 (ORT's u8 x s8 kernels) or uint8 (u8 x u8 kernels); both symmetric per output channel
+    bits: int  # 8, or 7 for reduce_range
+    recipe: str  # how the recipe string names it
+
+    def quantize_kwargs(self) -> dict[str, Any]:
+        """The ``quantize_static`` arguments for these weights."""
+        from onnxruntime.quantization import QuantType
+
+        return {"weight_type": QuantType.QUInt8 if self.type == "uint8" else QuantType.QInt8,
+                "reduce_range": self.bits == 7}
+
+
+WEIGHT_SCHEMES: Registry[WeightScheme] = Registry("ONNX int8 weight scheme")
+for _s in (WeightScheme("full", "int8", 8, "per-channel int8 weights"),
+           WeightScheme("reduced", "int8", 7, "per-channel int8 weights, 7-bit weight range"),
+           WeightScheme("u8", "uint8", 8, "per-channel uint8 weights (zero point 128)")):
+    WEIGHT_SCHEMES.add(_s.name, _s)
+AUTO_WITHOUT_VNNI = "reduced"  # what auto picks where full-range int8 weights saturate (see the module docstring)
+
+
+def weight_scheme(choice: str) -> WeightScheme:
+    """The weights ``--onnx-int8-weights choice`` gives on this CPU (``auto``: :data:`AUTO_WITHOUT_VNNI` on an
+    x86 CPU without VNNI, ``full`` elsewhere)."""
     from edge_tl._cpu import int8_overflow_risk
 
-    return 7 if choice == "reduced" or (choice == "auto" and int8_overflow_risk()) else 8
+    if choice == "auto":
+        choice = AUTO_WITHOUT_VNNI if int8_overflow_risk() else "full"
+    return WEIGHT_SCHEMES.get(choice)
+
+
+def scheme_of(quantization: QuantRecipe | None) -> str | None:
+    """The scheme an ONNX int8 file was built with, from its card (``None``: not recorded, or not static int8)."""
+    if quantization is None or quantization.weight_bits is None:
+        return None
+    if quantization.weight_type == "uint8":
+        return "u8"
+    return "reduced" if quantization.weight_bits == 7 else "full"
 
 
 def _preprocess(src: Path, dst: Path) -> Path:
@@ -114,15 +153,14 @@ def export_onnx_int8(req: ExportRequest) -> Artifact:
     with tempfile.TemporaryDirectory(prefix="edge_tl_q_") as tmp:
         pre = _preprocess(src, Path(tmp) / "pre.onnx")
         exclude = logits_producers(pre) if opts.output == "float" else []
-        bits = weight_bits(opts.onnx_weights)
+        weights = weight_scheme(opts.onnx_weights)
         reader = _reader(req)
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration chatter to stdout
                 quantize_static(str(pre), str(Path(tmp) / "q.onnx"), reader, quant_format=QuantFormat.QDQ,
-                                per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                                per_channel=True, activation_type=QuantType.QUInt8,
                                 calibrate_method=methods[opts.calib_method], nodes_to_exclude=exclude,
-                                reduce_range=bits == 7,
-                                extra_options={"CalibMaxIntermediateOutputs": 8})
+                                extra_options={"CalibMaxIntermediateOutputs": 8}, **weights.quantize_kwargs())
         except DataError:
             raise
         except Exception as exc:
@@ -133,8 +171,8 @@ def export_onnx_int8(req: ExportRequest) -> Artifact:
         import onnx
 
         proto = onnx.load(str(Path(tmp) / "q.onnx"))
-    recipe = QuantRecipe(mode="int8", recipe=STATIC_RECIPE + (", 7-bit weight range" if bits == 7 else ""),
-                         output=opts.output, weight_bits=bits,
+    recipe = QuantRecipe(mode="int8", recipe=f"{STATIC_RECIPE}, {weights.recipe}, uint8 activations",
+                         output=opts.output, weight_bits=weights.bits, weight_type=weights.type,
                          calibration=Calibration(reader.images, opts.calib_method, opts.calib_split),
                          float_layers=tuple(exclude))
     card = artifact_card(req, quantization=recipe)

@@ -35,14 +35,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from edge_tl.export.bias_correction import fake_quant_act, fake_quant_weight
+from edge_tl.export.bias_correction import fake_quant_act, fake_quant_weight, forward_batched
 from edge_tl.export.equalize import _trace
 
 BLOCKS = 2  # backbone blocks trained with the head
 EPOCHS = 8
 LR = 1e-5  # Adam; the weights must move by a fraction of one int8 step
 BATCH = 16
-IMAGES = 200  # calibration images used at most (the export's default --calib-size)
 HOLDOUT = 0.25  # share of the images kept out of training to decide whether to keep the result
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.GELU, nn.PReLU,
                nn.LeakyReLU)
@@ -138,11 +137,6 @@ class _Simulation:
             h.remove()
 
 
-def _logits(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
 def _kl(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
 
@@ -152,12 +146,11 @@ def _score(teacher: torch.Tensor, student: torch.Tensor) -> tuple[float, float]:
 
 
 def qat(model: nn.Module, x: torch.Tensor, *, blocks: int = BLOCKS, epochs: int = EPOCHS, lr: float = LR,
-        batch: int = BATCH, images: int = IMAGES, seed: int = 0,
+        batch: int = BATCH, seed: int = 0,
         callback: Callable[[int, int, float], None] | None = None) -> QatResult:
     """Fine-tune ``model`` (an :class:`~edge_tl.models.base.EdgeModel`, BN folded) in place on ``x`` (normalised
     NCHW) through simulated int8; ``callback(epoch, epochs, mean loss)`` after each epoch."""
     model.eval()
-    x = x[:images]
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=gen)
     n_hold = max(1, round(HOLDOUT * len(x))) if len(x) > 1 else 0
@@ -165,16 +158,16 @@ def qat(model: nn.Module, x: torch.Tensor, *, blocks: int = BLOCKS, epochs: int 
     if len(train) == 0:
         train = hold
     mirrored = torch.flip(train, dims=(3,))
-    t_train, t_mirror, t_hold = (_logits(model, v, 32) for v in (train, mirrored, hold))
+    t_train, t_mirror, t_hold = (forward_batched(model, v, 32) for v in (train, mirrored, hold))
     original = copy.deepcopy(model.state_dict())
     head = model.head
     sim = _Simulation(model, _quant_points(model, head, x[:1]))
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not head]
     try:
-        sim.run("record", lambda: _logits(model, torch.cat([train, mirrored, hold]), 32))
+        sim.run("record", lambda: forward_batched(model, torch.cat([train, mirrored, hold]), 32))
         for m in layers:
             parametrize.register_parametrization(m, "weight", _WeightFakeQuant())
-        before = _score(t_hold, sim.run("quant", lambda: _logits(model, hold, 32)))
+        before = _score(t_hold, sim.run("quant", lambda: forward_batched(model, hold, 32)))
         model.requires_grad_(False)
         params: list[nn.Parameter] = []
         for part in [*model.blocks[-blocks:], head] if blocks else [head]:
@@ -198,7 +191,7 @@ def qat(model: nn.Module, x: torch.Tensor, *, blocks: int = BLOCKS, epochs: int 
                 total += float(loss.detach()) * len(idx)
             if callback is not None:
                 callback(epoch, epochs, total / len(train))
-        after = _score(t_hold, sim.run("quant", lambda: _logits(model, hold, 32)))
+        after = _score(t_hold, sim.run("quant", lambda: forward_batched(model, hold, 32)))
     finally:
         for m in layers:
             if parametrize.is_parametrized(m, "weight"):

@@ -40,7 +40,7 @@ OPENVINO_PRECISIONS = ("f32", *PRECISION_VARIANTS)
 _MODES = (*QUANTIZE_MODES, *PRECISION_VARIANTS)
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 OUTPUT_RECIPES = ("float", "quantized")  # logits layer kept in float (default) or fully quantised
-ONNX_WEIGHT_RANGES = ("auto", "full", "reduced")  # export/onnx_quant.py: 8-bit or 7-bit int8 weights
+ONNX_WEIGHT_RANGES = ("auto", "full", "reduced", "u8")  # export/onnx_quant.py WEIGHT_SCHEMES
 INT8_PREPS = ("auto", "none", "bias", "cle", "cle+bias", "adaround", "cle+adaround", "qat")  # export/int8_prep.py
 _FORMAT_MODULES = ("edge_tl.export.onnx_export", "edge_tl.export.onnx_quant", "edge_tl.export.tflite_export",
                    "edge_tl.export.openvino_export", "edge_tl.export.openvino_quant")
@@ -69,7 +69,7 @@ class ExportOptions:
     force: bool = False
     threads: int | None = None
     seed: int = 0
-    onnx_weights: str = "auto"  # ONNX static int8 weights: full 8-bit, reduced 7-bit, auto = reduced without VNNI
+    onnx_weights: str = "auto"  # ONNX static int8 weights: full / reduced (7-bit) int8, u8; auto: by CPU
     int8_prep: str = "auto"  # BN folding + bias correction / CLE on a copy of the model before full int8
     openvino_precision: tuple[str, ...] = ("f32",)  # float IRs to write: f32 -> model.xml, bf16 -> model_bf16.xml
 

@@ -37,16 +37,17 @@ class OnnxQuantBackend:
 
     def __init__(self, float_path: Path, card: ModelCard, calibration: Callable[[int], Iterator[np.ndarray]],
                  method: str = "minmax", base_exclude: Sequence[str] | None = None, threads: int = 2,
-                 output: str = "float", weight_bits: int | None = None) -> None:
-        """``card`` describes the candidates (the float model's card: its input and classes); ``weight_bits``
-        8 or 7 as the exporter's (``None``: what ``--onnx-int8-weights auto`` picks on this CPU)."""
+                 output: str = "float", weights: str | None = None) -> None:
+        """``card`` describes the candidates (the float model's card: its input and classes); ``weights`` the
+        exporter's ``--onnx-int8-weights`` scheme (``None``: what ``auto`` picks on this CPU)."""
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        from edge_tl.export.onnx_quant import weight_bits as auto_bits
+        from edge_tl.export.onnx_quant import weight_scheme
 
         self.card = card.with_(format="onnx", input=replace(card.input, layout="NCHW"))  # as export_float_proto
-        self.method, self.threads, self.reduce_range = method, threads, (weight_bits or auto_bits("auto")) == 7
+        self.method, self.threads = method, threads
+        self._weights = weight_scheme(weights or "auto").quantize_kwargs()
         spec = self.card.input
         self._tmp = tempfile.TemporaryDirectory(prefix="edge_tl_sens_")
         tmp = Path(self._tmp.name)
@@ -82,11 +83,10 @@ class OnnxQuantBackend:
                    "percentile": CalibrationMethod.Percentile}
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(str(self.pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                            calibrate_method=methods[self.method], calibration_cache_path=str(self.cache),
-                            nodes_to_exclude=[*self.base_exclude, *exclude],
-                            nodes_to_quantize=list(only) if only else None, reduce_range=self.reduce_range,
-                            extra_options={"CalibMaxIntermediateOutputs": 8})
+                            activation_type=QuantType.QUInt8, calibrate_method=methods[self.method],
+                            calibration_cache_path=str(self.cache), nodes_to_exclude=[*self.base_exclude, *exclude],
+                            nodes_to_quantize=list(only) if only else None,
+                            extra_options={"CalibMaxIntermediateOutputs": 8}, **self._weights)
         return out
 
     def _range(self, tensor: str) -> tuple[float | None, float | None]:

@@ -293,8 +293,8 @@ def _load(path: Path, threads: int | None = None, precision: str | None = None, 
     n = default_threads(threads)
     config = _config(prec, n, pin)
     warn_if_saturated(card, path)
-    bits = card.quantization.weight_bits if card.quantization is not None else None
-    if quantized and path.suffix.lower() != ".xml" and bits != 7 and int8_overflow_risk():
+    full_range = card.quantization is None or card.quantization.full_range_int8_weights
+    if quantized and path.suffix.lower() != ".xml" and full_range and int8_overflow_risk():
         warnings.warn(f"{path.name}: this CPU has no VNNI, and OpenVINO's 8-bit kernels can saturate on this file's "
                       "full-range int8 weights (its outputs may differ from ONNX Runtime's); run it with ONNX Runtime, "
                       "or export --onnx-int8-weights reduced, or --format openvino --quantize int8 (NNCF applies "
