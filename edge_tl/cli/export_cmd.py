@@ -67,7 +67,8 @@ QUANT_CHOICES = list(QUANTIZE_MODES)
 @click.option("--max-saturated", type=click.FloatRange(min=0, max=100), default=0.1, show_default=True,
               help="Largest share (%) of int8 outputs allowed at the int8 limits.")
 @click.option("--max-ece-delta", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Largest ECE difference (points) from the PyTorch model.")
+              help="Largest ECE difference (points) from the PyTorch model; fails only when its 95 % "
+                   "bootstrap interval excludes zero.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against the PyTorch model.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="exported", show_default=True,
               help="Output folder.")
