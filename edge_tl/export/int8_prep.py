@@ -93,8 +93,6 @@ def _qat(model: Any, _probe: Any, x: Any, say: Callable[[str], None]) -> dict[st
                     "agreement_after": round(r.agreement_after, 6), "kept": r.kept}}
 
 
-
-
 @PREP_STEPS.register("adaround")
 def _adaround(model: Any, _probe: Any, x: Any, _say: Callable[[str], None]) -> dict[str, Any]:
     from edge_tl.export.adaround import adaround

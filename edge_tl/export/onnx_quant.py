@@ -9,7 +9,10 @@ Weights use the full int8 range, or 7 bits (ORT's ``reduce_range``) with ``optio
 ``"auto"`` (default) picks 7 bits on an x86 CPU without VNNI, where ORT's u8 x s8 kernels add pairs of products in
 int16 and full-range weights saturate (ORT documents this; measured on an AVX2-only CPU, catsdogs, 800 photos:
 KL against float 0.020 -> 0.0057 for mobilenet_v2, 0.0094 -> 0.0018 for efficientnet_lite0), and full range
-elsewhere. The choice is recorded as ``card.quantization.weight_bits``.
+elsewhere. ``"u8"`` stores uint8 weights (zero point 128, the same 255 steps as full int8), which ORT runs on u8 x u8
+kernels that cannot saturate: all 8 bits, at a speed cost that depends on the network (measured +10 % for
+mobilenet_v2, 4.3 times for efficientnet_lite0's depthwise convolutions), so ``auto`` does not pick it. The
+choice is recorded as ``card.quantization.weight_bits`` and ``weight_type``.
 
 With ``options.output == "float"`` (default) the node producing the logits stays in float, so the output
 can never saturate at the uint8 limits; ``"quantized"`` is the naive full-int8 graph, kept for comparison.
