@@ -113,6 +113,39 @@ def test_prepare_for_int8_records_adaround(steps: str):
         assert torch.allclose(fake_quant_weight(w), w, rtol=1e-6, atol=1e-6 * float(w.abs().max()))
 
 
+def test_prepared_sources_prepare_each_weight_grid_once(tmp_path: Path):
+    """ONNX's 7-bit weights get weights rounded on [-64, 64], TFLite's on [-127, 127]; formats sharing a grid
+    share one preparation, and each card records its own grid."""
+    from edge_tl.card import InputSpec
+    from edge_tl.export.int8_prep import PreparedSources
+    from edge_tl.records import QuantRecipe
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)).eval()
+    spec = InputSpec(size=12, resize=12, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    exported: dict[str, nn.Module] = {}
+
+    def export_float(fmt: str, m: nn.Module, folder: Path) -> Path:
+        exported[fmt] = m
+        return folder / "model"
+
+    said: list[str] = []
+    src = PreparedSources(model, spec, "tiny_cnn", _calibration, "adaround", export_float, said.append,
+                          weight_qmax={"onnx": 64})
+    src.float_path("onnx"), src.float_path("tflite"), src.float_path("onnx")
+    src.close()
+    assert [m for m in said if m.startswith("preparing")] == [
+        "preparing weights for int8 (adaround, weights on [-64, 64] for onnx)", "preparing weights for int8 (adaround)"]
+    assert any(m.startswith("AdaRound layer 3/3") for m in said)
+    for fmt, qmax in (("onnx", 64), ("tflite", 127)):
+        for w in _weights(exported[fmt])[:-1]:  # the rounded layers
+            assert torch.allclose(fake_quant_weight(w, qmax), w, rtol=1e-6, atol=1e-6 * float(w.abs().max()))
+        prep = src.stamp(QuantRecipe(mode="int8", recipe="r"), fmt).prep
+        assert prep.steps == prep.choice == "adaround" and prep.details["weight_qmax"] == qmax
+    assert not torch.allclose(fake_quant_weight(_weights(exported["onnx"])[0]), _weights(exported["onnx"])[0])
+
+
 @pytest.mark.slow  # an ONNX export and its int8 build: ~15 s on the shared machine
 def test_cli_export_onnx_int8_with_adaround(tiny_run: Path, tmp_path: Path, capsys):
     pytest.importorskip("onnxruntime")

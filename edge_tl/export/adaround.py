@@ -118,27 +118,28 @@ def _sq_error(layer: nn.Module, x: torch.Tensor, w: torch.Tensor, y: torch.Tenso
 class _Rounding:
     """The learnable rounding of one weight tensor on its fixed per-channel grid."""
 
-    def __init__(self, w: torch.Tensor) -> None:
+    def __init__(self, w: torch.Tensor, qmax: int = WEIGHT_QMAX) -> None:
         shape = (-1, *([1] * (w.dim() - 1)))
         amax = w.abs().flatten(1).amax(1).view(shape)
-        self.scale = amax.clamp_min(1e-12) / WEIGHT_QMAX
+        self.qmax = qmax
+        self.scale = amax.clamp_min(1e-12) / qmax
         ratio = w / self.scale
         self.floor = torch.floor(ratio)
-        self.nearest = torch.clamp(torch.round(ratio), -WEIGHT_QMAX, WEIGHT_QMAX)
+        self.nearest = torch.clamp(torch.round(ratio), -qmax, qmax)
         # the element(s) attaining max|w| keep +-127 exactly, so the quantiser finds the same scale (an all-zero
         # channel stays zero)
         self.pinned = w.abs() == amax
-        self.pinned_q = torch.sign(w) * WEIGHT_QMAX
+        self.pinned_q = torch.sign(w) * qmax
         rest = (ratio - self.floor).clamp(1e-4, 1 - 1e-4)  # start where h(V) equals the fractional part
         self.v = (-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1)).requires_grad_(True)
 
     def soft(self) -> torch.Tensor:
-        q = torch.clamp(self.floor + _h(self.v), -WEIGHT_QMAX, WEIGHT_QMAX)
+        q = torch.clamp(self.floor + _h(self.v), -self.qmax, self.qmax)
         return torch.where(self.pinned, self.pinned_q, q) * self.scale
 
     def hard_q(self) -> torch.Tensor:
         with torch.no_grad():
-            q = torch.clamp(self.floor + (self.v >= 0).to(self.floor.dtype), -WEIGHT_QMAX, WEIGHT_QMAX)
+            q = torch.clamp(self.floor + (self.v >= 0).to(self.floor.dtype), -self.qmax, self.qmax)
             return torch.where(self.pinned, self.pinned_q, q)
 
     def regulariser(self, beta: float) -> torch.Tensor:
@@ -206,12 +207,12 @@ def _learn(layer: nn.Module, rnd: _Rounding, x: torch.Tensor, y: torch.Tensor, p
 
 
 def adaround(model: nn.Module, x: torch.Tensor, *, iters: int = ITERS, batch: int = BATCH, images: int = IMAGES,
-             seed: int = 0, lam: float = LAMBDA, threads: int | None = THREADS,
+             seed: int = 0, lam: float = LAMBDA, threads: int | None = THREADS, weight_qmax: int = WEIGHT_QMAX,
              callback: Callable[[str, int, int], None] | None = None) -> AdaRoundResult:
     """Round every ``Conv2d``/``Linear`` weight of ``model`` in place with AdaRound on ``x`` (normalised NCHW).
 
     ``iters`` Adam steps per layer, each on ``batch`` images drawn at random (seeded by ``seed``) from the first
-    ``images`` of ``x``.
+    ``images`` of ``x``, on the grid ``[-weight_qmax, weight_qmax]`` (64 for 7-bit ONNX weights).
     ``threads``: torch threads while it runs (``None``: leave as set). ``callback(name, done, total)`` is called
     after each layer.
     """
@@ -219,12 +220,12 @@ def adaround(model: nn.Module, x: torch.Tensor, *, iters: int = ITERS, batch: in
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _adaround(model, x[:images], iters, batch, seed, lam, callback)
+        return _adaround(model, x[:images], iters, batch, seed, lam, weight_qmax, callback)
     finally:
         torch.set_num_threads(old)
 
 
-def _adaround(model: nn.Module, x: torch.Tensor, iters: int, batch: int, seed: int, lam: float,
+def _adaround(model: nn.Module, x: torch.Tensor, iters: int, batch: int, seed: int, lam: float, qmax: int,
               callback: Callable[[str, int, int], None] | None) -> AdaRoundResult:
     model.eval()
     reference = copy.deepcopy(model)  # the float model: the targets
@@ -237,7 +238,7 @@ def _adaround(model: nn.Module, x: torch.Tensor, iters: int, batch: int, seed: i
     for done, (name, layer) in enumerate(layers, 1):
         inputs = _capture(model, layer, x, batch * 4, output=False)
         targets = _capture(reference, ref_layers[name], x, batch * 4, output=True)
-        rnd = _Rounding(layer.weight.detach().clone())
+        rnd = _Rounding(layer.weight.detach().clone(), qmax)
         near_err, y_power = _sq_error(layer, inputs, rnd.nearest * rnd.scale, targets, batch * 4)
         with torch.enable_grad():
             _learn(layer, rnd, inputs, targets, near_err / targets.numel() or 1.0, iters, batch, lam, gen)

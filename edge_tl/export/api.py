@@ -198,7 +198,11 @@ def export(run_dir: str | Path, formats: Sequence[str] = ("onnx",), quantize: Se
                                        out_path=folder / fe.filename, format=fmt, quantize="none", options=opts,
                                        manifest=manifest, reporter=reporter)).path
 
-        prep = PreparedSources(model, card.input, card.backbone, calibration, opts.int8_prep, export_float, say)
+        from edge_tl.export.onnx_quant import weight_scheme
+
+        # each quantiser's weight grid: the preparation simulates the rounding the file will get
+        prep = PreparedSources(model, card.input, card.backbone, calibration, opts.int8_prep, export_float, say,
+                               weight_qmax={"onnx": weight_scheme(opts.onnx_weights).qmax})
 
     artifacts: list[Artifact] = []
     results: list[ParityResult] = []

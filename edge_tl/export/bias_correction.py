@@ -22,14 +22,15 @@ import torch
 from torch import nn
 
 WEIGHT_QMAX = 127  # int8 symmetric weights: ONNX Runtime and ai-edge-quantizer both use [-127, 127]
+REDUCED_QMAX = 64  # ONNX Runtime's reduce_range (7-bit) int8 weights: [-64, 64], scale = max|w| / 64
 ACT_LEVELS = 255  # uint8 / int8 activations: 256 levels over [min, max]
 
 
-def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
-    """``w`` rounded onto the per-output-channel symmetric int8 grid (scale = max|w| / 127)."""
-    scale = w.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / WEIGHT_QMAX
+def fake_quant_weight(w: torch.Tensor, qmax: int = WEIGHT_QMAX) -> torch.Tensor:
+    """``w`` rounded onto the per-output-channel symmetric grid of ``[-qmax, qmax]`` (scale = max|w| / qmax)."""
+    scale = w.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / qmax
     shape = (-1, *([1] * (w.dim() - 1)))
-    return torch.clamp(torch.round(w / scale.view(shape)), -WEIGHT_QMAX, WEIGHT_QMAX) * scale.view(shape)
+    return torch.clamp(torch.round(w / scale.view(shape)), -qmax, qmax) * scale.view(shape)
 
 
 def fake_quant_act(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -61,8 +62,9 @@ def _channel_mean(y: torch.Tensor) -> torch.Tensor:
 
 
 def correct_bias(model: nn.Module, images: torch.Tensor, *, activations: bool = True, batch: int = 32,
-                 skip: set[str] | None = None) -> BiasCorrectionResult:
-    """Correct the biases of every ``Conv2d`` of ``model`` in place from ``images`` (normalised NCHW float).
+                 skip: set[str] | None = None, weight_qmax: int = WEIGHT_QMAX) -> BiasCorrectionResult:
+    """Correct the biases of every ``Conv2d`` of ``model`` in place from ``images`` (normalised NCHW float), for
+    weights rounded onto ``[-weight_qmax, weight_qmax]`` (:data:`REDUCED_QMAX` for 7-bit ONNX weights).
 
     The float statistics are gathered in batches of ``batch``; the corrected pass sees all images at once (the
     per-layer means must be known before the next layer runs), so keep ``images`` to a few dozen at 224 px.
@@ -95,7 +97,7 @@ def correct_bias(model: nn.Module, images: torch.Tensor, *, activations: bool = 
 
     try:
         for n, m in convs:
-            m.weight.data = fake_quant_weight(originals[n])
+            m.weight.data = fake_quant_weight(originals[n], weight_qmax)
         # one pass over all images at once: each layer's shift is measured with the layers before it corrected
         _run(model, images, [(m, _pre_quant(stats[n]) if activations else None, correct(n)) for n, m in convs],
              len(images))

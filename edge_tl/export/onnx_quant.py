@@ -53,6 +53,11 @@ class WeightScheme:
     bits: int  # 8, or 7 for reduce_range
     recipe: str  # how the recipe string names it
 
+    @property
+    def qmax(self) -> int:
+        """The weight grid ``[-qmax, qmax]`` in steps of the per-channel scale (uint8's 255 steps: as int8's)."""
+        return 64 if self.bits == 7 else 127
+
     def quantize_kwargs(self) -> dict[str, Any]:
         """The ``quantize_static`` arguments for these weights."""
         from onnxruntime.quantization import QuantType

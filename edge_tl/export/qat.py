@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from edge_tl.export.bias_correction import fake_quant_act, fake_quant_weight, forward_batched
+from edge_tl.export.bias_correction import WEIGHT_QMAX, fake_quant_act, fake_quant_weight, forward_batched
 from edge_tl.export.equalize import _trace
 
 BLOCKS = 2  # backbone blocks trained with the head
@@ -64,8 +64,12 @@ class QatResult:
 class _WeightFakeQuant(nn.Module):
     """Parametrisation: the weight rounded onto the quantisers' grid, straight-through gradient."""
 
+    def __init__(self, qmax: int) -> None:
+        super().__init__()
+        self.qmax = qmax
+
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w + (fake_quant_weight(w) - w).detach()
+        return w + (fake_quant_weight(w, self.qmax) - w).detach()
 
 
 def _quant_points(model: nn.Module, head: nn.Module, probe: torch.Tensor) -> list[nn.Module]:
@@ -146,10 +150,11 @@ def _score(teacher: torch.Tensor, student: torch.Tensor) -> tuple[float, float]:
 
 
 def qat(model: nn.Module, x: torch.Tensor, *, blocks: int = BLOCKS, epochs: int = EPOCHS, lr: float = LR,
-        batch: int = BATCH, seed: int = 0,
+        batch: int = BATCH, seed: int = 0, weight_qmax: int = WEIGHT_QMAX,
         callback: Callable[[int, int, float], None] | None = None) -> QatResult:
     """Fine-tune ``model`` (an :class:`~edge_tl.models.base.EdgeModel`, BN folded) in place on ``x`` (normalised
-    NCHW) through simulated int8; ``callback(epoch, epochs, mean loss)`` after each epoch."""
+    NCHW) through simulated int8, weights on ``[-weight_qmax, weight_qmax]``; ``callback(epoch, epochs, mean
+    loss)`` after each epoch."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=gen)
@@ -166,7 +171,7 @@ def qat(model: nn.Module, x: torch.Tensor, *, blocks: int = BLOCKS, epochs: int 
     try:
         sim.run("record", lambda: forward_batched(model, torch.cat([train, mirrored, hold]), 32))
         for m in layers:
-            parametrize.register_parametrization(m, "weight", _WeightFakeQuant())
+            parametrize.register_parametrization(m, "weight", _WeightFakeQuant(weight_qmax))
         before = _score(t_hold, sim.run("quant", lambda: forward_batched(model, hold, 32)))
         model.requires_grad_(False)
         params: list[nn.Parameter] = []
