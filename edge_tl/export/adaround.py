@@ -1,7 +1,8 @@
 """AdaRound: learn whether each int8 weight rounds up or down, layer by layer (Nagel et al. 2020).
 
 Nearest rounding minimises each weight's own error, not the error of the layer's output. AdaRound keeps the
-quantisers' grid (per output channel, symmetric, scale ``s = max|w| / 127``, integers in ``[-127, 127]``; see
+quantisers' grid (per output channel, symmetric, scale ``s = max|w| / 127``, integers in ``[-127, 127]``, or
+``[-64, 64]`` for 7-bit ONNX weights; see
 :func:`edge_tl.export.bias_correction.fake_quant_weight`) and learns, for every weight, ``floor(w / s) + h(V)``
 with ``h`` a rectified sigmoid in ``[0, 1]``. ``V`` is trained with Adam to make the layer's output on the
 calibration images match the float model's, plus a regulariser that pushes every ``h`` to 0 or 1 (its exponent

@@ -4,10 +4,11 @@ Rounding weights to int8 (and activations to uint8) shifts the mean of a layer's
 through the network (Nagel et al. 2019, section 4.2). Here the model is run twice on the calibration images:
 once in float, recording each convolution's input range and per-channel mean output, and once with every
 convolution's weights rounded exactly as both quantisers round them (per output channel, symmetric, scale =
-max|w| / 127; see :func:`fake_quant_weight`) and, optionally, its input rounded to uint8 over the float range.
-In that second pass each convolution's per-channel mean shift is measured *after* the layers before it were
-corrected and subtracted from its bias, so the next layer sees corrected statistics. The weights themselves are
-not changed: the quantiser later rounds them the same way, and the corrected biases absorb the mean error.
+max|w| / 127, or / 64 for 7-bit ONNX weights; see :func:`fake_quant_weight`) and, optionally, its input rounded
+to uint8 over the float range. In that second pass each convolution's per-channel mean shift is measured *after*
+the layers before it were corrected and subtracted from its bias, so the next layer sees corrected statistics.
+The weights themselves are not changed: the quantiser later rounds them the same way, and the corrected biases
+absorb the mean error.
 
 Apply it to a copy with BatchNorm folded (:func:`edge_tl.export.equalize.fold_batchnorm`), or the correction
 lands on a bias that the BN then rescales.

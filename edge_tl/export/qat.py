@@ -6,7 +6,7 @@ Post-training methods round a model that was never trained to be rounded. QAT tr
 are the ones both quantisers round:
 
 * every ``Conv2d``/``Linear`` weight except the head's is rounded in the forward pass exactly as ONNX Runtime and
-  ai-edge-quantizer round it (per output channel, symmetric, scale ``max|w| / 127``:
+  ai-edge-quantizer round it (per output channel, symmetric, scale ``max|w| / 127``, or / 64 for 7-bit ONNX weights:
   :func:`edge_tl.export.bias_correction.fake_quant_weight`), with a straight-through gradient; the head stays
   float, as both int8 exporters keep the logits layer float by default;
 * every activation tensor the int8 graph stores is rounded onto an 8-bit grid over its calibration range: the
