@@ -284,7 +284,7 @@ class QuantRecipe:
     prep: PrepRecord | None = None
     budget: BudgetRecord | None = None
     weight_bits: int | None = None  # integer weights' range: 8 (full int8) or 7 (reduced, no saturation); None: n/a
-    weight_type: str | None = None  # integer weights' type: int8 (symmetric) or uint8 (asymmetric); None: n/a
+    weight_type: str | None = None  # integer weights' type: int8 or uint8 (zero point 128), both symmetric; None: n/a
 
     @property
     def full_range_int8_weights(self) -> bool:
