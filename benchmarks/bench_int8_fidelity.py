@@ -54,6 +54,7 @@ def measure(run: Path, prep: str, seed: int, formats: list[str], calib_size: int
     from edge_tl.data.manifest import manifest_for_card
     from edge_tl.export.api import export
     from edge_tl.export.calibration import calibration_files
+    from edge_tl.export.onnx_quant import scheme_of
     from edge_tl.export.registry import ExportOptions
     from edge_tl.parity import check_parity, fidelity_set, limits_for
     from edge_tl.runtimes import load
@@ -76,8 +77,6 @@ def measure(run: Path, prep: str, seed: int, formats: list[str], calib_size: int
         rt = load(art.path, threads=2)
         par = check_parity(rt, ref, fid.pixels, fid.labels, limits_for(art.format, "int8"), images=fid.description)
         flips = round((1 - par.agreement) * par.n)
-        from edge_tl.export.onnx_quant import scheme_of
-
         weights = (scheme_of(art.card.quantization) if art.format == "onnx" else None) or "int8"
         rows.append({"prep": prep, "seed": seed, "format": art.format, "weights": weights, "n": par.n, "flips": flips,
                      "agreement": par.agreement, "ci": par.agreement_ci, "drop": par.drop,

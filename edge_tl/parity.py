@@ -186,8 +186,7 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
         acc, acc_ref = float((top == y).mean()), float((top_ref == y).mean())
         drop = 100.0 * (acc_ref - acc)
         e, e_ref = ece(p, y), ece(p_ref, y)
-        if limits.max_ece_delta is not None and len(y) >= limits.min_ece_images \
-                and 100 * abs(e - e_ref) > limits.max_ece_delta:
+        if _ece_beyond_limit(limits, len(y), e, e_ref):
             e_ci = ece_delta_interval(p, p_ref, y)
     card = getattr(runtime, "card", None)
     fmt = format or (card.format if card is not None else "unknown")
@@ -200,6 +199,12 @@ def check_parity(runtime: Runtime, reference: Runtime | np.ndarray, pixels: np.n
         agreement_ci=wilson_interval(int((top == top_ref).sum()), len(ref)), resolution=100.0 / len(ref),
         images=images, precision=getattr(runtime, "precision", None))
     return _judge(res, ref, top != top_ref)
+
+
+def _ece_beyond_limit(lim: ParityLimits, n: int, e: float | None, e_ref: float | None) -> bool:
+    """The ECE moved by more than ``--max-ece-delta`` on enough images to be gated (then its interval decides)."""
+    return lim.max_ece_delta is not None and e is not None and e_ref is not None and n >= lim.min_ece_images \
+        and 100 * abs(e - e_ref) > lim.max_ece_delta
 
 
 def _quantize_of(card: Any) -> str:
@@ -225,8 +230,7 @@ def _judge(r: ParityResult, ref: np.ndarray, flipped: np.ndarray) -> ParityResul
                      f"(1 image = {r.resolution:.2f} pt of {r.n})")
     if r.saturated > lim.max_saturated:
         fails.append(f"saturated outputs {100 * r.saturated:.2f} % > {100 * lim.max_saturated:.2f} %")
-    if lim.max_ece_delta is not None and r.ece is not None and r.ece_reference is not None \
-            and r.n >= lim.min_ece_images and 100 * abs(r.ece - r.ece_reference) > lim.max_ece_delta \
+    if _ece_beyond_limit(lim, r.n, r.ece, r.ece_reference) \
             and (r.ece_delta_ci is None or r.ece_delta_ci[0] > 0 or r.ece_delta_ci[1] < 0):
         ci = "" if r.ece_delta_ci is None else \
             f" (95 % CI {100 * r.ece_delta_ci[0]:+.2f} to {100 * r.ece_delta_ci[1]:+.2f}, {r.n} images)"

@@ -117,8 +117,11 @@ def test_prepared_sources_prepare_each_weight_grid_once(tmp_path: Path):
     """ONNX's 7-bit weights get weights rounded on [-64, 64], TFLite's on [-127, 127]; formats sharing a grid
     share one preparation, and each card records its own grid."""
     from edge_tl.card import InputSpec
-    from edge_tl.export.int8_prep import PreparedSources
+    from edge_tl.export.bias_correction import WEIGHT_QMAX
+    from edge_tl.export.int8_prep import FULL_GRID, PreparedSources
     from edge_tl.records import QuantRecipe
+
+    assert FULL_GRID == WEIGHT_QMAX
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),

@@ -43,7 +43,7 @@ QUANT_CHOICES = list(QUANTIZE_MODES)
 @click.option("--onnx-int8-weights", "onnx_weights", type=click.Choice(ONNX_WEIGHT_RANGES), default="auto",
               show_default=True,
               help="ONNX static int8 weights: full = int8, reduced = int8 in 7 bits (ONNX Runtime's reduce_range), "
-                   "which cannot saturate in the u8 x s8 kernels of x86 CPUs without VNNI, u8 = asymmetric uint8 "
+                   "which cannot saturate in the u8 x s8 kernels of x86 CPUs without VNNI, u8 = uint8 with zero point 128 "
                    "(u8 x u8 kernels: all 8 bits, no saturation); auto = reduced on such a CPU, full elsewhere.")
 @click.option("--int8-prep", type=click.Choice(INT8_PREPS), default="auto", show_default=True,
               help="Weight preparation before full int8 (ONNX, TFLite): bias = BN folding + bias correction, "

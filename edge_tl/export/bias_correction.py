@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 WEIGHT_QMAX = 127  # int8 symmetric weights: ONNX Runtime and ai-edge-quantizer both use [-127, 127]
-REDUCED_QMAX = 64  # ONNX Runtime's reduce_range (7-bit) int8 weights: [-64, 64], scale = max|w| / 64
 ACT_LEVELS = 255  # uint8 / int8 activations: 256 levels over [min, max]
 
 
@@ -65,7 +64,7 @@ def _channel_mean(y: torch.Tensor) -> torch.Tensor:
 def correct_bias(model: nn.Module, images: torch.Tensor, *, activations: bool = True, batch: int = 32,
                  skip: set[str] | None = None, weight_qmax: int = WEIGHT_QMAX) -> BiasCorrectionResult:
     """Correct the biases of every ``Conv2d`` of ``model`` in place from ``images`` (normalised NCHW float), for
-    weights rounded onto ``[-weight_qmax, weight_qmax]`` (:data:`REDUCED_QMAX` for 7-bit ONNX weights).
+    weights rounded onto ``[-weight_qmax, weight_qmax]`` (64 for ONNX Runtime's 7-bit weights).
 
     The float statistics are gathered in batches of ``batch``; the corrected pass sees all images at once (the
     per-layer means must be known before the next layer runs), so keep ``images`` to a few dozen at 224 px.

@@ -38,6 +38,7 @@ from edge_tl.registry import Registry
 AUTO_PREP: Registry[str] = Registry("backbone with an automatic int8 preparation")
 AUTO_DEFAULT = "none"
 BIAS_IMAGES = 64  # images for the bias statistics (one batch: the corrected pass sees them all at once)
+FULL_GRID = 127  # weight_qmax of full-range int8 weights (bias_correction.WEIGHT_QMAX), the default grid
 STEP_IMAGES = {"qat": 200}  # calibration images a step uses beyond BIAS_IMAGES, at most (QAT trains on them all)
 PROBE_IMAGES = 4  # images used to trace the graph and check that CLE kept the float function
 
@@ -66,7 +67,7 @@ class PrepInputs:
 
     images: Any
     probe: Any
-    weight_qmax: int = 127
+    weight_qmax: int = FULL_GRID
     say: Callable[[str], None] = lambda _m: None
 
 
@@ -117,7 +118,7 @@ def _adaround(model: Any, inp: PrepInputs) -> dict[str, Any]:
 
 
 def prepare_for_int8(model: Any, spec: Any, calibration: Callable[[int], Iterator[np.ndarray]], steps: str,
-                     *, bias_images: int = BIAS_IMAGES, weight_qmax: int = 127,
+                     *, bias_images: int = BIAS_IMAGES, weight_qmax: int = FULL_GRID,
                      say: Callable[[str], None] = lambda _m: None) -> tuple[Any, dict[str, Any]]:
     """A prepared copy of ``model`` and the record for ``card.quantization.prep`` (``steps`` resolved; the
     record as JSON, :class:`~edge_tl.records.PrepRecord` reads it). Steps that simulate the rounding do it on
@@ -167,9 +168,9 @@ class PreparedSources:
         self._tmp = tempfile.TemporaryDirectory(prefix="edge_tl_prep_") if self.steps != "none" else None
 
     def _for(self, format: str) -> tuple[Any, dict[str, Any]]:
-        qmax = self._grids.get(format, 127)
+        qmax = self._grids.get(format, FULL_GRID)
         if qmax not in self._prepared:
-            grid = "" if qmax == 127 else f", weights on [-{qmax}, {qmax}] for {format}"
+            grid = "" if qmax == FULL_GRID else f", weights on [-{qmax}, {qmax}] for {format}"
             self._say(f"preparing weights for int8 ({self.steps}{grid})")
             self._prepared[qmax] = prepare_for_int8(self._model, self._spec, self._calibration, self.steps,
                                                     weight_qmax=qmax, say=self._say)

@@ -88,9 +88,8 @@ def scheme_of(quantization: QuantRecipe | None) -> str | None:
     """The scheme an ONNX int8 file was built with, from its card (``None``: not recorded, or not static int8)."""
     if quantization is None or quantization.weight_bits is None:
         return None
-    if quantization.weight_type == "uint8":
-        return "u8"
-    return "reduced" if quantization.weight_bits == 7 else "full"
+    key = (quantization.weight_type or "int8", quantization.weight_bits)  # older cards: int8 weights
+    return next((s.name for s in WEIGHT_SCHEMES.values() if (s.type, s.bits) == key), None)
 
 
 def _preprocess(src: Path, dst: Path) -> Path:
